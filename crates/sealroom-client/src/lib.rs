@@ -1,0 +1,2 @@
+//! The sealroom client library.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! RFC 9605 SFrame for sealroom.
+#![forbid(unsafe_code)]

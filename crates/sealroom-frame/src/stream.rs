@@ -1,0 +1,1 @@
+//! Framing of messages laid back to back on one QUIC stream.

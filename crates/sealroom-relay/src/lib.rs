@@ -1,0 +1,2 @@
+//! The sealroom relay node as a library.
+#![forbid(unsafe_code)]

@@ -1,0 +1,5 @@
+//! The `sealroom` command.
+
+fn main() {
+    println!("sealroom: work in progress");
+}
