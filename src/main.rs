@@ -1,5 +1,39 @@
-//! The `sealroom` command.
+//! The `sealroom` command: run a relay, mint tickets, run the demo and the load generator.
 
-fn main() {
-    println!("sealroom: work in progress");
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod relay_cmd;
+mod token;
+
+/// End-to-end encrypted real-time rooms over QUIC relays that never hold a key.
+#[derive(Debug, Parser)]
+#[command(name = "sealroom", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a relay node.
+    Relay(relay_cmd::RelayArgs),
+    /// Mint an entry ticket.
+    Token(token::TokenArgs),
+    /// Run members on an embedded relay and report what they exchanged.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Relay(args) => relay_cmd::run(args).await,
+            Command::Token(args) => token::run(args),
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
 }

@@ -190,11 +190,18 @@ impl Envelope {
     ///
     /// # Errors
     /// [`DecodeError::Oversize`] when `payload_len` exceeds [`MAX_PAYLOAD_LEN`].
-    pub fn encode_header<B: BufMut>(&self, payload_len: usize, buf: &mut B) -> Result<(), DecodeError> {
+    pub fn encode_header<B: BufMut>(
+        &self,
+        payload_len: usize,
+        buf: &mut B,
+    ) -> Result<(), DecodeError> {
         let len = u32::try_from(payload_len)
             .ok()
             .filter(|_| payload_len <= MAX_PAYLOAD_LEN)
-            .ok_or(DecodeError::Oversize { len: payload_len, max: MAX_PAYLOAD_LEN })?;
+            .ok_or(DecodeError::Oversize {
+                len: payload_len,
+                max: MAX_PAYLOAD_LEN,
+            })?;
         buf.put_slice(&self.metadata());
         buf.put_u32(len);
         Ok(())
@@ -204,7 +211,10 @@ impl Envelope {
     /// envelope and the declared payload length.
     pub fn decode_header(input: &[u8]) -> Result<(Self, usize), DecodeError> {
         let Some(header) = input.first_chunk::<{ Self::HEADER_LEN }>() else {
-            return Err(DecodeError::Truncated { needed: Self::HEADER_LEN, have: input.len() });
+            return Err(DecodeError::Truncated {
+                needed: Self::HEADER_LEN,
+                have: input.len(),
+            });
         };
         if header[0] != VERSION {
             return Err(DecodeError::UnknownVersion(header[0]));
@@ -214,12 +224,17 @@ impl Envelope {
         if header[3] != 0 {
             return Err(DecodeError::Reserved(header[3]));
         }
-        let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        let be32 = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&header[20..28]);
         let len = be32(28) as usize;
         if len > MAX_PAYLOAD_LEN {
-            return Err(DecodeError::Oversize { len, max: MAX_PAYLOAD_LEN });
+            return Err(DecodeError::Oversize {
+                len,
+                max: MAX_PAYLOAD_LEN,
+            });
         }
         let envelope = Self {
             kind,
@@ -240,7 +255,10 @@ impl<'a> FrameRef<'a> {
         let (envelope, len) = Envelope::decode_header(input)?;
         let body = &input[Envelope::HEADER_LEN..];
         let Some(payload) = body.get(..len) else {
-            return Err(DecodeError::Truncated { needed: Envelope::HEADER_LEN + len, have: input.len() });
+            return Err(DecodeError::Truncated {
+                needed: Envelope::HEADER_LEN + len,
+                have: input.len(),
+            });
         };
         if body.len() > len {
             return Err(DecodeError::TrailingBytes(body.len() - len));
@@ -255,7 +273,10 @@ impl Frame {
     pub fn decode(input: &Bytes) -> Result<Self, DecodeError> {
         let frame = FrameRef::decode(input)?;
         let payload = input.slice(Envelope::HEADER_LEN..Envelope::HEADER_LEN + frame.payload.len());
-        Ok(Self { envelope: frame.envelope, payload })
+        Ok(Self {
+            envelope: frame.envelope,
+            payload,
+        })
     }
 
     /// Length of the encoded frame.
