@@ -1,13 +1,19 @@
 //! Control messages exchanged on the control stream (the first bidirectional QUIC stream a
 //! client opens).
 //!
-//! Each message is encoded as one version byte followed by the message body; on the stream
-//! the messages are length-prefixed by [`crate::stream`]. Decoding is bounded by the frame
-//! length the deframer enforces.
+//! Each message is encoded as one version byte ([`CONTROL_VERSION`]) followed by the
+//! message body in the postcard format (variant index and integers as LEB128 varints,
+//! strings and lists with a varint length). On the stream the messages are length-prefixed
+//! by [`crate::stream`]. Decoding is bounded: the input may be at most [`MAX_CONTROL_LEN`]
+//! bytes, no list is preallocated beyond what the remaining input can hold, trailing bytes
+//! are refused and so is any body that is not the canonical encoding of what it decodes to
+//! (for example an over-long varint), so every message has exactly one encoding.
 
+use bytes::{BufMut, Bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{MediaKind, MemberId, TrackId};
+use crate::stream;
 
 /// The control message format version this crate speaks.
 pub const CONTROL_VERSION: u8 = 1;
@@ -213,4 +219,259 @@ pub enum ControlMessage {
         /// Suggested delay before reconnecting, in milliseconds.
         reconnect_after_ms: u32,
     },
+}
+
+/// Why a control message could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The input is empty: not even a version byte.
+    #[error("empty control message")]
+    Empty,
+    /// The version byte is not one this crate speaks.
+    #[error("unknown control message version {0}")]
+    UnknownVersion(u8),
+    /// The encoded message is longer than [`MAX_CONTROL_LEN`].
+    #[error("control message of {len} bytes exceeds the limit {max}")]
+    TooLarge {
+        /// Length of the encoded message (or of the input).
+        len: usize,
+        /// Limit in force.
+        max: usize,
+    },
+    /// The body does not decode as a control message (unknown variant, truncated, bad
+    /// varint, invalid UTF-8, out-of-range value).
+    #[error("malformed control message: {0}")]
+    Malformed(String),
+    /// Bytes follow a complete message.
+    #[error("{0} trailing bytes after the control message")]
+    TrailingBytes(usize),
+    /// The body decodes, but is not the canonical encoding of the message (an over-long
+    /// varint, for example).
+    #[error("control message is not canonically encoded")]
+    NonCanonical,
+}
+
+impl ErrorCode {
+    /// Every error code, in wire order.
+    pub const ALL: [Self; 19] = [
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::WrongRoom,
+        Self::UnknownApp,
+        Self::RoomFull,
+        Self::TooManyRooms,
+        Self::NotPermitted,
+        Self::FrameTooLarge,
+        Self::RateLimited,
+        Self::Replaced,
+        Self::Kicked,
+        Self::RoomDismissed,
+        Self::TicketExpired,
+        Self::ShuttingDown,
+        Self::SlowConsumer,
+        Self::ProtocolViolation,
+        Self::BadTicket,
+        Self::Internal,
+    ];
+
+    /// The QUIC application close code for this reason: its wire index plus one (0 is a
+    /// normal close).
+    pub const fn close_code(self) -> u32 {
+        self as u32 + 1
+    }
+
+    /// The reason a QUIC application close code stands for; `None` for 0 (normal close)
+    /// and for codes this version does not know.
+    pub fn from_close_code(code: u64) -> Option<Self> {
+        let index = usize::try_from(code.checked_sub(1)?).ok()?;
+        Self::ALL.get(index).copied()
+    }
+}
+
+impl ControlMessage {
+    /// Encode version byte and body into a new buffer.
+    ///
+    /// # Errors
+    /// [`ControlError::TooLarge`] when the encoding exceeds [`MAX_CONTROL_LEN`].
+    pub fn to_bytes(&self) -> Result<Bytes, ControlError> {
+        let mut out = Vec::with_capacity(64);
+        out.push(CONTROL_VERSION);
+        let out = postcard::to_extend(self, out)
+            .map_err(|err| ControlError::Malformed(err.to_string()))?;
+        if out.len() > MAX_CONTROL_LEN {
+            return Err(ControlError::TooLarge {
+                len: out.len(),
+                max: MAX_CONTROL_LEN,
+            });
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Length of the encoding (version byte and body).
+    ///
+    /// # Errors
+    /// [`ControlError::TooLarge`] when the encoding would exceed [`MAX_CONTROL_LEN`].
+    pub fn encoded_len(&self) -> Result<usize, ControlError> {
+        self.to_bytes().map(|bytes| bytes.len())
+    }
+
+    /// Encode version byte and body into `buf`. Nothing is written on error.
+    ///
+    /// # Errors
+    /// [`ControlError::TooLarge`] when the encoding exceeds [`MAX_CONTROL_LEN`].
+    pub fn encode(&self, buf: &mut impl BufMut) -> Result<(), ControlError> {
+        let bytes = self.to_bytes()?;
+        buf.put_slice(&bytes);
+        Ok(())
+    }
+
+    /// Encode the message with its stream length prefix ([`crate::stream::write_frame`]),
+    /// ready to be written to the control stream. Nothing is written on error.
+    ///
+    /// # Errors
+    /// [`ControlError::TooLarge`] when the encoding exceeds [`MAX_CONTROL_LEN`].
+    pub fn encode_framed(&self, buf: &mut impl BufMut) -> Result<(), ControlError> {
+        let bytes = self.to_bytes()?;
+        stream::write_frame(&bytes, buf);
+        Ok(())
+    }
+
+    /// Decode exactly one message (version byte and body) from `input`.
+    ///
+    /// # Errors
+    /// A [`ControlError`] naming the first problem found; never panics.
+    pub fn decode(input: &[u8]) -> Result<Self, ControlError> {
+        if input.len() > MAX_CONTROL_LEN {
+            return Err(ControlError::TooLarge {
+                len: input.len(),
+                max: MAX_CONTROL_LEN,
+            });
+        }
+        let Some((&version, body)) = input.split_first() else {
+            return Err(ControlError::Empty);
+        };
+        if version != CONTROL_VERSION {
+            return Err(ControlError::UnknownVersion(version));
+        }
+        let (message, rest) = postcard::take_from_bytes::<Self>(body)
+            .map_err(|err| ControlError::Malformed(err.to_string()))?;
+        if !rest.is_empty() {
+            return Err(ControlError::TrailingBytes(rest.len()));
+        }
+        // postcard accepts over-long varints; re-encoding pins every message to one
+        // encoding, so equal messages are equal bytes (what the fuzz target checks).
+        let canonical = postcard::to_extend(&message, Vec::with_capacity(body.len()))
+            .map_err(|err| ControlError::Malformed(err.to_string()))?;
+        if canonical != body {
+            return Err(ControlError::NonCanonical);
+        }
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join() -> ControlMessage {
+        ControlMessage::Join {
+            ticket: "header.claims.signature".into(),
+            client_name: "sealroom-test".into(),
+            client_version: "0.1.0".into(),
+            options: JoinOptions {
+                auto_subscribe: true,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_with_version_byte_first() {
+        let bytes = join().to_bytes().expect("encodes");
+        assert_eq!(bytes[0], CONTROL_VERSION);
+        assert_eq!(join().encoded_len(), Ok(bytes.len()));
+        assert_eq!(ControlMessage::decode(&bytes), Ok(join()));
+        let mut buf = Vec::new();
+        join().encode(&mut buf).expect("encodes");
+        assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn leave_is_two_bytes() {
+        // Version 1, variant index 11.
+        assert_eq!(
+            ControlMessage::Leave.to_bytes().as_deref(),
+            Ok(&[1u8, 11][..])
+        );
+    }
+
+    #[test]
+    fn refuses_empty_unknown_version_trailing_and_non_canonical() {
+        assert_eq!(ControlMessage::decode(&[]), Err(ControlError::Empty));
+        assert_eq!(
+            ControlMessage::decode(&[2, 11]),
+            Err(ControlError::UnknownVersion(2))
+        );
+        assert_eq!(
+            ControlMessage::decode(&[1, 11, 0]),
+            Err(ControlError::TrailingBytes(1))
+        );
+        // Variant 11 as an over-long two-byte varint.
+        assert_eq!(
+            ControlMessage::decode(&[1, 0x8b, 0x00]),
+            Err(ControlError::NonCanonical)
+        );
+        assert!(matches!(
+            ControlMessage::decode(&[1, 200]),
+            Err(ControlError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn size_is_bounded_both_ways() {
+        let big = ControlMessage::RefreshTicket {
+            ticket: "x".repeat(MAX_CONTROL_LEN),
+        };
+        assert!(matches!(big.to_bytes(), Err(ControlError::TooLarge { .. })));
+        let mut buf = Vec::new();
+        assert!(big.encode(&mut buf).is_err());
+        assert!(buf.is_empty(), "nothing written on error");
+        let input = vec![1u8; MAX_CONTROL_LEN + 1];
+        assert_eq!(
+            ControlMessage::decode(&input),
+            Err(ControlError::TooLarge {
+                len: MAX_CONTROL_LEN + 1,
+                max: MAX_CONTROL_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn framed_encoding_deframes_back() {
+        let mut wire = Vec::new();
+        join().encode_framed(&mut wire).expect("encodes");
+        ControlMessage::Leave
+            .encode_framed(&mut wire)
+            .expect("encodes");
+        let mut deframer = stream::Deframer::new(MAX_CONTROL_LEN);
+        deframer.push(Bytes::from(wire));
+        let first = deframer.next_frame().expect("valid").expect("frame");
+        let second = deframer.next_frame().expect("valid").expect("frame");
+        assert_eq!(ControlMessage::decode(&first), Ok(join()));
+        assert_eq!(ControlMessage::decode(&second), Ok(ControlMessage::Leave));
+    }
+
+    #[test]
+    fn close_codes_map_both_ways() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                ErrorCode::from_close_code(u64::from(code.close_code())),
+                Some(code)
+            );
+        }
+        assert_eq!(ErrorCode::BadSignature.close_code(), 1);
+        assert_eq!(ErrorCode::from_close_code(0), None);
+        assert_eq!(ErrorCode::from_close_code(20), None);
+        assert_eq!(ErrorCode::from_close_code(u64::MAX), None);
+    }
 }

@@ -208,8 +208,24 @@ impl Envelope {
     }
 
     /// Decode a header from the first [`Self::HEADER_LEN`] bytes of `input`; returns the
-    /// envelope and the declared payload length.
+    /// envelope and the declared payload length (at most [`MAX_PAYLOAD_LEN`]).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
     pub fn decode_header(input: &[u8]) -> Result<(Self, usize), DecodeError> {
+        Self::decode_header_with_limit(input, MAX_PAYLOAD_LEN)
+    }
+
+    /// [`decode_header`](Self::decode_header) refusing a declared payload longer than
+    /// `max_payload` (or [`MAX_PAYLOAD_LEN`], whichever is smaller).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
+    pub fn decode_header_with_limit(
+        input: &[u8],
+        max_payload: usize,
+    ) -> Result<(Self, usize), DecodeError> {
+        let max = max_payload.min(MAX_PAYLOAD_LEN);
         let Some(header) = input.first_chunk::<{ Self::HEADER_LEN }>() else {
             return Err(DecodeError::Truncated {
                 needed: Self::HEADER_LEN,
@@ -230,11 +246,8 @@ impl Envelope {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&header[20..28]);
         let len = be32(28) as usize;
-        if len > MAX_PAYLOAD_LEN {
-            return Err(DecodeError::Oversize {
-                len,
-                max: MAX_PAYLOAD_LEN,
-            });
+        if len > max {
+            return Err(DecodeError::Oversize { len, max });
         }
         let envelope = Self {
             kind,
@@ -251,9 +264,20 @@ impl Envelope {
 
 impl<'a> FrameRef<'a> {
     /// Decode one whole frame; `input` must hold exactly the header and the payload.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
     pub fn decode(input: &'a [u8]) -> Result<Self, DecodeError> {
-        let (envelope, len) = Envelope::decode_header(input)?;
-        let body = &input[Envelope::HEADER_LEN..];
+        Self::decode_with_limit(input, MAX_PAYLOAD_LEN)
+    }
+
+    /// [`decode`](Self::decode) refusing a payload longer than `max_payload`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
+    pub fn decode_with_limit(input: &'a [u8], max_payload: usize) -> Result<Self, DecodeError> {
+        let (envelope, len) = Envelope::decode_header_with_limit(input, max_payload)?;
+        let body = input.get(Envelope::HEADER_LEN..).unwrap_or_default();
         let Some(payload) = body.get(..len) else {
             return Err(DecodeError::Truncated {
                 needed: Envelope::HEADER_LEN + len,
@@ -270,8 +294,19 @@ impl<'a> FrameRef<'a> {
 impl Frame {
     /// Decode one whole frame from `input`; the payload is a slice of `input` (no copy, no
     /// allocation).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
     pub fn decode(input: &Bytes) -> Result<Self, DecodeError> {
-        let frame = FrameRef::decode(input)?;
+        Self::decode_with_limit(input, MAX_PAYLOAD_LEN)
+    }
+
+    /// [`decode`](Self::decode) refusing a payload longer than `max_payload`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first problem found; never panics.
+    pub fn decode_with_limit(input: &Bytes, max_payload: usize) -> Result<Self, DecodeError> {
+        let frame = FrameRef::decode_with_limit(input, max_payload)?;
         let payload = input.slice(Envelope::HEADER_LEN..Envelope::HEADER_LEN + frame.payload.len());
         Ok(Self {
             envelope: frame.envelope,

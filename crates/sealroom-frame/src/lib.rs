@@ -21,5 +21,6 @@ pub mod envelope;
 pub mod sframe;
 pub mod stream;
 
-pub use control::{ControlMessage, ErrorCode, LeaveReason};
+pub use control::{ControlError, ControlMessage, ErrorCode, LeaveReason};
 pub use envelope::{DecodeError, Envelope, Flags, Frame, FrameRef, MediaKind, MemberId, TrackId};
+pub use stream::{DeframeError, Deframer, write_frame, write_len_prefix};
