@@ -455,7 +455,7 @@ mod tests {
         let chunk = Bytes::from(wire);
         let range = chunk.as_ptr_range();
         let mut d = Deframer::new(100);
-        d.push(chunk.clone());
+        d.push(chunk);
         for _ in 0..2 {
             let frame = d.next_frame().expect("valid").expect("whole frame");
             assert!(range.contains(&frame.as_ptr()));
