@@ -385,6 +385,171 @@ mod tests {
         }
     }
 
+    /// One message of every variant, with fields at their edges.
+    fn every_variant() -> Vec<ControlMessage> {
+        let member = |member, user: &str| MemberInfo {
+            member,
+            user: user.into(),
+            tracks: vec![
+                TrackInfo {
+                    track: 0,
+                    kind: MediaKind::Audio,
+                },
+                TrackInfo {
+                    track: u32::MAX,
+                    kind: MediaKind::Data,
+                },
+            ],
+        };
+        vec![
+            join(),
+            ControlMessage::Join {
+                ticket: String::new(),
+                client_name: String::new(),
+                client_version: "ünïcode ✓".into(),
+                options: JoinOptions::default(),
+            },
+            ControlMessage::Joined {
+                member: u32::MAX,
+                roster: vec![member(0, ""), member(u32::MAX, "user-1")],
+                limits: SessionLimits {
+                    max_frame_len: u32::MAX,
+                    data_messages_per_sec: 0,
+                    data_bytes_per_sec: 1,
+                    ticket_expires_in_secs: u64::MAX,
+                },
+            },
+            ControlMessage::Joined {
+                member: 0,
+                roster: Vec::new(),
+                limits: SessionLimits {
+                    max_frame_len: 0,
+                    data_messages_per_sec: u32::MAX,
+                    data_bytes_per_sec: u32::MAX,
+                    ticket_expires_in_secs: 0,
+                },
+            },
+            ControlMessage::MemberJoined(member(5, "alice")),
+            ControlMessage::MemberLeft {
+                member: 1,
+                reason: LeaveReason::Replaced,
+            },
+            ControlMessage::MemberLeft {
+                member: u32::MAX,
+                reason: LeaveReason::ShuttingDown,
+            },
+            ControlMessage::TrackPublished {
+                member: 0,
+                track: TrackInfo {
+                    track: 9,
+                    kind: MediaKind::Video,
+                },
+            },
+            ControlMessage::TrackUnpublished {
+                member: u32::MAX,
+                track: u32::MAX,
+            },
+            ControlMessage::Subscribe {
+                member: 128,
+                track: 127,
+            },
+            ControlMessage::Unsubscribe {
+                member: 16_384,
+                track: 16_383,
+            },
+            ControlMessage::KeyframeRequest {
+                member: 2,
+                track: 0,
+            },
+            ControlMessage::RefreshTicket {
+                ticket: "t".repeat(300),
+            },
+            ControlMessage::TicketRefreshed {
+                expires_in_secs: u64::MAX,
+            },
+            ControlMessage::Leave,
+            ControlMessage::Error {
+                code: ErrorCode::Internal,
+                message: "relay overloaded".into(),
+            },
+            ControlMessage::Error {
+                code: ErrorCode::BadSignature,
+                message: String::new(),
+            },
+            ControlMessage::GoAway {
+                code: ErrorCode::ShuttingDown,
+                reconnect_after_ms: u32::MAX,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        for message in every_variant() {
+            let bytes = message.to_bytes().expect("encodes");
+            assert_eq!(ControlMessage::decode(&bytes).as_ref(), Ok(&message));
+        }
+        for code in ErrorCode::ALL {
+            let message = ControlMessage::Error {
+                code,
+                message: "m".into(),
+            };
+            let bytes = message.to_bytes().expect("encodes");
+            assert_eq!(ControlMessage::decode(&bytes), Ok(message));
+        }
+    }
+
+    #[test]
+    fn truncation_at_every_offset_and_any_trailing_byte_are_refused() {
+        for message in every_variant() {
+            let bytes = message.to_bytes().expect("encodes");
+            assert_eq!(
+                ControlMessage::decode(&bytes[..0]),
+                Err(ControlError::Empty)
+            );
+            for end in 1..bytes.len() {
+                assert!(
+                    matches!(
+                        ControlMessage::decode(&bytes[..end]),
+                        Err(ControlError::Malformed(_))
+                    ),
+                    "{message:?} cut at {end}"
+                );
+            }
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert_eq!(
+                ControlMessage::decode(&longer),
+                Err(ControlError::TrailingBytes(1))
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_variant_kind_and_code_are_malformed() {
+        let malformed = |input: &[u8]| {
+            matches!(
+                ControlMessage::decode(input),
+                Err(ControlError::Malformed(_))
+            )
+        };
+        // Variant index 15 (one past GoAway).
+        assert!(malformed(&[1, 15]));
+        // TrackPublished { member 0, track 9, kind 3 }.
+        assert!(malformed(&[1, 4, 0, 9, 3]));
+        assert!(!malformed(&[1, 4, 0, 9, 2]));
+        // Error { code 19 }.
+        assert!(malformed(&[1, 12, 19, 0]));
+        assert!(!malformed(&[1, 12, 18, 0]));
+        // A bool that is neither 0 nor 1.
+        assert!(malformed(&[1, 0, 0, 0, 0, 2]));
+        assert!(!malformed(&[1, 0, 0, 0, 0, 1]));
+        // Invalid UTF-8 in a string.
+        assert!(malformed(&[1, 9, 1, 0xff]));
+        // A list length larger than the input, which must not be preallocated.
+        assert!(malformed(&[1, 3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]));
+    }
+
     #[test]
     fn round_trip_with_version_byte_first() {
         let bytes = join().to_bytes().expect("encodes");

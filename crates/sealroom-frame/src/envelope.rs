@@ -329,3 +329,255 @@ impl Frame {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of docs/PROTOCOL.md: a video keyframe from member 7, track 2, group 42.
+    const EXAMPLE: [u8; 36] = [
+        0x01, 0x01, 0x01, 0x00, // version, kind video, flags group start, reserved
+        0x00, 0x00, 0x00, 0x07, // sender
+        0x00, 0x00, 0x00, 0x02, // track
+        0x00, 0x00, 0x00, 0x2a, // group
+        0x00, 0x00, 0x00, 0x00, // seq
+        0x00, 0x06, 0x0a, 0x24, 0x18, 0x1e, 0x40, 0x00, // timestamp_us
+        0x00, 0x00, 0x00, 0x04, // payload length
+        0xde, 0xad, 0xbe, 0xef, // payload
+    ];
+
+    fn example() -> Frame {
+        Frame {
+            envelope: Envelope {
+                kind: MediaKind::Video,
+                flags: Flags::GROUP_START,
+                sender: 7,
+                track: 2,
+                group: 42,
+                seq: 0,
+                timestamp_us: 1_700_000_000_000_000,
+            },
+            payload: Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]),
+        }
+    }
+
+    fn encode(frame: &Frame) -> Bytes {
+        let mut out = Vec::new();
+        frame.encode(&mut out).expect("encodable");
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn example_matches_the_protocol_document() {
+        assert_eq!(&encode(&example())[..], &EXAMPLE[..]);
+        assert_eq!(Frame::decode(&Bytes::from_static(&EXAMPLE)), Ok(example()));
+        assert_eq!(example().encoded_len(), EXAMPLE.len());
+    }
+
+    #[test]
+    fn metadata_is_the_header_without_the_length() {
+        let frame = example();
+        assert_eq!(
+            &frame.envelope.metadata()[..],
+            &EXAMPLE[..Envelope::METADATA_LEN]
+        );
+        // Same envelope, other payload length: same metadata.
+        let mut other = Vec::new();
+        frame
+            .envelope
+            .encode_header(1000, &mut other)
+            .expect("encodable");
+        assert_eq!(
+            &other[..Envelope::METADATA_LEN],
+            &frame.envelope.metadata()[..]
+        );
+        assert_eq!(&other[Envelope::METADATA_LEN..], &1000u32.to_be_bytes()[..]);
+    }
+
+    #[test]
+    fn every_field_round_trips_at_its_edges() {
+        let kinds = [MediaKind::Audio, MediaKind::Video, MediaKind::Data];
+        for kind in kinds {
+            for bits in 0..=Flags::KNOWN {
+                for edge in [0u32, 1, u32::MAX] {
+                    for timestamp_us in [0u64, 1, u64::MAX] {
+                        let envelope = Envelope {
+                            kind,
+                            flags: Flags::from_bits(bits).expect("known bits"),
+                            sender: edge,
+                            track: edge.rotate_left(8),
+                            group: !edge,
+                            seq: edge,
+                            timestamp_us,
+                        };
+                        for payload in [&[][..], &[0u8][..], &[0xffu8; 33][..]] {
+                            let frame = Frame {
+                                envelope,
+                                payload: Bytes::copy_from_slice(payload),
+                            };
+                            let wire = encode(&frame);
+                            assert_eq!(wire.len(), Envelope::HEADER_LEN + payload.len());
+                            assert_eq!(Frame::decode(&wire).as_ref(), Ok(&frame));
+                            assert_eq!(FrameRef::decode(&wire), Ok(FrameRef { envelope, payload }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn largest_payload_round_trips() {
+        let frame = Frame {
+            payload: Bytes::from(vec![0x5a; MAX_PAYLOAD_LEN]),
+            ..example()
+        };
+        let wire = encode(&frame);
+        assert_eq!(Frame::decode(&wire), Ok(frame));
+    }
+
+    #[test]
+    fn truncation_at_every_offset_is_an_error() {
+        for have in 0..EXAMPLE.len() {
+            let needed = if have < Envelope::HEADER_LEN {
+                Envelope::HEADER_LEN
+            } else {
+                EXAMPLE.len()
+            };
+            let expected = DecodeError::Truncated { needed, have };
+            assert_eq!(
+                FrameRef::decode(&EXAMPLE[..have]),
+                Err(expected),
+                "at {have}"
+            );
+            assert_eq!(
+                Frame::decode(&Bytes::copy_from_slice(&EXAMPLE[..have])),
+                Err(expected),
+                "at {have}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut wire = EXAMPLE.to_vec();
+        wire.push(0);
+        assert_eq!(FrameRef::decode(&wire), Err(DecodeError::TrailingBytes(1)));
+        wire.extend_from_slice(&[0; 9]);
+        assert_eq!(FrameRef::decode(&wire), Err(DecodeError::TrailingBytes(10)));
+    }
+
+    fn with(at: usize, value: u8) -> [u8; 36] {
+        let mut wire = EXAMPLE;
+        wire[at] = value;
+        wire
+    }
+
+    #[test]
+    fn unknown_version_kind_flags_and_reserved_are_refused() {
+        for version in [0u8, 2, 0xff] {
+            assert_eq!(
+                FrameRef::decode(&with(0, version)),
+                Err(DecodeError::UnknownVersion(version))
+            );
+        }
+        for kind in 3..=u8::MAX {
+            assert_eq!(
+                FrameRef::decode(&with(1, kind)),
+                Err(DecodeError::UnknownKind(kind))
+            );
+        }
+        for bit in 4..8 {
+            let flags = 1u8 << bit;
+            assert_eq!(
+                FrameRef::decode(&with(2, flags)),
+                Err(DecodeError::UnknownFlags(flags))
+            );
+        }
+        for reserved in [1u8, 0x80, 0xff] {
+            assert_eq!(
+                FrameRef::decode(&with(3, reserved)),
+                Err(DecodeError::Reserved(reserved))
+            );
+        }
+    }
+
+    #[test]
+    fn oversize_is_refused_from_the_header_alone() {
+        let header = |len: u32| {
+            let mut wire = EXAMPLE[..Envelope::HEADER_LEN].to_vec();
+            wire[28..].copy_from_slice(&len.to_be_bytes());
+            wire
+        };
+        let too_long = u32::try_from(MAX_PAYLOAD_LEN + 1).expect("fits");
+        for len in [too_long, u32::MAX] {
+            assert_eq!(
+                FrameRef::decode(&header(len)),
+                Err(DecodeError::Oversize {
+                    len: len as usize,
+                    max: MAX_PAYLOAD_LEN
+                })
+            );
+        }
+        // A caller's tighter limit: the limit itself passes (then needs the payload), one
+        // more byte is refused before any payload arrives.
+        assert_eq!(
+            FrameRef::decode_with_limit(&header(1200), 1200),
+            Err(DecodeError::Truncated {
+                needed: Envelope::HEADER_LEN + 1200,
+                have: Envelope::HEADER_LEN
+            })
+        );
+        assert_eq!(
+            FrameRef::decode_with_limit(&header(1201), 1200),
+            Err(DecodeError::Oversize {
+                len: 1201,
+                max: 1200
+            })
+        );
+        // A limit above the format's maximum does not lift it.
+        assert_eq!(
+            Envelope::decode_header_with_limit(&header(too_long), usize::MAX),
+            Err(DecodeError::Oversize {
+                len: MAX_PAYLOAD_LEN + 1,
+                max: MAX_PAYLOAD_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn encoding_an_oversize_payload_writes_nothing() {
+        let mut out = Vec::new();
+        assert_eq!(
+            example()
+                .envelope
+                .encode_header(MAX_PAYLOAD_LEN + 1, &mut out),
+            Err(DecodeError::Oversize {
+                len: MAX_PAYLOAD_LEN + 1,
+                max: MAX_PAYLOAD_LEN
+            })
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn decoded_payload_shares_the_input() {
+        let wire = encode(&example());
+        let frame = Frame::decode(&wire).expect("valid");
+        assert_eq!(
+            frame.payload.as_ptr(),
+            wire[Envelope::HEADER_LEN..].as_ptr()
+        );
+    }
+
+    #[test]
+    fn flags_compose() {
+        let flags = Flags::GROUP_START | Flags::END_OF_GROUP;
+        assert!(flags.contains(Flags::GROUP_START));
+        assert!(flags.contains(Flags::END_OF_GROUP));
+        assert!(!flags.contains(Flags::DISCARDABLE));
+        assert_eq!(flags.bits(), 0b101);
+        assert_eq!(Flags::from_bits(0b101), Ok(flags));
+        assert!(Flags::empty().contains(Flags::empty()));
+    }
+}
