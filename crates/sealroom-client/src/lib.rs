@@ -1,2 +1,67 @@
-//! The sealroom client library.
+//! The sealroom client: join end-to-end encrypted rooms through a relay, publish audio,
+//! video and data sealed with RFC 9605 SFrame, and receive every other member's frames
+//! opened and verified.
+//!
+//! The relay forwards sealed frames it cannot read. Keys come from a room secret the
+//! application distributes to its members; the relay never sees it.
+//!
+//! ```no_run
+//! use sealroom_client::{Client, ClientConfig, Event, RoomSecret, Trust};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let client = Client::new(ClientConfig::new(Trust::pinned_hex("3b1f…")?))?;
+//! let ticket = String::from("eyJ…"); // minted by the app's backend
+//! let secret = RoomSecret::new(*b"a secret only the members hold.."); // distributed by the app
+//! let (room, mut events) = client
+//!     .join("127.0.0.1:4433".parse()?, "localhost", ticket, secret)
+//!     .await?;
+//!
+//! let chat = room.publish_data(1).await?;
+//! chat.send("hello, room").await?;
+//!
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Frame(frame) => println!("{}: {:?}", frame.sender, frame.payload),
+//!         Event::MemberJoined(member) => println!("{} joined", member.user),
+//!         Event::Disconnected(reason) => println!("session over: {reason}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Transport: one QUIC connection per room (ALPN `sealroom/1`), control messages on the
+//! first bidirectional stream, audio on datagrams, video on one stream per group, reliable
+//! data on one stream per track (see `docs/PROTOCOL.md`). Every internal queue is bounded
+//! by [`ClientConfig`].
+
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod event;
+mod keys;
+mod link;
+mod room;
+mod session;
+mod stats;
+mod ticket;
+mod tls;
+mod track;
+
+pub use config::{ClientConfig, PinParseError, Trust};
+pub use error::{ClientError, JoinError, PublishError};
+pub use event::{DisconnectReason, Event, Events, Member, ReceivedFrame, UnopenedFrame};
+pub use keys::{OpenFailure, RoomSecret};
+pub use room::{Client, DangerousRoom, Room};
+pub use stats::RoomStats;
+pub use ticket::{
+    FnTicketSource, TicketFuture, TicketReason, TicketRequest, TicketSource, TicketSourceError,
+    ticket_fn,
+};
+pub use tls::{ALPN, TlsSetupError, cert_sha256};
+pub use track::{AudioTrack, DataTrack, VideoTrack};
+
+pub use sealroom_frame::control::{ErrorCode, LeaveReason, SessionLimits, TrackInfo};
+pub use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};

@@ -1,0 +1,219 @@
+//! Client configuration: how to trust the relay and the bounds of every internal queue.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How the client decides that it is talking to the right relay.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Accept exactly the relay certificate whose DER encoding has this SHA-256 hash.
+    ///
+    /// For development relays with self-signed certificates: `sealroom relay` prints the
+    /// hash. The server name is not checked; the pin is the whole identity.
+    Pinned([u8; 32]),
+    /// Verify the relay certificate chain against the operating system's trust store and
+    /// the server name given to [`Client::join`](crate::Client::join).
+    SystemRoots,
+}
+
+impl Trust {
+    /// A pin given as 64 hexadecimal digits (the form `sealroom relay` prints).
+    ///
+    /// # Errors
+    /// [`PinParseError`] when the text is not exactly 32 bytes of hex.
+    pub fn pinned_hex(hex_digits: &str) -> Result<Self, PinParseError> {
+        let digits: String = hex_digits
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' '))
+            .collect();
+        let mut pin = [0u8; 32];
+        hex::decode_to_slice(digits, &mut pin).map_err(|_| PinParseError)?;
+        Ok(Self::Pinned(pin))
+    }
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pinned(pin) => write!(f, "Pinned({})", hex::encode(pin)),
+            Self::SystemRoots => f.write_str("SystemRoots"),
+        }
+    }
+}
+
+/// The text given as a certificate pin is not 64 hexadecimal digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a certificate pin is 64 hexadecimal digits (the SHA-256 of the certificate)")]
+pub struct PinParseError;
+
+/// Everything a [`Client`](crate::Client) needs to know before it connects.
+///
+/// Every queue the client keeps is bounded, and the bounds are here. Setters chain:
+///
+/// ```
+/// use sealroom_client::{ClientConfig, Trust};
+///
+/// let config = ClientConfig::new(Trust::SystemRoots)
+///     .event_queue(1024)
+///     .media_queue(64);
+/// assert_eq!(config.event_queue_len(), 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) trust: Trust,
+    pub(crate) bind: SocketAddr,
+    pub(crate) event_queue: usize,
+    pub(crate) media_queue: usize,
+    pub(crate) data_queue: usize,
+    pub(crate) control_queue: usize,
+    pub(crate) max_frame_len: usize,
+    pub(crate) max_incoming_streams: u32,
+    pub(crate) max_roster: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) leave_timeout: Duration,
+    pub(crate) client_name: String,
+}
+
+impl ClientConfig {
+    /// A configuration with the given trust and default bounds.
+    pub fn new(trust: Trust) -> Self {
+        Self {
+            trust,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            event_queue: 4096,
+            media_queue: 256,
+            data_queue: 1024,
+            control_queue: 64,
+            max_frame_len: 256 * 1024,
+            max_incoming_streams: 1024,
+            max_roster: 1024,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            leave_timeout: Duration::from_secs(2),
+            client_name: String::from("sealroom-client"),
+        }
+    }
+
+    /// Local UDP address to bind (default `0.0.0.0:0`; use `[::]:0` for IPv6 relays).
+    #[must_use]
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Events buffered for the application before the client applies backpressure
+    /// (streams) or drops and counts (datagrams). Default 4096.
+    #[must_use]
+    pub fn event_queue(mut self, len: usize) -> Self {
+        self.event_queue = len.max(1);
+        self
+    }
+
+    /// Audio and video frames buffered per track before `send` reports
+    /// [`PublishError::QueueFull`](crate::PublishError::QueueFull). Default 256.
+    #[must_use]
+    pub fn media_queue(mut self, len: usize) -> Self {
+        self.media_queue = len.max(1);
+        self
+    }
+
+    /// Data messages buffered per track; reliable sends wait for room. Default 1024.
+    #[must_use]
+    pub fn data_queue(mut self, len: usize) -> Self {
+        self.data_queue = len.max(1);
+        self
+    }
+
+    /// Control messages buffered towards the relay. Default 64.
+    #[must_use]
+    pub fn control_queue(mut self, len: usize) -> Self {
+        self.control_queue = len.max(1);
+        self
+    }
+
+    /// Largest encoded frame (envelope and sealed payload) the client accepts from the
+    /// relay; the smaller of this and the relay's announced limit applies. Default 256 KiB.
+    #[must_use]
+    pub fn max_frame_len(mut self, len: usize) -> Self {
+        self.max_frame_len = len;
+        self
+    }
+
+    /// Incoming unidirectional streams open at once (video groups, data tracks, large
+    /// audio frames of all members). Default 1024.
+    #[must_use]
+    pub fn max_incoming_streams(mut self, count: u32) -> Self {
+        self.max_incoming_streams = count;
+        self
+    }
+
+    /// Members the client tracks in its roster; announcements beyond it are ignored.
+    /// Default 1024.
+    #[must_use]
+    pub fn max_roster(mut self, len: usize) -> Self {
+        self.max_roster = len;
+        self
+    }
+
+    /// QUIC keep-alive interval. Default 5 s.
+    #[must_use]
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Silence after which the connection counts as lost. Default 30 s.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long [`Room::leave`](crate::Room::leave) waits for the relay to close the
+    /// connection before closing it itself. Default 2 s.
+    #[must_use]
+    pub fn leave_timeout(mut self, timeout: Duration) -> Self {
+        self.leave_timeout = timeout;
+        self
+    }
+
+    /// The client software name sent with the join (for the relay's logs).
+    #[must_use]
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = name.into();
+        self
+    }
+
+    /// The configured trust.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The configured event queue length.
+    pub fn event_queue_len(&self) -> usize {
+        self.event_queue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_parses_from_hex_with_separators() {
+        let text = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:\
+                    00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
+        let Ok(Trust::Pinned(pin)) = Trust::pinned_hex(text) else {
+            panic!("pin did not parse");
+        };
+        assert_eq!(pin[1], 0x11);
+        assert_eq!(pin[31], 0xff);
+    }
+
+    #[test]
+    fn pin_of_wrong_length_is_refused() {
+        assert_eq!(Trust::pinned_hex("abcd"), Err(PinParseError));
+        assert_eq!(Trust::pinned_hex(&"zz".repeat(32)), Err(PinParseError));
+    }
+}

@@ -1,0 +1,197 @@
+//! What a room tells the application: roster changes, opened frames, frames that could not
+//! be opened, requests and the end of the session.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use sealroom_frame::control::{ErrorCode, LeaveReason, TrackInfo};
+use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
+use tokio::sync::mpsc;
+
+use crate::keys::OpenFailure;
+
+/// A member of the room as the client knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Relay-assigned id, the `sender` of this member's envelopes.
+    pub id: MemberId,
+    /// The user id from the member's ticket.
+    pub user: String,
+    /// Tracks the member publishes.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// A frame another member published, opened and verified.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedFrame {
+    /// The sending member (checked by the relay against its connection and by SFrame
+    /// against the sender's key).
+    pub sender: MemberId,
+    /// The sender's track.
+    pub track: TrackId,
+    /// Audio, video or data.
+    pub kind: MediaKind,
+    /// The authenticated envelope (group, sequence, flags, capture time).
+    pub envelope: Envelope,
+    /// The plaintext the sender published.
+    pub payload: Bytes,
+}
+
+impl fmt::Debug for ReceivedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceivedFrame")
+            .field("sender", &self.sender)
+            .field("track", &self.track)
+            .field("kind", &self.kind)
+            .field("envelope", &self.envelope)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// A frame that arrived but could not be opened; the room keeps working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnopenedFrame {
+    /// The sender its envelope names.
+    pub sender: MemberId,
+    /// The envelope as received (not authenticated).
+    pub envelope: Envelope,
+    /// Why it could not be opened.
+    pub reason: OpenFailure,
+}
+
+/// Why a room session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The application called [`Room::leave`](crate::Room::leave).
+    Left,
+    /// The relay ended the session with a typed reason (for example
+    /// [`ErrorCode::Replaced`] when the same user joined again elsewhere).
+    Relay {
+        /// The reason.
+        code: ErrorCode,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// The relay closed the connection without a reason.
+    Closed,
+    /// The connection was lost (timeout, reset, network change).
+    ConnectionLost {
+        /// What the transport reported.
+        detail: String,
+    },
+    /// The relay broke the protocol (for example an undecodable control message).
+    Protocol {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl DisconnectReason {
+    /// The relay's typed reason, if it gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Relay { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Left => f.write_str("left the room"),
+            Self::Relay { code, message } => {
+                write!(f, "relay ended the session: {code:?}: {message}")
+            }
+            Self::Closed => f.write_str("relay closed the connection"),
+            Self::ConnectionLost { detail } => write!(f, "connection lost: {detail}"),
+            Self::Protocol { detail } => write!(f, "protocol violation by the relay: {detail}"),
+        }
+    }
+}
+
+/// Something that happened in the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member entered the room.
+    MemberJoined(Member),
+    /// A member left the room.
+    MemberLeft {
+        /// Its id (no longer valid).
+        member: MemberId,
+        /// Its user id, if the client knew the member.
+        user: Option<String>,
+        /// Why it left.
+        reason: LeaveReason,
+    },
+    /// A member started publishing a track.
+    TrackPublished {
+        /// The publisher.
+        member: MemberId,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A member stopped publishing a track.
+    TrackUnpublished {
+        /// The publisher.
+        member: MemberId,
+        /// The track id.
+        track: TrackId,
+    },
+    /// A frame from another member, opened and verified.
+    Frame(ReceivedFrame),
+    /// A frame that could not be opened.
+    CouldNotOpen(UnopenedFrame),
+    /// A member asks for a keyframe on one of this client's video tracks.
+    KeyframeRequested {
+        /// The video track.
+        track: TrackId,
+        /// Who asked.
+        by: MemberId,
+    },
+    /// The relay refused something but the session continues (for example publishing
+    /// without the grant: [`ErrorCode::NotPermitted`]).
+    Refused {
+        /// The reason.
+        code: ErrorCode,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// The session ended; no events follow.
+    Disconnected(DisconnectReason),
+}
+
+/// The stream of a room's [`Event`]s.
+///
+/// Drain it: it is bounded by [`ClientConfig::event_queue`](crate::ClientConfig::event_queue),
+/// and when it is full the client stops reading streams from the relay and drops (and
+/// counts) datagram frames. It ends after [`Event::Disconnected`].
+#[derive(Debug)]
+pub struct Events {
+    pub(crate) rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, or `None` after the session ended and every event was taken.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}

@@ -1,0 +1,533 @@
+//! One QUIC connection of a room session and the tasks that drive it: the control stream
+//! in both directions, incoming datagrams and incoming media streams.
+//!
+//! Everything here is per connection; what must outlive a connection (keys, the published
+//! tracks, the event queue, the control queue) lives in [`Shared`] so that a reconnect can
+//! start a new link without the application noticing more than an event.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use quinn::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
+use sealroom_frame::control::{ControlMessage, ErrorCode};
+use sealroom_frame::envelope::{Envelope, Frame, MemberId};
+use sealroom_frame::stream::{Deframer, write_len_prefix};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::task::JoinSet;
+
+use crate::error::PublishError;
+use crate::event::{DisconnectReason, Event, ReceivedFrame, UnopenedFrame};
+use crate::room::Shared;
+use crate::session::Outcome;
+use crate::stats::bump;
+
+/// First byte of a unidirectional media stream.
+pub(crate) const MEDIA_STREAM: u8 = 0x01;
+
+/// Stream error code: the stream is not something this client understands.
+const STREAM_REFUSED: u32 = 1;
+
+/// Stream error code: a newer video group superseded this one.
+pub(crate) const STREAM_STALE: u32 = 2;
+
+/// Largest chunk read from a stream at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The connection a room session currently runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub(crate) conn: Connection,
+    /// The member id the relay assigned on this connection.
+    pub(crate) member: MemberId,
+    /// Largest encoded frame accepted in both directions.
+    pub(crate) max_frame_len: usize,
+}
+
+/// Where a room session stands.
+#[derive(Debug, Clone)]
+pub(crate) enum LinkState {
+    /// Joined on this connection.
+    Up(Link),
+    /// The session is over.
+    Ended,
+}
+
+impl Link {
+    /// Whether an encoded frame of `len` bytes fits one datagram now.
+    pub(crate) fn fits_datagram(&self, len: usize) -> bool {
+        self.conn.max_datagram_size().is_some_and(|max| len <= max)
+    }
+
+    /// Send one encoded frame as a datagram.
+    pub(crate) fn send_datagram(&self, shared: &Shared, frame: Bytes) -> Result<(), PublishError> {
+        let len = frame.len();
+        match self.conn.send_datagram(frame) {
+            Ok(()) => {
+                shared.stats.sent(len, true);
+                Ok(())
+            }
+            Err(quinn::SendDatagramError::TooLarge) => {
+                bump(&shared.stats.frames_not_sent);
+                Err(PublishError::TooLarge {
+                    len,
+                    max: self.conn.max_datagram_size().unwrap_or(0),
+                })
+            }
+            Err(_) => {
+                bump(&shared.stats.frames_not_sent);
+                Err(PublishError::Closed)
+            }
+        }
+    }
+
+    /// Open a media stream with `priority`, send one frame on it and finish it.
+    pub(crate) async fn send_on_new_stream(
+        &self,
+        shared: &Shared,
+        frame: Bytes,
+        priority: i32,
+    ) -> Result<(), PublishError> {
+        let sent = async {
+            let mut stream = self.open_media_stream(priority).await?;
+            write_frame(&mut stream, &frame).await?;
+            stream.finish().ok()
+        }
+        .await;
+        if sent.is_some() {
+            shared.stats.sent(frame.len(), false);
+            Ok(())
+        } else {
+            bump(&shared.stats.frames_not_sent);
+            Err(PublishError::Closed)
+        }
+    }
+
+    /// Open a unidirectional media stream and write its type byte.
+    pub(crate) async fn open_media_stream(&self, priority: i32) -> Option<SendStream> {
+        let mut stream = self.conn.open_uni().await.ok()?;
+        stream.set_priority(priority).ok()?;
+        stream.write_all(&[MEDIA_STREAM]).await.ok()?;
+        Some(stream)
+    }
+}
+
+/// Write one encoded frame with its length prefix.
+pub(crate) async fn write_frame(stream: &mut SendStream, frame: &Bytes) -> Option<()> {
+    let mut prefix = BytesMut::with_capacity(8);
+    write_len_prefix(frame.len(), &mut prefix);
+    let mut chunks = [prefix.freeze(), frame.clone()];
+    stream.write_all_chunks(&mut chunks).await.ok()
+}
+
+/// Why a control message could not be read.
+#[derive(Debug)]
+pub(crate) enum ReadControlError {
+    /// The stream failed (reset or connection lost).
+    Stream,
+    /// The relay sent bytes that are not a control message.
+    Malformed(String),
+}
+
+/// Read the next control message; `Ok(None)` when the relay finished the stream.
+pub(crate) async fn read_control(
+    recv: &mut RecvStream,
+    deframer: &mut Deframer,
+) -> Result<Option<ControlMessage>, ReadControlError> {
+    loop {
+        match deframer.next_frame() {
+            Ok(Some(bytes)) => {
+                return ControlMessage::decode(&bytes)
+                    .map(Some)
+                    .map_err(|err| ReadControlError::Malformed(err.to_string()));
+            }
+            Ok(None) => {}
+            Err(err) => return Err(ReadControlError::Malformed(err.to_string())),
+        }
+        match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => deframer.push(chunk.bytes),
+            Ok(None) => {
+                return match deframer.finish() {
+                    Ok(()) => Ok(None),
+                    Err(err) => Err(ReadControlError::Malformed(err.to_string())),
+                };
+            }
+            Err(_) => return Err(ReadControlError::Stream),
+        }
+    }
+}
+
+/// A short name of a control message for diagnostics (no ticket or other content).
+pub(crate) fn message_name(message: &ControlMessage) -> &'static str {
+    match message {
+        ControlMessage::Join { .. } => "join",
+        ControlMessage::Joined { .. } => "joined",
+        ControlMessage::MemberJoined(_) => "member joined",
+        ControlMessage::MemberLeft { .. } => "member left",
+        ControlMessage::TrackPublished { .. } => "track published",
+        ControlMessage::TrackUnpublished { .. } => "track unpublished",
+        ControlMessage::Subscribe { .. } => "subscribe",
+        ControlMessage::Unsubscribe { .. } => "unsubscribe",
+        ControlMessage::KeyframeRequest { .. } => "keyframe request",
+        ControlMessage::RefreshTicket { .. } => "refresh ticket",
+        ControlMessage::TicketRefreshed { .. } => "ticket refreshed",
+        ControlMessage::Leave => "leave",
+        ControlMessage::Error { .. } => "error",
+        ControlMessage::GoAway { .. } => "go away",
+    }
+}
+
+/// The control stream of a joined connection.
+pub(crate) struct ControlStreams {
+    pub(crate) send: SendStream,
+    pub(crate) recv: RecvStream,
+    /// Holds whatever arrived after `Joined`.
+    pub(crate) deframer: Deframer,
+}
+
+/// Drive a joined connection until the session ends, then emit
+/// [`Event::Disconnected`] as the last event.
+pub(crate) async fn drive(
+    shared: Arc<Shared>,
+    conn: Connection,
+    control: ControlStreams,
+    control_rx: mpsc::Receiver<ControlMessage>,
+    events: mpsc::Sender<Event>,
+) {
+    let ending = Arc::new(std::sync::Mutex::new(None::<DisconnectReason>));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(control_writer(control.send, control_rx));
+    tasks.spawn(control_reader(
+        shared.clone(),
+        conn.clone(),
+        control.recv,
+        control.deframer,
+        events.clone(),
+        ending.clone(),
+    ));
+    tasks.spawn(datagram_reader(
+        shared.clone(),
+        conn.clone(),
+        events.clone(),
+    ));
+    tasks.spawn(stream_acceptor(
+        shared.clone(),
+        conn.clone(),
+        events.clone(),
+    ));
+
+    let mut leaving = false;
+    let closed = tokio::select! {
+        err = conn.closed() => err,
+        () = shared.leave.notified() => {
+            leaving = true;
+            // The writer sends Leave and finishes the control stream; the relay closes.
+            let left = async {
+                let _ = shared.control.send(ControlMessage::Leave).await;
+                conn.closed().await
+            };
+            let wait = tokio::time::timeout(shared.config.leave_timeout, left).await;
+            wait.unwrap_or_else(|_| {
+                conn.close(0u32.into(), b"left");
+                ConnectionError::LocallyClosed
+            })
+        }
+    };
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+
+    let announced = ending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    let reason = disconnect_reason(closed, announced, leaving);
+    tracing::debug!(%reason, "room session ended");
+    shared.link.send_replace(LinkState::Ended);
+    let _ = events.send(Event::Disconnected(reason)).await;
+}
+
+/// What the application is told when a connection ends.
+fn disconnect_reason(
+    closed: ConnectionError,
+    announced: Option<DisconnectReason>,
+    leaving: bool,
+) -> DisconnectReason {
+    if leaving {
+        return DisconnectReason::Left;
+    }
+    match closed {
+        ConnectionError::ApplicationClosed(close) => {
+            let raw = close.error_code.into_inner();
+            match (ErrorCode::from_close_code(raw), announced) {
+                // The relay's Error message carries the explanation the close repeats.
+                (
+                    Some(code),
+                    Some(DisconnectReason::Relay {
+                        code: said,
+                        message,
+                    }),
+                ) if said == code => DisconnectReason::Relay { code, message },
+                (Some(code), _) => DisconnectReason::Relay {
+                    code,
+                    message: String::from_utf8_lossy(&close.reason).into_owned(),
+                },
+                (None, Some(announced)) => announced,
+                (None, None) if raw == 0 => DisconnectReason::Closed,
+                (None, None) => DisconnectReason::Protocol {
+                    detail: format!("unknown close code {raw}"),
+                },
+            }
+        }
+        ConnectionError::LocallyClosed => announced.unwrap_or(DisconnectReason::Left),
+        ConnectionError::TimedOut => DisconnectReason::ConnectionLost {
+            detail: String::from("timed out"),
+        },
+        other => announced.unwrap_or(DisconnectReason::ConnectionLost {
+            detail: other.to_string(),
+        }),
+    }
+}
+
+/// Send queued control messages; finish the stream after `Leave`.
+async fn control_writer(mut send: SendStream, mut rx: mpsc::Receiver<ControlMessage>) {
+    let mut buf = BytesMut::new();
+    while let Some(message) = rx.recv().await {
+        buf.clear();
+        if let Err(err) = message.encode_framed(&mut buf) {
+            tracing::warn!(%err, "control message not sent");
+            continue;
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+        if message == ControlMessage::Leave {
+            let _ = send.finish();
+            return;
+        }
+    }
+}
+
+/// Read control messages from the relay and turn them into events.
+async fn control_reader(
+    shared: Arc<Shared>,
+    conn: Connection,
+    mut recv: RecvStream,
+    mut deframer: Deframer,
+    events: mpsc::Sender<Event>,
+    ending: Arc<std::sync::Mutex<Option<DisconnectReason>>>,
+) {
+    let violation = loop {
+        let message = match read_control(&mut recv, &mut deframer).await {
+            Ok(Some(message)) => message,
+            // The relay closes the connection after finishing; the close says why.
+            Ok(None) | Err(ReadControlError::Stream) => return,
+            Err(ReadControlError::Malformed(detail)) => break detail,
+        };
+        let outcome = shared.session().handle_control(message);
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::Event(event) => {
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            Outcome::Ending(reason) => {
+                *ending.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            }
+            Outcome::Violation(detail) => break detail,
+        }
+    };
+    tracing::warn!(%violation, "relay broke the control protocol");
+    *ending.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(DisconnectReason::Protocol { detail: violation });
+    conn.close(
+        ErrorCode::ProtocolViolation.close_code().into(),
+        b"protocol violation",
+    );
+}
+
+/// Open a received frame and turn it into an event; `None` when it is dropped.
+fn handle_frame(
+    shared: &Shared,
+    bytes: &Bytes,
+    link_member: MemberId,
+    max_len: usize,
+) -> Option<Event> {
+    bump(&shared.stats.frames_received);
+    let max_payload = max_len.saturating_sub(Envelope::HEADER_LEN);
+    let frame = match Frame::decode_with_limit(bytes, max_payload) {
+        Ok(frame) => frame,
+        Err(err) => {
+            bump(&shared.stats.malformed);
+            tracing::debug!(%err, "malformed frame dropped");
+            return None;
+        }
+    };
+    let envelope = frame.envelope;
+    if envelope.sender == link_member {
+        // Members never receive their own frames; a relay that reflects them is ignored.
+        bump(&shared.stats.malformed);
+        return None;
+    }
+    match shared.keys.open(&envelope, &frame.payload) {
+        Ok(payload) => {
+            bump(&shared.stats.frames_opened);
+            Some(Event::Frame(ReceivedFrame {
+                sender: envelope.sender,
+                track: envelope.track,
+                kind: envelope.kind,
+                envelope,
+                payload,
+            }))
+        }
+        Err(reason) => {
+            bump(&shared.stats.open_failures);
+            Some(Event::CouldNotOpen(UnopenedFrame {
+                sender: envelope.sender,
+                envelope,
+                reason,
+            }))
+        }
+    }
+}
+
+/// The member id and frame limit of the link a task runs on.
+fn link_params(shared: &Shared) -> (MemberId, usize) {
+    shared
+        .current_link()
+        .map_or((0, 0), |link| (link.member, link.max_frame_len))
+}
+
+/// Receive datagrams: each is one frame. A full event queue drops (and counts) the frame
+/// rather than stalling the connection: datagram media is worthless late.
+async fn datagram_reader(shared: Arc<Shared>, conn: Connection, events: mpsc::Sender<Event>) {
+    let (member, max_len) = link_params(&shared);
+    while let Ok(datagram) = conn.read_datagram().await {
+        let Some(event) = handle_frame(&shared, &datagram, member, max_len) else {
+            continue;
+        };
+        match events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => bump(&shared.stats.events_dropped),
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Accept media streams from the relay, one reading task each. QUIC's stream limit
+/// ([`ClientConfig::max_incoming_streams`](crate::ClientConfig::max_incoming_streams))
+/// bounds how many run at once.
+async fn stream_acceptor(shared: Arc<Shared>, conn: Connection, events: mpsc::Sender<Event>) {
+    let mut readers = JoinSet::new();
+    while let Ok(recv) = conn.accept_uni().await {
+        while readers.try_join_next().is_some() {}
+        readers.spawn(media_stream_reader(shared.clone(), recv, events.clone()));
+    }
+}
+
+/// Read one media stream: a type byte, then length-prefixed frames. Stream frames are
+/// delivered in order, waiting for room in the event queue (backpressure, no loss).
+async fn media_stream_reader(
+    shared: Arc<Shared>,
+    mut recv: RecvStream,
+    events: mpsc::Sender<Event>,
+) {
+    let (member, max_len) = link_params(&shared);
+    let mut deframer = Deframer::new(max_len);
+    let mut typed = false;
+    loop {
+        let mut chunk = match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => {
+                if deframer.finish().is_err() {
+                    bump(&shared.stats.malformed);
+                }
+                return;
+            }
+            // Reset by the relay (a stale video group) or connection lost.
+            Err(_) => return,
+        };
+        if !typed {
+            if chunk.is_empty() {
+                continue;
+            }
+            if chunk[0] != MEDIA_STREAM {
+                bump(&shared.stats.malformed);
+                let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
+                return;
+            }
+            chunk.advance(1);
+            typed = true;
+        }
+        deframer.push(chunk);
+        loop {
+            match deframer.next_frame() {
+                Ok(Some(bytes)) => {
+                    if let Some(event) = handle_frame(&shared, &bytes, member, max_len)
+                        && events.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    bump(&shared.stats.malformed);
+                    let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_close(code: u32, reason: &'static [u8]) -> ConnectionError {
+        ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: VarInt::from_u32(code),
+            reason: Bytes::from_static(reason),
+        })
+    }
+
+    #[test]
+    fn close_code_names_the_reason() {
+        let reason = disconnect_reason(
+            app_close(ErrorCode::Replaced.close_code(), b"replaced"),
+            None,
+            false,
+        );
+        assert_eq!(reason.code(), Some(ErrorCode::Replaced));
+    }
+
+    #[test]
+    fn announced_message_is_kept_when_the_close_agrees() {
+        let announced = DisconnectReason::Relay {
+            code: ErrorCode::Kicked,
+            message: "by operator".into(),
+        };
+        let reason = disconnect_reason(
+            app_close(ErrorCode::Kicked.close_code(), b""),
+            Some(announced.clone()),
+            false,
+        );
+        assert_eq!(reason, announced);
+    }
+
+    #[test]
+    fn leaving_and_plain_closes() {
+        assert_eq!(
+            disconnect_reason(app_close(0, b""), None, true),
+            DisconnectReason::Left
+        );
+        assert_eq!(
+            disconnect_reason(app_close(0, b""), None, false),
+            DisconnectReason::Closed
+        );
+        assert!(matches!(
+            disconnect_reason(ConnectionError::TimedOut, None, false),
+            DisconnectReason::ConnectionLost { .. }
+        ));
+    }
+}

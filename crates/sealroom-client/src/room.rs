@@ -1,0 +1,461 @@
+//! The client endpoint and the room handle: connect, join, publish, subscribe, leave.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+use sealroom_frame::ErrorCode;
+use sealroom_frame::control::{
+    ControlMessage, JoinOptions, MAX_CONTROL_LEN, SessionLimits, TrackInfo,
+};
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
+use sealroom_frame::stream::Deframer;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, JoinError, PublishError};
+use crate::event::{Events, Member};
+use crate::keys::{Keys, RoomSecret};
+use crate::link::{self, Link, LinkState};
+use crate::session::Session;
+use crate::stats::{Counters, RoomStats};
+use crate::ticket::{TicketRequest, TicketSource};
+use crate::track::{self, AudioTrack, DataTrack, VideoTrack};
+
+/// A client endpoint: one UDP socket and the TLS trust, from which rooms are joined.
+///
+/// Cheap to clone; every clone shares the socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    quic: quinn::ClientConfig,
+    config: Arc<ClientConfig>,
+}
+
+impl Client {
+    /// Bind the UDP socket and prepare TLS for `config`.
+    ///
+    /// # Errors
+    /// [`ClientError`] when TLS cannot be set up or the socket cannot be bound.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let crypto = crate::tls::quic_client_config(&config.trust)?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        quic.transport_config(Arc::new(transport_config(&config)));
+        let endpoint = quinn::Endpoint::client(config.bind)?;
+        Ok(Self {
+            endpoint,
+            quic,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The local UDP address.
+    ///
+    /// # Errors
+    /// When the socket has no address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Connect to the relay at `relay` and join the room a ticket from `tickets` names.
+    ///
+    /// `server_name` is the relay's TLS name (checked with [`Trust::SystemRoots`](crate::Trust::SystemRoots)).
+    /// Every frame this room publishes is sealed with keys derived from `secret`, and
+    /// only members holding the same secret can open them.
+    ///
+    /// # Errors
+    /// [`JoinError`], with the relay's typed reason when it refused the ticket.
+    pub async fn join(
+        &self,
+        relay: SocketAddr,
+        server_name: &str,
+        tickets: impl TicketSource,
+        secret: RoomSecret,
+    ) -> Result<(Room, Events), JoinError> {
+        let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
+        let ticket = tickets.ticket(TicketRequest::join()).await?;
+        let conn = self
+            .endpoint
+            .connect_with(self.quic.clone(), relay, server_name)?
+            .await?;
+        let joined = match handshake(&conn, &self.config, ticket).await {
+            Ok(joined) => joined,
+            Err(err) => {
+                conn.close(0u32.into(), b"join failed");
+                return Err(err);
+            }
+        };
+        let Joined {
+            member,
+            roster,
+            limits,
+            control_send,
+            control_recv,
+            deframer,
+        } = joined;
+        let (control_tx, control_rx) = mpsc::channel(self.config.control_queue);
+        let (events_tx, events_rx) = mpsc::channel(self.config.event_queue);
+        let link = Link {
+            conn: conn.clone(),
+            member,
+            max_frame_len: (limits.max_frame_len as usize).min(self.config.max_frame_len),
+        };
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            keys: Keys::new(secret),
+            link: watch::Sender::new(LinkState::Up(link)),
+            control: control_tx,
+            session: Mutex::new(Session::new(member, roster, limits, self.config.max_roster)),
+            tracks: Mutex::new(HashMap::new()),
+            stats: Counters::default(),
+            leave: Notify::new(),
+            tickets,
+        });
+        tokio::spawn(link::drive(
+            shared.clone(),
+            conn,
+            link::ControlStreams {
+                send: control_send,
+                recv: control_recv,
+                deframer,
+            },
+            control_rx,
+            events_tx,
+        ));
+        Ok((Room { shared }, Events { rx: events_rx }))
+    }
+
+    /// Close every connection of this client and wait until the relay acknowledged.
+    pub async fn close(&self) {
+        self.endpoint.close(0u32.into(), b"client closed");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn transport_config(config: &ClientConfig) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(config.max_incoming_streams.into());
+    transport.max_concurrent_bidi_streams(0u32.into());
+    transport.keep_alive_interval(Some(config.keep_alive));
+    if let Ok(timeout) = quinn::IdleTimeout::try_from(config.idle_timeout) {
+        transport.max_idle_timeout(Some(timeout));
+    }
+    transport.datagram_receive_buffer_size(Some(1024 * 1024));
+    transport
+}
+
+/// What the relay's `Joined` carries, and the control stream to keep using.
+struct Joined {
+    member: MemberId,
+    roster: Vec<sealroom_frame::control::MemberInfo>,
+    limits: SessionLimits,
+    control_send: quinn::SendStream,
+    control_recv: quinn::RecvStream,
+    deframer: Deframer,
+}
+
+/// Open the control stream, send `Join`, read the answer.
+async fn handshake(
+    conn: &quinn::Connection,
+    config: &ClientConfig,
+    ticket: String,
+) -> Result<Joined, JoinError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let join = ControlMessage::Join {
+        ticket,
+        client_name: config.client_name.clone(),
+        client_version: env!("CARGO_PKG_VERSION").to_owned(),
+        options: JoinOptions {
+            auto_subscribe: true,
+        },
+    };
+    let mut buf = BytesMut::new();
+    join.encode_framed(&mut buf)
+        .map_err(|err| JoinError::Protocol(format!("join message: {err}")))?;
+    if send.write_all(&buf).await.is_err() {
+        return Err(refusal_or_lost(conn));
+    }
+    let mut deframer = Deframer::new(MAX_CONTROL_LEN);
+    let answer = match link::read_control(&mut recv, &mut deframer).await {
+        Ok(Some(message)) => message,
+        Ok(None) | Err(link::ReadControlError::Stream) => return Err(refusal_or_lost(conn)),
+        Err(link::ReadControlError::Malformed(detail)) => return Err(JoinError::Protocol(detail)),
+    };
+    match answer {
+        ControlMessage::Joined {
+            member,
+            roster,
+            limits,
+        } => Ok(Joined {
+            member,
+            roster,
+            limits,
+            control_send: send,
+            control_recv: recv,
+            deframer,
+        }),
+        ControlMessage::Error { code, message } => Err(JoinError::Refused { code, message }),
+        other => Err(JoinError::Protocol(format!(
+            "expected joined, got {}",
+            link::message_name(&other)
+        ))),
+    }
+}
+
+/// The join failed on the transport: the relay's close code says why, if it closed.
+fn refusal_or_lost(conn: &quinn::Connection) -> JoinError {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => {
+            match ErrorCode::from_close_code(close.error_code.into_inner()) {
+                Some(code) => JoinError::Refused {
+                    code,
+                    message: String::from_utf8_lossy(&close.reason).into_owned(),
+                },
+                None => JoinError::Connection(quinn::ConnectionError::ApplicationClosed(close)),
+            }
+        }
+        Some(err) => JoinError::Connection(err),
+        None => JoinError::Protocol(String::from("control stream ended before the answer")),
+    }
+}
+
+/// State shared by the room handle, its tracks and the connection driver.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<ClientConfig>,
+    /// Sealing and opening state; it outlives any one connection so that counters never
+    /// repeat across reconnects.
+    pub(crate) keys: Keys,
+    pub(crate) link: watch::Sender<LinkState>,
+    pub(crate) control: mpsc::Sender<ControlMessage>,
+    pub(crate) session: Mutex<Session>,
+    /// This member's published tracks, to re-announce after a reconnect.
+    pub(crate) tracks: Mutex<HashMap<TrackId, MediaKind>>,
+    pub(crate) stats: Counters,
+    pub(crate) leave: Notify,
+    /// Where fresh tickets come from (rejoin, refresh).
+    #[allow(dead_code)]
+    pub(crate) tickets: Arc<dyn TicketSource>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn session(&self) -> MutexGuard<'_, Session> {
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn tracks(&self) -> MutexGuard<'_, HashMap<TrackId, MediaKind>> {
+        self.tracks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current connection, if the session is up.
+    pub(crate) fn current_link(&self) -> Option<Link> {
+        match &*self.link.borrow() {
+            LinkState::Up(link) => Some(link.clone()),
+            LinkState::Ended => None,
+        }
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        matches!(*self.link.borrow(), LinkState::Ended)
+    }
+
+    pub(crate) async fn send_control(&self, message: ControlMessage) -> Result<(), PublishError> {
+        if self.is_ended() {
+            return Err(PublishError::Closed);
+        }
+        self.control
+            .send(message)
+            .await
+            .map_err(|_| PublishError::Closed)
+    }
+}
+
+/// A joined room. Cheap to clone; every clone is the same session.
+///
+/// Frames published through its tracks are sealed before they leave the process; frames
+/// from other members arrive, opened, on the [`Events`] returned with it.
+#[derive(Clone)]
+pub struct Room {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("member", &self.member_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Room {
+    /// This member's id, the `sender` of every envelope it publishes.
+    pub fn member_id(&self) -> MemberId {
+        self.shared.session().me()
+    }
+
+    /// The other members currently in the room.
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.session().members()
+    }
+
+    /// The limits the relay announced for this session.
+    pub fn limits(&self) -> SessionLimits {
+        self.shared.session().limits()
+    }
+
+    /// Counters of what this session sent and received.
+    pub fn stats(&self) -> RoomStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_ended()
+    }
+
+    async fn announce(&self, track: TrackId, kind: MediaKind) -> Result<(), PublishError> {
+        {
+            let mut tracks = self.shared.tracks();
+            if tracks.contains_key(&track) {
+                return Err(PublishError::TrackInUse(track));
+            }
+            tracks.insert(track, kind);
+        }
+        let member = self.member_id();
+        let announced = self
+            .shared
+            .send_control(ControlMessage::TrackPublished {
+                member,
+                track: TrackInfo { track, kind },
+            })
+            .await;
+        if announced.is_err() {
+            self.shared.tracks().remove(&track);
+        }
+        announced
+    }
+
+    /// Start publishing an audio track.
+    ///
+    /// # Errors
+    /// [`PublishError::TrackInUse`] when the id is taken, [`PublishError::Closed`] after the
+    /// session ended. A relay that refuses (no audio grant) answers with
+    /// [`Event::Refused`](crate::Event::Refused).
+    pub async fn publish_audio(&self, track: TrackId) -> Result<AudioTrack, PublishError> {
+        self.announce(track, MediaKind::Audio).await?;
+        Ok(track::spawn_audio(self.shared.clone(), track))
+    }
+
+    /// Start publishing a video track; see [`publish_audio`](Self::publish_audio).
+    ///
+    /// # Errors
+    /// As [`publish_audio`](Self::publish_audio).
+    pub async fn publish_video(&self, track: TrackId) -> Result<VideoTrack, PublishError> {
+        self.announce(track, MediaKind::Video).await?;
+        Ok(track::spawn_video(self.shared.clone(), track))
+    }
+
+    /// Start publishing a data track (messages, reliable or unreliable); see
+    /// [`publish_audio`](Self::publish_audio).
+    ///
+    /// # Errors
+    /// As [`publish_audio`](Self::publish_audio).
+    pub async fn publish_data(&self, track: TrackId) -> Result<DataTrack, PublishError> {
+        self.announce(track, MediaKind::Data).await?;
+        Ok(track::spawn_data(self.shared.clone(), track))
+    }
+
+    /// Receive `member`'s `track` again after [`unsubscribe`](Self::unsubscribe).
+    ///
+    /// # Errors
+    /// [`PublishError::Closed`] after the session ended.
+    pub async fn subscribe(&self, member: MemberId, track: TrackId) -> Result<(), PublishError> {
+        self.shared
+            .send_control(ControlMessage::Subscribe { member, track })
+            .await
+    }
+
+    /// Stop receiving `member`'s `track`.
+    ///
+    /// # Errors
+    /// [`PublishError::Closed`] after the session ended.
+    pub async fn unsubscribe(&self, member: MemberId, track: TrackId) -> Result<(), PublishError> {
+        self.shared
+            .send_control(ControlMessage::Unsubscribe { member, track })
+            .await
+    }
+
+    /// Ask `member` for a keyframe on its video `track`.
+    ///
+    /// # Errors
+    /// [`PublishError::Closed`] after the session ended.
+    pub async fn request_keyframe(
+        &self,
+        member: MemberId,
+        track: TrackId,
+    ) -> Result<(), PublishError> {
+        self.shared
+            .send_control(ControlMessage::KeyframeRequest { member, track })
+            .await
+    }
+
+    /// Leave the room and wait until the session has ended. The event stream ends with
+    /// [`DisconnectReason::Left`](crate::DisconnectReason::Left).
+    pub async fn leave(&self) {
+        let mut link = self.shared.link.subscribe();
+        self.shared.leave.notify_one();
+        // The driver ends the session; waiting on the link state does not depend on the
+        // application draining its events.
+        let _ = link
+            .wait_for(|state| matches!(state, LinkState::Ended))
+            .await;
+    }
+
+    /// Options that break the guarantees of this API, for tests of the relay's defences.
+    pub fn dangerous(&self) -> DangerousRoom<'_> {
+        DangerousRoom { room: self }
+    }
+}
+
+/// Risky operations on a room, behind a clearly named door (like rustls' `dangerous()`).
+#[derive(Debug)]
+pub struct DangerousRoom<'a> {
+    room: &'a Room,
+}
+
+impl DangerousRoom<'_> {
+    /// Seal `payload` under this member's key with `envelope` exactly as given (its
+    /// `sender` is not replaced by this member's id) and send it on a datagram when it
+    /// fits, otherwise on a fresh stream. An honest relay drops frames whose sender is not
+    /// the connection's member.
+    ///
+    /// # Errors
+    /// [`PublishError`] when sealing or sending fails.
+    pub async fn send_frame_as(
+        &self,
+        envelope: Envelope,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let shared = &self.room.shared;
+        let link = shared.current_link().ok_or(PublishError::Closed)?;
+        let frame = shared.keys.seal(&envelope, payload)?;
+        let flags = envelope.flags;
+        let datagram = envelope.kind == MediaKind::Audio
+            || (envelope.kind == MediaKind::Data && flags.contains(Flags::UNRELIABLE));
+        if datagram && link.fits_datagram(frame.len()) {
+            link.send_datagram(shared, frame)
+        } else {
+            link.send_on_new_stream(shared, frame, 0).await
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The room session as the client sees it, without I/O: the roster, this member's id and
+//! limits, and what each control message from the relay means for the application.
+//!
+//! The connection driver feeds it decoded control messages and acts on what it returns, so
+//! the rules (which errors end the session, what a roster change looks like) are tested
+//! here without a network.
+
+use std::collections::HashMap;
+
+use sealroom_frame::control::{ControlMessage, ErrorCode, MemberInfo, SessionLimits};
+use sealroom_frame::envelope::MemberId;
+
+use crate::event::{DisconnectReason, Event, Member};
+
+/// What the driver should do after a control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing to tell the application.
+    Nothing,
+    /// Tell the application.
+    Event(Event),
+    /// The relay announced the end of the session; it will close the connection.
+    Ending(DisconnectReason),
+    /// The relay broke the protocol; end the session.
+    Violation(String),
+}
+
+/// Refusals after which the session continues.
+pub(crate) fn is_recoverable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotPermitted | ErrorCode::FrameTooLarge | ErrorCode::RateLimited
+    )
+}
+
+/// The client's view of one joined room.
+#[derive(Debug)]
+pub(crate) struct Session {
+    me: MemberId,
+    limits: SessionLimits,
+    roster: HashMap<MemberId, Member>,
+    max_roster: usize,
+}
+
+impl Session {
+    /// The session the relay's `Joined` message describes.
+    pub(crate) fn new(
+        me: MemberId,
+        roster: Vec<MemberInfo>,
+        limits: SessionLimits,
+        max_roster: usize,
+    ) -> Self {
+        let mut session = Self {
+            me,
+            limits,
+            roster: HashMap::new(),
+            max_roster,
+        };
+        for info in roster {
+            session.insert(info);
+        }
+        session
+    }
+
+    /// This member's id.
+    pub(crate) fn me(&self) -> MemberId {
+        self.me
+    }
+
+    /// The limits the relay announced.
+    pub(crate) fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    /// The other members, in id order.
+    pub(crate) fn members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self.roster.values().cloned().collect();
+        members.sort_by_key(|member| member.id);
+        members
+    }
+
+    fn insert(&mut self, info: MemberInfo) -> Option<Member> {
+        if info.member == self.me {
+            return None;
+        }
+        if !self.roster.contains_key(&info.member) && self.roster.len() >= self.max_roster {
+            tracing::warn!(member = info.member, "roster full, member not tracked");
+            return None;
+        }
+        let member = Member {
+            id: info.member,
+            user: info.user,
+            tracks: info.tracks,
+        };
+        self.roster.insert(member.id, member.clone());
+        Some(member)
+    }
+
+    /// Apply a control message from the relay.
+    pub(crate) fn handle_control(&mut self, message: ControlMessage) -> Outcome {
+        match message {
+            ControlMessage::MemberJoined(info) => match self.insert(info) {
+                Some(member) => Outcome::Event(Event::MemberJoined(member)),
+                None => Outcome::Nothing,
+            },
+            ControlMessage::MemberLeft { member, reason } => {
+                let user = self.roster.remove(&member).map(|m| m.user);
+                Outcome::Event(Event::MemberLeft {
+                    member,
+                    user,
+                    reason,
+                })
+            }
+            ControlMessage::TrackPublished { member, track } => {
+                if member == self.me {
+                    return Outcome::Nothing;
+                }
+                if let Some(known) = self.roster.get_mut(&member) {
+                    known.tracks.retain(|t| t.track != track.track);
+                    known.tracks.push(track);
+                }
+                Outcome::Event(Event::TrackPublished { member, track })
+            }
+            ControlMessage::TrackUnpublished { member, track } => {
+                if member == self.me {
+                    return Outcome::Nothing;
+                }
+                if let Some(known) = self.roster.get_mut(&member) {
+                    known.tracks.retain(|t| t.track != track);
+                }
+                Outcome::Event(Event::TrackUnpublished { member, track })
+            }
+            ControlMessage::KeyframeRequest { member, track } => {
+                Outcome::Event(Event::KeyframeRequested { track, by: member })
+            }
+            ControlMessage::TicketRefreshed { expires_in_secs } => {
+                self.limits.ticket_expires_in_secs = expires_in_secs;
+                Outcome::Nothing
+            }
+            ControlMessage::Error { code, message } if is_recoverable(code) => {
+                Outcome::Event(Event::Refused { code, message })
+            }
+            ControlMessage::Error { code, message } => {
+                Outcome::Ending(DisconnectReason::Relay { code, message })
+            }
+            ControlMessage::GoAway { code, .. } => Outcome::Ending(DisconnectReason::Relay {
+                code,
+                message: String::from("relay is going away"),
+            }),
+            ControlMessage::Joined { .. } => Outcome::Violation(String::from("second joined")),
+            ControlMessage::Join { .. }
+            | ControlMessage::Subscribe { .. }
+            | ControlMessage::Unsubscribe { .. }
+            | ControlMessage::RefreshTicket { .. }
+            | ControlMessage::Leave => {
+                Outcome::Violation(String::from("client-to-relay message from the relay"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sealroom_frame::control::{LeaveReason, TrackInfo};
+    use sealroom_frame::envelope::MediaKind;
+
+    use super::*;
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            max_frame_len: 65536,
+            data_messages_per_sec: 30,
+            data_bytes_per_sec: 16384,
+            ticket_expires_in_secs: 600,
+        }
+    }
+
+    fn info(member: MemberId, user: &str) -> MemberInfo {
+        MemberInfo {
+            member,
+            user: user.into(),
+            tracks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn roster_follows_joins_leaves_and_tracks() {
+        let mut session = Session::new(1, vec![info(1, "me"), info(2, "bob")], limits(), 16);
+        assert_eq!(
+            session.members().len(),
+            1,
+            "this member is not in its own roster"
+        );
+        let outcome = session.handle_control(ControlMessage::MemberJoined(info(3, "carol")));
+        assert!(matches!(outcome, Outcome::Event(Event::MemberJoined(ref m)) if m.user == "carol"));
+        let track = TrackInfo {
+            track: 7,
+            kind: MediaKind::Video,
+        };
+        session.handle_control(ControlMessage::TrackPublished { member: 3, track });
+        assert_eq!(session.members()[1].tracks, vec![track]);
+        let outcome = session.handle_control(ControlMessage::MemberLeft {
+            member: 2,
+            reason: LeaveReason::Replaced,
+        });
+        assert_eq!(
+            outcome,
+            Outcome::Event(Event::MemberLeft {
+                member: 2,
+                user: Some("bob".into()),
+                reason: LeaveReason::Replaced
+            })
+        );
+        assert_eq!(session.members().len(), 1);
+    }
+
+    #[test]
+    fn roster_is_bounded() {
+        let mut session = Session::new(1, Vec::new(), limits(), 2);
+        for member in 2..10 {
+            session.handle_control(ControlMessage::MemberJoined(info(member, "x")));
+        }
+        assert_eq!(session.members().len(), 2);
+    }
+
+    #[test]
+    fn refusals_continue_and_removals_end() {
+        let mut session = Session::new(1, Vec::new(), limits(), 2);
+        let refused = session.handle_control(ControlMessage::Error {
+            code: ErrorCode::NotPermitted,
+            message: "no video grant".into(),
+        });
+        assert!(matches!(
+            refused,
+            Outcome::Event(Event::Refused {
+                code: ErrorCode::NotPermitted,
+                ..
+            })
+        ));
+        let replaced = session.handle_control(ControlMessage::Error {
+            code: ErrorCode::Replaced,
+            message: "replaced".into(),
+        });
+        assert!(matches!(
+            replaced,
+            Outcome::Ending(DisconnectReason::Relay {
+                code: ErrorCode::Replaced,
+                ..
+            })
+        ));
+        let violation = session.handle_control(ControlMessage::Leave);
+        assert!(matches!(violation, Outcome::Violation(_)));
+    }
+}

@@ -1,0 +1,75 @@
+//! Counters of what a room session sent, received, opened and dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a room session's counters, from [`Room::stats`](crate::Room::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomStats {
+    /// Frames sealed and handed to QUIC.
+    pub frames_sent: u64,
+    /// Bytes of those frames (envelope and sealed payload).
+    pub bytes_sent: u64,
+    /// Frames sent as datagrams.
+    pub datagrams_sent: u64,
+    /// Frames that could not be sent (no connection, a stream the relay stopped, a
+    /// datagram that no longer fits).
+    pub frames_not_sent: u64,
+    /// Video groups whose stream was reset because a newer group was waiting.
+    pub stale_groups_reset: u64,
+    /// Frames received from the relay.
+    pub frames_received: u64,
+    /// Received frames that opened and verified.
+    pub frames_opened: u64,
+    /// Received frames that could not be opened.
+    pub open_failures: u64,
+    /// Received bytes that were not a well-formed frame (dropped).
+    pub malformed: u64,
+    /// Datagram frames dropped because the application's event queue was full.
+    pub events_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) datagrams_sent: AtomicU64,
+    pub(crate) frames_not_sent: AtomicU64,
+    pub(crate) stale_groups_reset: AtomicU64,
+    pub(crate) frames_received: AtomicU64,
+    pub(crate) frames_opened: AtomicU64,
+    pub(crate) open_failures: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+/// Add one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn sent(&self, bytes: usize, datagram: bool) {
+        bump(&self.frames_sent);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        if datagram {
+            bump(&self.datagrams_sent);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> RoomStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RoomStats {
+            frames_sent: get(&self.frames_sent),
+            bytes_sent: get(&self.bytes_sent),
+            datagrams_sent: get(&self.datagrams_sent),
+            frames_not_sent: get(&self.frames_not_sent),
+            stale_groups_reset: get(&self.stale_groups_reset),
+            frames_received: get(&self.frames_received),
+            frames_opened: get(&self.frames_opened),
+            open_failures: get(&self.open_failures),
+            malformed: get(&self.malformed),
+            events_dropped: get(&self.events_dropped),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! TLS for the QUIC connection to the relay: ALPN `sealroom/1`, TLS 1.3 only, and the
+//! relay's identity checked by a certificate pin or by the system roots.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::config::Trust;
+
+/// The ALPN protocol id of sealroom over QUIC.
+pub const ALPN: &[u8] = b"sealroom/1";
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// rustls refused the configuration or the platform verifier could not start.
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// quinn refused the rustls configuration (it needs TLS 1.3 and an initial cipher suite).
+    #[error("quic tls configuration: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+/// The quinn client configuration for `trust`.
+pub(crate) fn quic_client_config(
+    trust: &Trust,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let verifier: Arc<dyn ServerCertVerifier> = match trust {
+        Trust::Pinned(pin) => Arc::new(PinnedCert {
+            pin: *pin,
+            provider,
+        }),
+        Trust::SystemRoots => Arc::new(rustls_platform_verifier::Verifier::new(provider)?),
+    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(quinn::crypto::rustls::QuicClientConfig::try_from(config)?)
+}
+
+/// SHA-256 of a certificate's DER encoding, the value a [`Trust::Pinned`] pin holds.
+pub fn cert_sha256(cert_der: &[u8]) -> [u8; 32] {
+    Sha256::digest(cert_der).into()
+}
+
+/// Accepts exactly one leaf certificate, named by the SHA-256 of its DER; the handshake
+/// signature is still verified against that certificate's key, so only the holder of the
+/// pinned certificate's private key passes.
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if cert_sha256(end_entity.as_ref()) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_accepts_only_the_pinned_certificate() {
+        let verifier = PinnedCert {
+            pin: cert_sha256(b"certificate one"),
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        };
+        let name = ServerName::try_from("localhost").expect("valid name");
+        let now = UnixTime::now();
+        let one = CertificateDer::from(b"certificate one".to_vec());
+        let two = CertificateDer::from(b"certificate two".to_vec());
+        assert!(
+            verifier
+                .verify_server_cert(&one, &[], &name, &[], now)
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify_server_cert(&two, &[], &name, &[], now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn both_trust_modes_build_a_quic_config() {
+        assert!(quic_client_config(&Trust::Pinned([7; 32])).is_ok());
+        assert!(quic_client_config(&Trust::SystemRoots).is_ok());
+    }
+}

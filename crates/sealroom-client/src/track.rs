@@ -1,0 +1,470 @@
+//! Published tracks: the handles the application sends through, and one writer task per
+//! track that seals each frame with the member id of the current connection and maps it
+//! onto QUIC as the protocol says.
+//!
+//! - audio: a datagram when the sealed frame fits, otherwise a stream of its own;
+//! - video: one stream per group (keyframe to keyframe), finished at the end of the group,
+//!   newer groups at higher priority, and a group that fell behind a newer keyframe reset
+//!   rather than sent late;
+//! - data: one ordered stream per track for reliable messages, datagrams for unreliable.
+//!
+//! Sealing happens in the writer, after the frame is queued, so that a frame carries the
+//! member id of the connection it is actually sent on.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use quinn::{SendStream, VarInt};
+use sealroom_frame::control::ControlMessage;
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind, TrackId};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::PublishError;
+use crate::keys;
+use crate::link::{Link, LinkState, STREAM_STALE, write_frame};
+use crate::room::Shared;
+use crate::stats::bump;
+
+/// Stream priority of audio that does not fit a datagram: above every video group.
+const AUDIO_PRIORITY: i32 = i32::MAX;
+/// Stream priority of reliable data: above video, below audio.
+const DATA_PRIORITY: i32 = i32::MAX - 1;
+
+/// One frame waiting for its writer.
+#[derive(Debug)]
+struct Outgoing {
+    payload: Bytes,
+    flags: Flags,
+    timestamp_us: u64,
+}
+
+impl Outgoing {
+    fn new(payload: Bytes, flags: Flags) -> Self {
+        Self {
+            payload,
+            flags,
+            timestamp_us: now_us(),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch on this machine's clock.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What every track handle holds.
+#[derive(Debug)]
+struct TrackCore {
+    id: TrackId,
+    tx: mpsc::Sender<Outgoing>,
+    shared: Arc<Shared>,
+}
+
+impl TrackCore {
+    /// Refuse a payload that can never be sent within the relay's frame limit.
+    fn check_len(&self, payload: &Bytes) -> Result<(), PublishError> {
+        let len = keys::sealed_frame_len(payload.len());
+        let max = self
+            .shared
+            .current_link()
+            .ok_or(PublishError::Closed)?
+            .max_frame_len;
+        if len > max {
+            return Err(PublishError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    fn try_push(&self, item: Outgoing) -> Result<(), PublishError> {
+        self.check_len(&item.payload)?;
+        self.tx.try_send(item).map_err(|err| match err {
+            TrySendError::Full(_) => PublishError::QueueFull,
+            TrySendError::Closed(_) => PublishError::Closed,
+        })
+    }
+}
+
+/// A published audio track. Dropping it unpublishes the track.
+#[derive(Debug)]
+pub struct AudioTrack {
+    core: TrackCore,
+}
+
+impl AudioTrack {
+    /// The track id.
+    pub fn id(&self) -> TrackId {
+        self.core.id
+    }
+
+    /// Queue one encoded audio frame (for example 20 ms of Opus); it is sealed and sent
+    /// as a datagram, or on a stream of its own when it does not fit one.
+    ///
+    /// # Errors
+    /// [`PublishError::QueueFull`] when the writer is behind (the frame is not queued),
+    /// [`PublishError::TooLarge`], [`PublishError::Closed`].
+    pub fn send(&self, frame: impl Into<Bytes>) -> Result<(), PublishError> {
+        self.core
+            .try_push(Outgoing::new(frame.into(), Flags::empty()))
+    }
+}
+
+/// A published video track. Dropping it unpublishes the track.
+#[derive(Debug)]
+pub struct VideoTrack {
+    core: TrackCore,
+}
+
+impl VideoTrack {
+    /// The track id.
+    pub fn id(&self) -> TrackId {
+        self.core.id
+    }
+
+    /// Queue one encoded video frame. A keyframe starts a new group on a new stream; the
+    /// previous group's stream is finished, or reset if its frames are still queued
+    /// behind this keyframe.
+    ///
+    /// # Errors
+    /// [`PublishError::QueueFull`] when the writer is behind (the frame is not queued),
+    /// [`PublishError::TooLarge`], [`PublishError::Closed`].
+    pub fn send(&self, frame: impl Into<Bytes>, keyframe: bool) -> Result<(), PublishError> {
+        let flags = if keyframe {
+            Flags::GROUP_START
+        } else {
+            Flags::empty()
+        };
+        self.core.try_push(Outgoing::new(frame.into(), flags))
+    }
+}
+
+/// A published data track: reliable ordered messages and unreliable ones. Dropping it
+/// unpublishes the track.
+#[derive(Debug)]
+pub struct DataTrack {
+    core: TrackCore,
+}
+
+impl DataTrack {
+    /// The track id.
+    pub fn id(&self) -> TrackId {
+        self.core.id
+    }
+
+    /// Send a message reliably and in order, waiting for room in the track's queue.
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`], [`PublishError::Closed`].
+    pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), PublishError> {
+        let message = message.into();
+        self.core.check_len(&message)?;
+        self.core
+            .tx
+            .send(Outgoing::new(message, Flags::empty()))
+            .await
+            .map_err(|_| PublishError::Closed)
+    }
+
+    /// Queue a reliable message without waiting.
+    ///
+    /// # Errors
+    /// [`PublishError::QueueFull`] when the queue is full (the message is not queued),
+    /// [`PublishError::TooLarge`], [`PublishError::Closed`].
+    pub fn try_send(&self, message: impl Into<Bytes>) -> Result<(), PublishError> {
+        self.core
+            .try_push(Outgoing::new(message.into(), Flags::empty()))
+    }
+
+    /// Send a message on a datagram: no retransmission, no ordering. It must fit one
+    /// datagram after sealing.
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] when the sealed message does not fit a datagram,
+    /// [`PublishError::QueueFull`], [`PublishError::Closed`].
+    pub fn send_unreliable(&self, message: impl Into<Bytes>) -> Result<(), PublishError> {
+        let message = message.into();
+        let link = self
+            .core
+            .shared
+            .current_link()
+            .ok_or(PublishError::Closed)?;
+        let len = keys::sealed_frame_len(message.len());
+        let max = link.conn.max_datagram_size().unwrap_or(0);
+        if len > max {
+            return Err(PublishError::TooLarge { len, max });
+        }
+        self.core
+            .try_push(Outgoing::new(message, Flags::UNRELIABLE))
+    }
+}
+
+fn core(shared: &Arc<Shared>, id: TrackId, queue: usize) -> (TrackCore, mpsc::Receiver<Outgoing>) {
+    let (tx, rx) = mpsc::channel(queue);
+    let core = TrackCore {
+        id,
+        tx,
+        shared: shared.clone(),
+    };
+    (core, rx)
+}
+
+pub(crate) fn spawn_audio(shared: Arc<Shared>, id: TrackId) -> AudioTrack {
+    let (core, rx) = core(&shared, id, shared.config.media_queue);
+    tokio::spawn(audio_writer(shared, id, rx));
+    AudioTrack { core }
+}
+
+pub(crate) fn spawn_video(shared: Arc<Shared>, id: TrackId) -> VideoTrack {
+    let (core, rx) = core(&shared, id, shared.config.media_queue);
+    tokio::spawn(video_writer(shared, id, rx));
+    VideoTrack { core }
+}
+
+pub(crate) fn spawn_data(shared: Arc<Shared>, id: TrackId) -> DataTrack {
+    let (core, rx) = core(&shared, id, shared.config.data_queue);
+    tokio::spawn(data_writer(shared, id, rx));
+    DataTrack { core }
+}
+
+/// The next queued frame, or `None` when the handle was dropped or the session ended.
+async fn next_item(
+    rx: &mut mpsc::Receiver<Outgoing>,
+    link: &mut watch::Receiver<LinkState>,
+) -> Option<Outgoing> {
+    tokio::select! {
+        item = rx.recv() => item,
+        _ = link.wait_for(|state| matches!(state, LinkState::Ended)) => None,
+    }
+}
+
+/// Tell the relay the track is gone and free its id.
+fn unpublish(shared: &Shared, track: TrackId) {
+    shared.tracks().remove(&track);
+    if let Some(link) = shared.current_link() {
+        let _ = shared.control.try_send(ControlMessage::TrackUnpublished {
+            member: link.member,
+            track,
+        });
+    }
+}
+
+/// Group and sequence numbering of audio and data frames: the sequence counts up and the
+/// group counts its wraps.
+#[derive(Debug, Default)]
+struct Numbering {
+    group: u32,
+    seq: u32,
+}
+
+impl Numbering {
+    fn next(&mut self) -> (u32, u32) {
+        let now = (self.group, self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        if self.seq == 0 {
+            self.group = self.group.wrapping_add(1);
+        }
+        now
+    }
+}
+
+/// Seal a frame for `link`; counts and logs a failure.
+fn seal(shared: &Shared, link: &Link, envelope: Envelope, payload: &[u8]) -> Option<Bytes> {
+    let envelope = Envelope {
+        sender: link.member,
+        ..envelope
+    };
+    match shared.keys.seal(&envelope, payload) {
+        Ok(frame) => Some(frame),
+        Err(err) => {
+            bump(&shared.stats.frames_not_sent);
+            tracing::warn!(%err, "frame not sealed");
+            None
+        }
+    }
+}
+
+fn envelope(kind: MediaKind, track: TrackId, item: &Outgoing, group: u32, seq: u32) -> Envelope {
+    Envelope {
+        kind,
+        flags: item.flags,
+        sender: 0,
+        track,
+        group,
+        seq,
+        timestamp_us: item.timestamp_us,
+    }
+}
+
+async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut link_rx = shared.link.subscribe();
+    let mut numbering = Numbering::default();
+    while let Some(item) = next_item(&mut rx, &mut link_rx).await {
+        let Some(link) = shared.current_link() else {
+            bump(&shared.stats.frames_not_sent);
+            continue;
+        };
+        let (group, seq) = numbering.next();
+        let env = envelope(MediaKind::Audio, track, &item, group, seq);
+        let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+            continue;
+        };
+        // Errors are counted in the stats; a lost audio frame is not worth more.
+        if link.fits_datagram(frame.len()) {
+            let _ = link.send_datagram(&shared, frame);
+        } else {
+            let _ = link
+                .send_on_new_stream(&shared, frame, AUDIO_PRIORITY)
+                .await;
+        }
+    }
+    unpublish(&shared, track);
+}
+
+/// The stream of the group being sent.
+struct OpenGroup {
+    stream: SendStream,
+    conn_id: usize,
+}
+
+async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut link_rx = shared.link.subscribe();
+    let mut group: u32 = 0;
+    let mut seq: u32 = 0;
+    let mut open: Option<OpenGroup> = None;
+    let mut batch = VecDeque::new();
+    while let Some(first) = next_item(&mut rx, &mut link_rx).await {
+        batch.push_back(first);
+        while let Ok(more) = rx.try_recv() {
+            batch.push_back(more);
+        }
+        // A keyframe already waiting makes everything queued before it stale: skip those
+        // frames and reset the group they belong to instead of sending it late.
+        if let Some(last_key) = batch
+            .iter()
+            .rposition(|item| item.flags.contains(Flags::GROUP_START))
+            && last_key > 0
+        {
+            let stale = batch.drain(..last_key).count() as u64;
+            shared
+                .stats
+                .frames_not_sent
+                .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
+            if let Some(mut old) = open.take() {
+                let _ = old.stream.reset(VarInt::from_u32(STREAM_STALE));
+                bump(&shared.stats.stale_groups_reset);
+            }
+        }
+        while let Some(item) = batch.pop_front() {
+            let Some(link) = shared.current_link() else {
+                bump(&shared.stats.frames_not_sent);
+                continue;
+            };
+            let conn_id = link.conn.stable_id();
+            let keyframe = item.flags.contains(Flags::GROUP_START);
+            let same_conn = open.as_ref().is_some_and(|g| g.conn_id == conn_id);
+            if keyframe || !same_conn {
+                if let Some(mut old) = open.take() {
+                    let _ = old.stream.finish();
+                }
+                group = group.wrapping_add(1);
+                seq = 0;
+                let priority = i32::try_from(group % (i32::MAX as u32 - 1)).unwrap_or(0);
+                open = link
+                    .open_media_stream(priority)
+                    .await
+                    .map(|stream| OpenGroup { stream, conn_id });
+            }
+            let env = envelope(MediaKind::Video, track, &item, group, seq);
+            seq = seq.wrapping_add(1);
+            let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+                continue;
+            };
+            let Some(current) = open.as_mut() else {
+                bump(&shared.stats.frames_not_sent);
+                continue;
+            };
+            let len = frame.len();
+            if write_frame(&mut current.stream, &frame).await.is_some() {
+                shared.stats.sent(len, false);
+            } else {
+                // The relay stopped this group (it fell behind); wait for the next one.
+                bump(&shared.stats.frames_not_sent);
+                open = None;
+            }
+        }
+    }
+    if let Some(mut old) = open.take() {
+        let _ = old.stream.finish();
+    }
+    unpublish(&shared, track);
+}
+
+/// The long-lived stream of a reliable data track.
+struct DataStream {
+    stream: SendStream,
+    conn_id: usize,
+}
+
+async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut link_rx = shared.link.subscribe();
+    let mut numbering = Numbering::default();
+    let mut open: Option<DataStream> = None;
+    while let Some(item) = next_item(&mut rx, &mut link_rx).await {
+        let Some(link) = shared.current_link() else {
+            bump(&shared.stats.frames_not_sent);
+            continue;
+        };
+        let (group, seq) = numbering.next();
+        let env = envelope(MediaKind::Data, track, &item, group, seq);
+        let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+            continue;
+        };
+        if item.flags.contains(Flags::UNRELIABLE) {
+            let _ = link.send_datagram(&shared, frame);
+            continue;
+        }
+        let conn_id = link.conn.stable_id();
+        if open.as_ref().is_none_or(|s| s.conn_id != conn_id) {
+            open = link
+                .open_media_stream(DATA_PRIORITY)
+                .await
+                .map(|stream| DataStream { stream, conn_id });
+        }
+        let Some(current) = open.as_mut() else {
+            bump(&shared.stats.frames_not_sent);
+            continue;
+        };
+        let len = frame.len();
+        if write_frame(&mut current.stream, &frame).await.is_some() {
+            shared.stats.sent(len, false);
+        } else {
+            bump(&shared.stats.frames_not_sent);
+            open = None;
+        }
+    }
+    if let Some(mut current) = open.take() {
+        let _ = current.stream.finish();
+    }
+    unpublish(&shared, track);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_wraps_into_the_next_group() {
+        let mut numbering = Numbering {
+            group: 3,
+            seq: u32::MAX,
+        };
+        assert_eq!(numbering.next(), (3, u32::MAX));
+        assert_eq!(numbering.next(), (4, 0));
+        assert_eq!(numbering.next(), (4, 1));
+    }
+}
