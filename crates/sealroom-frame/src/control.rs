@@ -533,8 +533,9 @@ mod tests {
                 Err(ControlError::Malformed(_))
             )
         };
-        // Variant index 15 (one past GoAway).
-        assert!(malformed(&[1, 15]));
+        // Variant index 14 (one past GoAway).
+        assert!(malformed(&[1, 14]));
+        assert!(!malformed(&[1, 13, 0, 0]));
         // TrackPublished { member 0, track 9, kind 3 }.
         assert!(malformed(&[1, 4, 0, 9, 3]));
         assert!(!malformed(&[1, 4, 0, 9, 2]));
@@ -546,8 +547,9 @@ mod tests {
         assert!(!malformed(&[1, 0, 0, 0, 0, 1]));
         // Invalid UTF-8 in a string.
         assert!(malformed(&[1, 9, 1, 0xff]));
-        // A list length larger than the input, which must not be preallocated.
-        assert!(malformed(&[1, 3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]));
+        // Joined with a roster of 2^32 - 1 members in eight bytes: refused without
+        // preallocating the list.
+        assert!(malformed(&[1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]));
     }
 
     #[test]
@@ -559,6 +561,36 @@ mod tests {
         let mut buf = Vec::new();
         join().encode(&mut buf).expect("encodes");
         assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn examples_match_the_protocol_document() {
+        let cases: [(ControlMessage, &[u8]); 3] = [
+            (ControlMessage::Leave, &[0x01, 0x0b]),
+            (
+                ControlMessage::MemberLeft {
+                    member: 300,
+                    reason: LeaveReason::Replaced,
+                },
+                &[0x01, 0x03, 0xac, 0x02, 0x03],
+            ),
+            (
+                ControlMessage::Error {
+                    code: ErrorCode::RoomFull,
+                    message: "full".into(),
+                },
+                &[0x01, 0x0c, 0x05, 0x04, b'f', b'u', b'l', b'l'],
+            ),
+        ];
+        for (message, bytes) in cases {
+            assert_eq!(message.to_bytes().as_deref(), Ok(bytes));
+            assert_eq!(ControlMessage::decode(bytes), Ok(message));
+        }
+        let mut framed = Vec::new();
+        ControlMessage::Leave
+            .encode_framed(&mut framed)
+            .expect("encodes");
+        assert_eq!(framed, [0x02, 0x01, 0x0b]);
     }
 
     #[test]

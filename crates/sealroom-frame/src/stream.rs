@@ -349,9 +349,41 @@ mod tests {
     }
 
     #[test]
+    fn examples_match_the_protocol_document() {
+        assert_eq!(prefix(36), [0x24]);
+        assert_eq!(prefix(1200), [0x44, 0xb0]);
+        assert_eq!(prefix(16_384), [0x80, 0x00, 0x40, 0x00]);
+        let mut framed = Vec::new();
+        write_frame(&[0xaa; 1200], &mut framed);
+        assert_eq!(framed.len(), 1202);
+        assert_eq!(framed[..2], [0x44, 0xb0]);
+        assert_eq!(framed_len(1200), 1202);
+    }
+
+    #[test]
     fn non_minimal_prefix_is_refused() {
         let mut d = Deframer::new(100);
         // 5 in the two-byte form.
+        d.push(Bytes::from_static(&[0x40, 0x05, 1, 2, 3, 4, 5]));
+        assert_eq!(
+            d.next_frame(),
+            Err(DeframeError::NonMinimalPrefix { len: 5 })
+        );
+        // Also when the prefix spans chunks, and in the four- and eight-byte forms.
+        let mut d = Deframer::new(100);
+        d.push(Bytes::from_static(&[0x80, 0x00]));
+        d.push(Bytes::from_static(&[0x00, 0x3f]));
+        assert_eq!(
+            d.next_frame(),
+            Err(DeframeError::NonMinimalPrefix { len: 63 })
+        );
+        let mut d = Deframer::new(100);
+        d.push(Bytes::from_static(&[0xc0, 0, 0, 0, 0x3f, 0xff, 0xff, 0xff]));
+        assert_eq!(
+            d.next_frame(),
+            Err(DeframeError::NonMinimalPrefix { len: (1 << 30) - 1 })
+        );
+        let mut d = Deframer::new(100);
         d.push(Bytes::from_static(&[0x40, 0x05, 1, 2, 3, 4, 5]));
         assert_eq!(
             d.next_frame(),
