@@ -337,3 +337,57 @@ pub(crate) fn parse(suite: CipherSuite, sframe: &[u8]) -> Result<(SframeHeader, 
     }
     Ok((header, header_len))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::backend::hkdf_extract;
+
+    #[derive(Deserialize)]
+    struct Vectors {
+        sframe: Vec<V>,
+    }
+
+    #[derive(Deserialize)]
+    struct V {
+        cipher_suite: u16,
+        kid: u64,
+        ctr: u64,
+        base_key: String,
+        sframe_key_label: String,
+        sframe_salt_label: String,
+        sframe_secret: String,
+        sframe_key: String,
+        sframe_salt: String,
+        nonce: String,
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        hex::decode(text).expect("hex")
+    }
+
+    #[test]
+    fn intermediate_values_match_every_vector_on_every_backend() {
+        let text = include_str!("../tests/data/rfc9605-test-vectors.json");
+        let vectors: Vectors = serde_json::from_str(text).expect("parses");
+        let mut checked = 0;
+        for &backend in Backend::all() {
+            for v in &vectors.sframe {
+                let suite = CipherSuite::from_id(v.cipher_suite).expect("suite");
+                let tail = label_tail(v.kid, suite);
+                assert_eq!([KEY_LABEL, &tail].concat(), unhex(&v.sframe_key_label));
+                assert_eq!([SALT_LABEL, &tail].concat(), unhex(&v.sframe_salt_label));
+                let secret = hkdf_extract(backend, suite.hash(), b"", &unhex(&v.base_key));
+                assert_eq!(secret.as_bytes(), unhex(&v.sframe_secret));
+                let ctx = KeyContext::derive_with(backend, suite, v.kid, &unhex(&v.base_key));
+                assert_eq!(ctx.test_key.to_vec(), unhex(&v.sframe_key));
+                assert_eq!(ctx.salt.to_vec(), unhex(&v.sframe_salt));
+                assert_eq!(ctx.nonce(v.ctr).to_vec(), unhex(&v.nonce));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 5 * Backend::all().len());
+    }
+}
