@@ -1,0 +1,1341 @@
+//! The relay's decisions, with no sockets and no clock: admission, rooms, membership,
+//! subscriptions, forwarding and limits.
+//!
+//! [`RelayCore`] follows quinn-proto's pattern. The driver (the quinn/tokio layer, a test or
+//! a bench) feeds it inputs named `handle_*` with the current time as an argument, and takes
+//! its outputs from [`RelayCore::poll_output`]: control messages to send and connections to
+//! close. Forwarding is the hot path and answers directly: [`RelayCore::handle_frame`]
+//! returns the connections a frame goes to, or why it is dropped.
+//!
+//! Connections are named by [`ConnId`]s the driver picks. A connection enters a room with a
+//! ticket ([`RelayCore::handle_join`]); the room, keyed by (app, room id), is created by its
+//! first member and removed with its last. Member ids are assigned per room, counting up from
+//! 1, and not reused while the room exists.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sealroom_frame::control::{
+    ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits, TrackInfo,
+};
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
+
+use crate::config::{AppConfig, Limits};
+use crate::ratelimit::TokenBucket;
+use crate::ticket::{Grants, TicketClaims, TicketVerifier};
+
+/// A connection, named by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// The current time, as the core needs it: a monotonic instant for rates and timeouts, and
+/// wall-clock seconds since the Unix epoch for ticket validity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Seconds since the Unix epoch.
+    pub unix_secs: u64,
+}
+
+impl Now {
+    /// Read both clocks (for drivers; the core never calls this).
+    pub fn system() -> Self {
+        Self {
+            instant: Instant::now(),
+            unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// This time plus `secs` seconds on both clocks.
+    #[must_use]
+    pub fn plus_secs(self, secs: u64) -> Self {
+        Self {
+            instant: self.instant + Duration::from_secs(secs),
+            unix_secs: self.unix_secs.saturating_add(secs),
+        }
+    }
+}
+
+/// A room's identity: rooms of different apps never meet, even with equal room ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomKey {
+    /// App id.
+    pub app: String,
+    /// Room id within the app.
+    pub room: String,
+}
+
+impl RoomKey {
+    /// A room key.
+    pub fn new(app: impl Into<String>, room: impl Into<String>) -> Self {
+        Self {
+            app: app.into(),
+            room: room.into(),
+        }
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a control message on the connection's control stream.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: ControlMessage,
+    },
+    /// Close the connection once what was sent to it is flushed; `None` is a normal close.
+    /// The core has already forgotten the connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// The reason, mapped to the QUIC application close code by
+        /// [`ErrorCode::close_code`].
+        code: Option<ErrorCode>,
+    },
+}
+
+/// How a join attempt ended, for metrics and the join success rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// Admitted (possibly replacing an earlier session of the same user).
+    Joined,
+    /// Refused with this reason.
+    Refused(ErrorCode),
+}
+
+impl JoinOutcome {
+    /// A stable lowercase label (`joined`, or the refusal reason in snake case).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::Refused(code) => error_code_label(code),
+        }
+    }
+}
+
+/// A stable lowercase snake-case label for an error code (metrics, logs).
+pub fn error_code_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadSignature => "bad_signature",
+        ErrorCode::Expired => "expired",
+        ErrorCode::NotYetValid => "not_yet_valid",
+        ErrorCode::WrongRoom => "wrong_room",
+        ErrorCode::UnknownApp => "unknown_app",
+        ErrorCode::RoomFull => "room_full",
+        ErrorCode::TooManyRooms => "too_many_rooms",
+        ErrorCode::NotPermitted => "not_permitted",
+        ErrorCode::FrameTooLarge => "frame_too_large",
+        ErrorCode::RateLimited => "rate_limited",
+        ErrorCode::Replaced => "replaced",
+        ErrorCode::Kicked => "kicked",
+        ErrorCode::RoomDismissed => "room_dismissed",
+        ErrorCode::TicketExpired => "ticket_expired",
+        ErrorCode::ShuttingDown => "shutting_down",
+        ErrorCode::SlowConsumer => "slow_consumer",
+        ErrorCode::ProtocolViolation => "protocol_violation",
+        ErrorCode::BadTicket => "bad_ticket",
+        ErrorCode::Internal => "internal",
+    }
+}
+
+/// Why a frame was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The connection has not joined a room (or has left it).
+    NotJoined,
+    /// The envelope's sender is not the connection's member id.
+    ForgedSender,
+    /// The frame exceeds the frame size limit.
+    TooLarge,
+    /// The ticket does not grant publishing this kind.
+    NotPermitted,
+    /// The member already publishes as many tracks as allowed.
+    TooManyTracks,
+    /// The track was published as another kind.
+    KindMismatch,
+    /// The member exceeded a rate limit.
+    RateLimited,
+    /// The bytes do not decode as an envelope frame.
+    Malformed,
+    /// A receiver's datagram queue was full; its oldest datagram was dropped.
+    QueueFull,
+    /// A receiver fell behind on a video group; the rest of the group was dropped.
+    StaleGroup,
+    /// The frame arrived for a video group already superseded at a receiver.
+    LateGroup,
+    /// Too many audio streams were in flight to a receiver.
+    TooManyStreams,
+    /// The receiver's connection was gone or closing.
+    ReceiverGone,
+    /// The receiver could not keep up with reliable data and was removed.
+    SlowConsumer,
+}
+
+impl DropReason {
+    /// Every reason, for exporting zeroed counters.
+    pub const ALL: [Self; 14] = [
+        Self::NotJoined,
+        Self::ForgedSender,
+        Self::TooLarge,
+        Self::NotPermitted,
+        Self::TooManyTracks,
+        Self::KindMismatch,
+        Self::RateLimited,
+        Self::Malformed,
+        Self::QueueFull,
+        Self::StaleGroup,
+        Self::LateGroup,
+        Self::TooManyStreams,
+        Self::ReceiverGone,
+        Self::SlowConsumer,
+    ];
+
+    /// A stable lowercase label (metrics, logs).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::NotJoined => "not_joined",
+            Self::ForgedSender => "forged_sender",
+            Self::TooLarge => "too_large",
+            Self::NotPermitted => "not_permitted",
+            Self::TooManyTracks => "too_many_tracks",
+            Self::KindMismatch => "kind_mismatch",
+            Self::RateLimited => "rate_limited",
+            Self::Malformed => "malformed",
+            Self::QueueFull => "queue_full",
+            Self::StaleGroup => "stale_group",
+            Self::LateGroup => "late_group",
+            Self::TooManyStreams => "too_many_streams",
+            Self::ReceiverGone => "receiver_gone",
+            Self::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
+/// Whom an operator removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberTarget {
+    /// The member with this id.
+    Member(MemberId),
+    /// The member with this user id.
+    User(String),
+}
+
+/// Why an operator request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// No such room (it may have just emptied).
+    #[error("no such room")]
+    UnknownRoom,
+    /// No such member in the room.
+    #[error("no such member in the room")]
+    UnknownMember,
+}
+
+/// A room as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomSummary {
+    /// App id.
+    pub app: String,
+    /// Room id.
+    pub room: String,
+    /// Members present.
+    pub members: usize,
+    /// When the room was created, seconds since the Unix epoch.
+    pub created_unix_secs: u64,
+}
+
+/// A member as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberSummary {
+    /// Relay-assigned member id.
+    pub member: MemberId,
+    /// User id from the ticket.
+    pub user: String,
+    /// The connection carrying the member.
+    #[serde(skip)]
+    pub conn: ConnId,
+    /// Tracks published.
+    pub tracks: usize,
+    /// When the member joined, seconds since the Unix epoch.
+    pub joined_unix_secs: u64,
+    /// When the member's ticket expires, seconds since the Unix epoch.
+    pub ticket_exp: u64,
+}
+
+/// How often at most one kind of feedback error is sent to one member.
+const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Delay suggested to clients in `GoAway` before reconnecting.
+const GO_AWAY_RECONNECT_MS: u32 = 1000;
+
+#[derive(Debug)]
+enum ConnPhase {
+    /// Connected, waiting for `Join`.
+    Connected { since: Instant },
+    /// A member of `room`.
+    Joined { room: RoomKey, member: MemberId },
+}
+
+#[derive(Debug)]
+struct Conn {
+    phase: ConnPhase,
+    /// Whether `GoAway` was sent.
+    told_to_go: bool,
+}
+
+#[derive(Debug)]
+enum Subscriptions {
+    /// Everything except these.
+    AllExcept(HashSet<(MemberId, TrackId)>),
+    /// Only these.
+    Only(HashSet<(MemberId, TrackId)>),
+}
+
+impl Subscriptions {
+    fn wants(&self, member: MemberId, track: TrackId) -> bool {
+        match self {
+            Self::AllExcept(except) => !except.contains(&(member, track)),
+            Self::Only(only) => only.contains(&(member, track)),
+        }
+    }
+
+    fn set(&mut self, member: MemberId, track: TrackId, subscribed: bool, bound: usize) {
+        let (set, insert) = match self {
+            Self::AllExcept(except) => (except, !subscribed),
+            Self::Only(only) => (only, subscribed),
+        };
+        if insert {
+            if set.len() < bound {
+                set.insert((member, track));
+            }
+        } else {
+            set.remove(&(member, track));
+        }
+    }
+
+    fn forget_member(&mut self, member: MemberId) {
+        let (Self::AllExcept(set) | Self::Only(set)) = self;
+        set.retain(|(m, _)| *m != member);
+    }
+
+    fn forget_track(&mut self, member: MemberId, track: TrackId) {
+        let (Self::AllExcept(set) | Self::Only(set)) = self;
+        set.remove(&(member, track));
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    user: String,
+    grants: Grants,
+    ticket_exp: u64,
+    joined_unix_secs: u64,
+    tracks: Vec<TrackInfo>,
+    subscriptions: Subscriptions,
+    data_messages: TokenBucket,
+    data_bytes: TokenBucket,
+    media_bytes: TokenBucket,
+    control_messages: TokenBucket,
+    /// When each kind of feedback error was last sent, indexed by `ErrorCode as usize`.
+    feedback: [Option<Instant>; 32],
+}
+
+impl Member {
+    fn info(&self, member: MemberId) -> MemberInfo {
+        MemberInfo {
+            member,
+            user: self.user.clone(),
+            tracks: self.tracks.clone(),
+        }
+    }
+
+    fn track(&self, track: TrackId) -> Option<&TrackInfo> {
+        self.tracks.iter().find(|t| t.track == track)
+    }
+}
+
+#[derive(Debug)]
+struct Room {
+    members: BTreeMap<MemberId, Member>,
+    next_member: MemberId,
+    created_unix_secs: u64,
+}
+
+impl Room {
+    fn allocate_member_id(&mut self) -> MemberId {
+        // Counts up from 1; on wrap-around (4 billion joins into one room) skips ids in use.
+        loop {
+            let id = self.next_member;
+            self.next_member = self.next_member.checked_add(1).unwrap_or(1);
+            if id != 0 && !self.members.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn member_by_user(&self, user: &str) -> Option<MemberId> {
+        self.members
+            .iter()
+            .find_map(|(id, m)| (m.user == user).then_some(*id))
+    }
+}
+
+#[derive(Debug)]
+struct AppState {
+    rooms: usize,
+    joins: TokenBucket,
+}
+
+/// The relay's state and decisions, free of I/O and clocks.
+pub struct RelayCore {
+    limits: Limits,
+    verifier: TicketVerifier,
+    conns: HashMap<ConnId, Conn>,
+    rooms: HashMap<RoomKey, Room>,
+    apps: HashMap<String, AppState>,
+    outputs: VecDeque<Output>,
+    receivers: Vec<ConnId>,
+    draining: bool,
+}
+
+impl fmt::Debug for RelayCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayCore")
+            .field("connections", &self.conns.len())
+            .field("rooms", &self.rooms.len())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayCore {
+    /// A core serving `apps` within `limits`, created at `now`.
+    pub fn new(apps: &[AppConfig], limits: Limits, now: Instant) -> Self {
+        let verifier = TicketVerifier::new(apps, limits.ticket_leeway_secs);
+        let apps = apps
+            .iter()
+            .map(|app| {
+                let rate = limits.joins_per_app_per_sec;
+                let joins = TokenBucket::new(rate, rate.saturating_mul(2), now);
+                (app.app.clone(), AppState { rooms: 0, joins })
+            })
+            .collect();
+        Self {
+            limits,
+            verifier,
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            apps,
+            outputs: VecDeque::new(),
+            receivers: Vec::new(),
+            draining: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Connections known (joined or waiting to join).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Rooms open.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Members in all rooms.
+    pub fn member_count(&self) -> usize {
+        self.rooms.values().map(|r| r.members.len()).sum()
+    }
+
+    /// Whether the core is draining (refusing joins).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// The room and member id of a joined connection.
+    pub fn membership(&self, conn: ConnId) -> Option<(&RoomKey, MemberId)> {
+        match &self.conns.get(&conn)?.phase {
+            ConnPhase::Joined { room, member } => Some((room, *member)),
+            ConnPhase::Connected { .. } => None,
+        }
+    }
+
+    /// The next thing the driver must do, in order.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A new connection arrived. During a drain it is told to go away at once.
+    pub fn handle_connect(&mut self, conn: ConnId, now: Now) {
+        self.conns.insert(
+            conn,
+            Conn {
+                phase: ConnPhase::Connected { since: now.instant },
+                told_to_go: false,
+            },
+        );
+    }
+
+    /// A control message arrived from `conn`.
+    pub fn handle_control(&mut self, conn: ConnId, message: ControlMessage, now: Now) {
+        let Some(state) = self.conns.get(&conn) else {
+            return;
+        };
+        let (room_key, member_id) = match &state.phase {
+            ConnPhase::Connected { .. } => {
+                if let ControlMessage::Join {
+                    ticket, options, ..
+                } = message
+                {
+                    let _ = self.handle_join(conn, &ticket, &options, now);
+                } else {
+                    self.refuse(
+                        conn,
+                        ErrorCode::ProtocolViolation,
+                        "the first message must be Join",
+                    );
+                }
+                return;
+            }
+            ConnPhase::Joined { room, member } => (room.clone(), *member),
+        };
+        let outputs = &mut self.outputs;
+        let Some(me) = self
+            .rooms
+            .get_mut(&room_key)
+            .and_then(|r| r.members.get_mut(&member_id))
+        else {
+            return;
+        };
+        if !me.control_messages.try_take(1, now.instant) {
+            Self::feedback(
+                outputs,
+                me,
+                ErrorCode::RateLimited,
+                "control message rate exceeded; message dropped",
+                now.instant,
+            );
+            return;
+        }
+        let bound = self.subscription_bound();
+        match message {
+            ControlMessage::TrackPublished { track, .. } => {
+                self.publish_track(&room_key, member_id, track, now);
+            }
+            ControlMessage::TrackUnpublished { track, .. } => {
+                self.unpublish_track(&room_key, member_id, track);
+            }
+            ControlMessage::Subscribe { member, track } => {
+                if let Some(me) = self.member_mut(&room_key, member_id) {
+                    me.subscriptions.set(member, track, true, bound);
+                }
+            }
+            ControlMessage::Unsubscribe { member, track } => {
+                if let Some(me) = self.member_mut(&room_key, member_id) {
+                    me.subscriptions.set(member, track, false, bound);
+                }
+            }
+            ControlMessage::KeyframeRequest { member, track } => {
+                let publisher = self
+                    .rooms
+                    .get(&room_key)
+                    .and_then(|r| r.members.get(&member))
+                    .map(|m| m.conn);
+                if let Some(publisher) = publisher.filter(|_| member != member_id) {
+                    self.outputs.push_back(Output::Send {
+                        conn: publisher,
+                        message: ControlMessage::KeyframeRequest {
+                            member: member_id,
+                            track,
+                        },
+                    });
+                }
+            }
+            ControlMessage::RefreshTicket { ticket } => {
+                self.refresh_ticket(conn, &room_key, member_id, &ticket, now);
+            }
+            ControlMessage::Leave => {
+                self.remove_member(&room_key, member_id, LeaveReason::Left);
+                self.conns.remove(&conn);
+                self.outputs.push_back(Output::Close { conn, code: None });
+            }
+            ControlMessage::Error { .. } => {
+                // A client's warning; nothing to do.
+            }
+            ControlMessage::Join { .. }
+            | ControlMessage::Joined { .. }
+            | ControlMessage::MemberJoined(_)
+            | ControlMessage::MemberLeft { .. }
+            | ControlMessage::TicketRefreshed { .. }
+            | ControlMessage::GoAway { .. } => {
+                self.remove_connection(conn, ErrorCode::ProtocolViolation, "unexpected message");
+            }
+        }
+    }
+
+    fn member_mut(&mut self, key: &RoomKey, member: MemberId) -> Option<&mut Member> {
+        self.rooms.get_mut(key)?.members.get_mut(&member)
+    }
+
+    fn subscription_bound(&self) -> usize {
+        self.limits
+            .max_members_per_room
+            .saturating_mul(self.limits.max_tracks_per_member)
+    }
+
+    /// Admit `conn` with `ticket`, or refuse it. The outcome is also queued as outputs:
+    /// `Joined` and `MemberJoined` messages, or an `Error` and a `Close`.
+    pub fn handle_join(
+        &mut self,
+        conn: ConnId,
+        ticket: &str,
+        options: &JoinOptions,
+        now: Now,
+    ) -> JoinOutcome {
+        match self.admit(conn, ticket, options, now) {
+            Ok(()) => JoinOutcome::Joined,
+            Err((code, message)) => {
+                self.refuse(conn, code, message);
+                JoinOutcome::Refused(code)
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        ticket: &str,
+        options: &JoinOptions,
+        now: Now,
+    ) -> Result<(), (ErrorCode, &'static str)> {
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(ConnPhase::Connected { .. }) => {}
+            Some(ConnPhase::Joined { .. }) => {
+                return Err((ErrorCode::ProtocolViolation, "already joined"));
+            }
+            None => return Err((ErrorCode::ProtocolViolation, "unknown connection")),
+        }
+        if self.draining {
+            return Err((ErrorCode::ShuttingDown, "the relay is shutting down"));
+        }
+        let claims = self
+            .verifier
+            .verify(ticket, now.unix_secs)
+            .map_err(|err| (err.code(), verify_message(err.code())))?;
+        let app = self
+            .apps
+            .get_mut(&claims.app)
+            .ok_or((ErrorCode::UnknownApp, "unknown app"))?;
+        if !app.joins.try_take(1, now.instant) {
+            return Err((ErrorCode::RateLimited, "too many joins for this app; retry"));
+        }
+        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
+        let replaced = self
+            .rooms
+            .get(&key)
+            .and_then(|room| room.member_by_user(&claims.user));
+        match self.rooms.get(&key) {
+            Some(room) => {
+                if replaced.is_none() && room.members.len() >= self.limits.max_members_per_room {
+                    return Err((ErrorCode::RoomFull, "the room is full"));
+                }
+            }
+            None => {
+                if app.rooms >= self.limits.max_rooms_per_app {
+                    return Err((ErrorCode::TooManyRooms, "the app has too many rooms"));
+                }
+            }
+        }
+        if let Some(old) = replaced {
+            self.replace(&key, old);
+        }
+        self.enter(conn, key, claims, options, now);
+        Ok(())
+    }
+
+    fn replace(&mut self, key: &RoomKey, old: MemberId) {
+        let Some(old_conn) = self
+            .rooms
+            .get(key)
+            .and_then(|r| r.members.get(&old))
+            .map(|m| m.conn)
+        else {
+            return;
+        };
+        self.outputs.push_back(Output::Send {
+            conn: old_conn,
+            message: ControlMessage::Error {
+                code: ErrorCode::Replaced,
+                message: "a newer session of this user joined the room".to_owned(),
+            },
+        });
+        // The room stays (the new member enters it right after), so remove without
+        // deleting an emptied room.
+        if let Some(room) = self.rooms.get_mut(key) {
+            Self::detach(&mut self.outputs, room, old, LeaveReason::Replaced);
+        }
+        self.conns.remove(&old_conn);
+        self.outputs.push_back(Output::Close {
+            conn: old_conn,
+            code: Some(ErrorCode::Replaced),
+        });
+    }
+
+    fn enter(
+        &mut self,
+        conn: ConnId,
+        key: RoomKey,
+        claims: TicketClaims,
+        options: &JoinOptions,
+        now: Now,
+    ) {
+        let limits = self.limits;
+        let room = match self.rooms.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                if let Some(app) = self.apps.get_mut(&key.app) {
+                    app.rooms += 1;
+                }
+                entry.insert(Room {
+                    members: BTreeMap::new(),
+                    next_member: 1,
+                    created_unix_secs: now.unix_secs,
+                })
+            }
+        };
+        let id = room.allocate_member_id();
+        let roster: Vec<MemberInfo> = room.members.iter().map(|(id, m)| m.info(*id)).collect();
+        let subscriptions = if options.auto_subscribe {
+            Subscriptions::AllExcept(HashSet::new())
+        } else {
+            Subscriptions::Only(HashSet::new())
+        };
+        let member = Member {
+            conn,
+            user: claims.user,
+            grants: claims.grants,
+            ticket_exp: claims.exp,
+            joined_unix_secs: now.unix_secs,
+            tracks: Vec::new(),
+            subscriptions,
+            data_messages: TokenBucket::new(
+                limits.data_messages_per_sec,
+                limits.data_messages_burst,
+                now.instant,
+            ),
+            data_bytes: TokenBucket::new(
+                limits.data_bytes_per_sec,
+                limits.data_bytes_burst,
+                now.instant,
+            ),
+            media_bytes: TokenBucket::new(
+                limits.media_bytes_per_sec,
+                limits.media_bytes_burst,
+                now.instant,
+            ),
+            control_messages: TokenBucket::new(
+                limits.control_messages_per_sec,
+                limits.control_messages_per_sec.saturating_mul(2),
+                now.instant,
+            ),
+            feedback: [None; 32],
+        };
+        let info = member.info(id);
+        for other in room.members.values() {
+            self.outputs.push_back(Output::Send {
+                conn: other.conn,
+                message: ControlMessage::MemberJoined(info.clone()),
+            });
+        }
+        let ticket_expires_in_secs = claims
+            .exp
+            .saturating_add(limits.ticket_leeway_secs)
+            .saturating_sub(now.unix_secs);
+        room.members.insert(id, member);
+        self.outputs.push_back(Output::Send {
+            conn,
+            message: ControlMessage::Joined {
+                member: id,
+                roster,
+                limits: SessionLimits {
+                    max_frame_len: u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX),
+                    data_messages_per_sec: limits.data_messages_per_sec,
+                    data_bytes_per_sec: limits.data_bytes_per_sec,
+                    ticket_expires_in_secs,
+                },
+            },
+        });
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.phase = ConnPhase::Joined {
+                room: key,
+                member: id,
+            };
+        }
+    }
+
+    fn refresh_ticket(
+        &mut self,
+        conn: ConnId,
+        key: &RoomKey,
+        member_id: MemberId,
+        ticket: &str,
+        now: Now,
+    ) {
+        let result = self.verifier.verify(ticket, now.unix_secs);
+        let Some(member) = self
+            .rooms
+            .get_mut(key)
+            .and_then(|r| r.members.get_mut(&member_id))
+        else {
+            return;
+        };
+        let (code, text) = match result {
+            Ok(claims) if claims.app != key.app || claims.room != key.room => {
+                (ErrorCode::WrongRoom, "the fresh ticket names another room")
+            }
+            Ok(claims) if claims.user != member.user => (
+                ErrorCode::NotPermitted,
+                "the fresh ticket names another user",
+            ),
+            Ok(claims) => {
+                member.ticket_exp = claims.exp;
+                member.grants = claims.grants;
+                let expires_in_secs = claims
+                    .exp
+                    .saturating_add(self.limits.ticket_leeway_secs)
+                    .saturating_sub(now.unix_secs);
+                self.outputs.push_back(Output::Send {
+                    conn,
+                    message: ControlMessage::TicketRefreshed { expires_in_secs },
+                });
+                return;
+            }
+            Err(err) => (err.code(), verify_message(err.code())),
+        };
+        self.outputs.push_back(Output::Send {
+            conn,
+            message: ControlMessage::Error {
+                code,
+                message: text.to_owned(),
+            },
+        });
+    }
+
+    fn publish_track(&mut self, key: &RoomKey, member_id: MemberId, track: TrackInfo, now: Now) {
+        let max_tracks = self.limits.max_tracks_per_member;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let Some(me) = room.members.get_mut(&member_id) else {
+            return;
+        };
+        if !me.grants.may_publish(track.kind) {
+            Self::feedback(
+                &mut self.outputs,
+                me,
+                ErrorCode::NotPermitted,
+                "the ticket does not grant publishing this kind",
+                now.instant,
+            );
+            return;
+        }
+        let count = me.tracks.len();
+        match me.tracks.iter_mut().find(|t| t.track == track.track) {
+            Some(existing) if existing.kind == track.kind => return,
+            Some(existing) => existing.kind = track.kind,
+            None if count >= max_tracks => {
+                Self::feedback(
+                    &mut self.outputs,
+                    me,
+                    ErrorCode::NotPermitted,
+                    "too many tracks published",
+                    now.instant,
+                );
+                return;
+            }
+            None => me.tracks.push(track),
+        }
+        Self::broadcast(
+            &mut self.outputs,
+            room,
+            member_id,
+            &ControlMessage::TrackPublished {
+                member: member_id,
+                track,
+            },
+        );
+    }
+
+    fn unpublish_track(&mut self, key: &RoomKey, member_id: MemberId, track: TrackId) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let Some(me) = room.members.get_mut(&member_id) else {
+            return;
+        };
+        let before = me.tracks.len();
+        me.tracks.retain(|t| t.track != track);
+        if me.tracks.len() == before {
+            return;
+        }
+        for (id, other) in &mut room.members {
+            if *id != member_id {
+                other.subscriptions.forget_track(member_id, track);
+            }
+        }
+        Self::broadcast(
+            &mut self.outputs,
+            room,
+            member_id,
+            &ControlMessage::TrackUnpublished {
+                member: member_id,
+                track,
+            },
+        );
+    }
+
+    /// Decide where a frame from `conn` goes: the connections of every other member that
+    /// subscribes to the sender's track, or why it is dropped. `encoded_len` is the whole
+    /// frame's length (envelope header and payload).
+    ///
+    /// Checks, in order: the connection is a member; the envelope's sender is that member;
+    /// the size limit; the grant for the kind; the track (published implicitly by its first
+    /// frame, within the track limit, and of one kind); the member's rate limits.
+    ///
+    /// # Errors
+    /// The [`DropReason`]; refusals the sender should hear about (size, grant, rate) also
+    /// queue an at most once-a-second `Error` to it.
+    pub fn handle_frame(
+        &mut self,
+        conn: ConnId,
+        envelope: &Envelope,
+        encoded_len: usize,
+        now: Now,
+    ) -> Result<&[ConnId], DropReason> {
+        let Some(Conn {
+            phase: ConnPhase::Joined { room, member },
+            ..
+        }) = self.conns.get(&conn)
+        else {
+            return Err(DropReason::NotJoined);
+        };
+        let member_id = *member;
+        if envelope.sender != member_id {
+            return Err(DropReason::ForgedSender);
+        }
+        let Some(room) = self.rooms.get_mut(room) else {
+            return Err(DropReason::NotJoined);
+        };
+        let Some(me) = room.members.get_mut(&member_id) else {
+            return Err(DropReason::NotJoined);
+        };
+        if encoded_len > self.limits.max_frame_len {
+            Self::feedback(
+                &mut self.outputs,
+                me,
+                ErrorCode::FrameTooLarge,
+                "frame exceeds the size limit; dropped",
+                now.instant,
+            );
+            return Err(DropReason::TooLarge);
+        }
+        if !me.grants.may_publish(envelope.kind) {
+            Self::feedback(
+                &mut self.outputs,
+                me,
+                ErrorCode::NotPermitted,
+                "the ticket does not grant publishing this kind; frame dropped",
+                now.instant,
+            );
+            return Err(DropReason::NotPermitted);
+        }
+        match me.track(envelope.track) {
+            Some(info) if info.kind != envelope.kind => return Err(DropReason::KindMismatch),
+            Some(_) => {}
+            None if me.tracks.len() >= self.limits.max_tracks_per_member => {
+                return Err(DropReason::TooManyTracks);
+            }
+            None => {
+                let track = TrackInfo {
+                    track: envelope.track,
+                    kind: envelope.kind,
+                };
+                me.tracks.push(track);
+                Self::broadcast(
+                    &mut self.outputs,
+                    room,
+                    member_id,
+                    &ControlMessage::TrackPublished {
+                        member: member_id,
+                        track,
+                    },
+                );
+            }
+        }
+        let Some(me) = room.members.get_mut(&member_id) else {
+            return Err(DropReason::NotJoined);
+        };
+        let len = u32::try_from(encoded_len).unwrap_or(u32::MAX);
+        let allowed = match envelope.kind {
+            MediaKind::Data => {
+                // Take from both buckets only when both allow it.
+                me.data_messages.check(1, now.instant)
+                    && me.data_bytes.check(len, now.instant)
+                    && me.data_messages.try_take(1, now.instant)
+                    && me.data_bytes.try_take(len, now.instant)
+            }
+            MediaKind::Audio | MediaKind::Video => me.media_bytes.try_take(len, now.instant),
+        };
+        if !allowed {
+            let text = if envelope.kind == MediaKind::Data {
+                if envelope.flags.contains(Flags::UNRELIABLE) {
+                    "data rate exceeded; unreliable message dropped"
+                } else {
+                    "data rate exceeded; reliable message dropped"
+                }
+            } else {
+                "media rate exceeded; frame dropped"
+            };
+            Self::feedback(
+                &mut self.outputs,
+                me,
+                ErrorCode::RateLimited,
+                text,
+                now.instant,
+            );
+            return Err(DropReason::RateLimited);
+        }
+        self.receivers.clear();
+        for (id, other) in &room.members {
+            if *id != member_id
+                && other.grants.subscribe
+                && other.subscriptions.wants(member_id, envelope.track)
+            {
+                self.receivers.push(other.conn);
+            }
+        }
+        Ok(&self.receivers)
+    }
+
+    /// A frame from `conn` was too large to receive at all (the driver stopped its stream);
+    /// the sender hears `FrameTooLarge` (at most once a second).
+    pub fn report_oversize(&mut self, conn: ConnId, now: Now) {
+        let Some((key, member)) = self.membership(conn).map(|(k, m)| (k.clone(), m)) else {
+            return;
+        };
+        let outputs = &mut self.outputs;
+        if let Some(me) = self
+            .rooms
+            .get_mut(&key)
+            .and_then(|r| r.members.get_mut(&member))
+        {
+            Self::feedback(
+                outputs,
+                me,
+                ErrorCode::FrameTooLarge,
+                "frame exceeds the size limit; stream stopped",
+                now.instant,
+            );
+        }
+    }
+
+    /// The connection closed or was lost; its member (if any) leaves with `reason`.
+    pub fn handle_disconnect(&mut self, conn: ConnId, reason: LeaveReason) {
+        let Some(state) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let ConnPhase::Joined { room, member } = state.phase {
+            self.remove_member(&room, member, reason);
+        }
+    }
+
+    /// Advance time: connections that did not join within the join timeout are closed and
+    /// members whose ticket expired (leeway included) are removed.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let join_timeout = self.limits.join_timeout();
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match c.phase {
+                ConnPhase::Connected { since }
+                    if now.instant.saturating_duration_since(since) >= join_timeout =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        for conn in late {
+            self.remove_connection(conn, ErrorCode::ProtocolViolation, "no Join in time");
+        }
+        let leeway = self.limits.ticket_leeway_secs;
+        let expired: Vec<ConnId> = self
+            .rooms
+            .values()
+            .flat_map(|room| room.members.values())
+            .filter(|m| now.unix_secs >= m.ticket_exp.saturating_add(leeway))
+            .map(|m| m.conn)
+            .collect();
+        for conn in expired {
+            self.remove_connection_with(
+                conn,
+                ErrorCode::TicketExpired,
+                "the ticket expired and was not refreshed",
+                LeaveReason::TicketExpired,
+            );
+        }
+    }
+
+    /// Remove `conn` with a typed reason: it is sent `Error{code}`, its member leaves (the
+    /// others see the matching leave reason), and it is closed with `code`.
+    pub fn remove_connection(&mut self, conn: ConnId, code: ErrorCode, message: &str) {
+        let reason = match code {
+            ErrorCode::Kicked => LeaveReason::Kicked,
+            ErrorCode::Replaced => LeaveReason::Replaced,
+            ErrorCode::RoomDismissed => LeaveReason::RoomDismissed,
+            ErrorCode::TicketExpired => LeaveReason::TicketExpired,
+            ErrorCode::ShuttingDown => LeaveReason::ShuttingDown,
+            _ => LeaveReason::Removed,
+        };
+        self.remove_connection_with(conn, code, message, reason);
+    }
+
+    fn remove_connection_with(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        reason: LeaveReason,
+    ) {
+        let Some(state) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.outputs.push_back(Output::Send {
+            conn,
+            message: ControlMessage::Error {
+                code,
+                message: message.to_owned(),
+            },
+        });
+        if let ConnPhase::Joined { room, member } = state.phase {
+            self.remove_member(&room, member, reason);
+        }
+        self.outputs.push_back(Output::Close {
+            conn,
+            code: Some(code),
+        });
+    }
+
+    fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str) {
+        self.remove_connection(conn, code, message);
+    }
+
+    /// Remove a member by operator request; it hears `Kicked` with `reason` as the message,
+    /// the others see it leave with reason kicked.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the room or the member does not exist.
+    pub fn kick(
+        &mut self,
+        key: &RoomKey,
+        target: &MemberTarget,
+        reason: &str,
+    ) -> Result<MemberId, AdminError> {
+        let room = self.rooms.get(key).ok_or(AdminError::UnknownRoom)?;
+        let member = match target {
+            MemberTarget::Member(id) => room.members.contains_key(id).then_some(*id),
+            MemberTarget::User(user) => room.member_by_user(user),
+        }
+        .ok_or(AdminError::UnknownMember)?;
+        let conn = room
+            .members
+            .get(&member)
+            .map(|m| m.conn)
+            .ok_or(AdminError::UnknownMember)?;
+        self.remove_connection(conn, ErrorCode::Kicked, reason);
+        Ok(member)
+    }
+
+    /// Close a room: every member hears `RoomDismissed` and is disconnected.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownRoom`] when the room does not exist.
+    pub fn dismiss(&mut self, key: &RoomKey, reason: &str) -> Result<usize, AdminError> {
+        let room = self.rooms.get(key).ok_or(AdminError::UnknownRoom)?;
+        let conns: Vec<ConnId> = room.members.values().map(|m| m.conn).collect();
+        for conn in &conns {
+            self.remove_connection(*conn, ErrorCode::RoomDismissed, reason);
+        }
+        Ok(conns.len())
+    }
+
+    /// Every room, sorted by app and room id.
+    pub fn rooms(&self) -> Vec<RoomSummary> {
+        let mut rooms: Vec<RoomSummary> = self
+            .rooms
+            .iter()
+            .map(|(key, room)| RoomSummary {
+                app: key.app.clone(),
+                room: key.room.clone(),
+                members: room.members.len(),
+                created_unix_secs: room.created_unix_secs,
+            })
+            .collect();
+        rooms.sort_by(|a, b| (&a.app, &a.room).cmp(&(&b.app, &b.room)));
+        rooms
+    }
+
+    /// The members of a room, by member id; `None` when the room does not exist.
+    pub fn members(&self, key: &RoomKey) -> Option<Vec<MemberSummary>> {
+        let room = self.rooms.get(key)?;
+        Some(
+            room.members
+                .iter()
+                .map(|(id, m)| MemberSummary {
+                    member: *id,
+                    user: m.user.clone(),
+                    conn: m.conn,
+                    tracks: m.tracks.len(),
+                    joined_unix_secs: m.joined_unix_secs,
+                    ticket_exp: m.ticket_exp,
+                })
+                .collect(),
+        )
+    }
+
+    /// Start draining: refuse new joins and tell every connection to go away (with
+    /// [`ErrorCode::ShuttingDown`], so clients reconnect, possibly elsewhere). Connections
+    /// stay until they leave or the driver closes them.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+        let mut conns: Vec<ConnId> = self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| !c.told_to_go)
+            .map(|(id, c)| {
+                c.told_to_go = true;
+                *id
+            })
+            .collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.outputs.push_back(Output::Send {
+                conn,
+                message: ControlMessage::GoAway {
+                    code: ErrorCode::ShuttingDown,
+                    reconnect_after_ms: GO_AWAY_RECONNECT_MS,
+                },
+            });
+        }
+    }
+
+    /// Remove every connection with `ShuttingDown` (the end of a drain).
+    pub fn close_all(&mut self) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.remove_connection(conn, ErrorCode::ShuttingDown, "the relay is shutting down");
+        }
+    }
+
+    fn remove_member(&mut self, key: &RoomKey, member: MemberId, reason: LeaveReason) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        Self::detach(&mut self.outputs, room, member, reason);
+        if room.members.is_empty() {
+            self.rooms.remove(key);
+            if let Some(app) = self.apps.get_mut(&key.app) {
+                app.rooms = app.rooms.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Take `member` out of `room` and tell the others why.
+    fn detach(
+        outputs: &mut VecDeque<Output>,
+        room: &mut Room,
+        member: MemberId,
+        reason: LeaveReason,
+    ) {
+        if room.members.remove(&member).is_none() {
+            return;
+        }
+        for other in room.members.values_mut() {
+            other.subscriptions.forget_member(member);
+            outputs.push_back(Output::Send {
+                conn: other.conn,
+                message: ControlMessage::MemberLeft { member, reason },
+            });
+        }
+    }
+
+    fn broadcast(
+        outputs: &mut VecDeque<Output>,
+        room: &Room,
+        from: MemberId,
+        message: &ControlMessage,
+    ) {
+        for (id, other) in &room.members {
+            if *id != from {
+                outputs.push_back(Output::Send {
+                    conn: other.conn,
+                    message: message.clone(),
+                });
+            }
+        }
+    }
+
+    /// Queue an `Error` warning to a member, at most once a second per code.
+    fn feedback(
+        outputs: &mut VecDeque<Output>,
+        member: &mut Member,
+        code: ErrorCode,
+        message: &str,
+        now: Instant,
+    ) {
+        let Some(last) = member.feedback.get_mut(code as usize) else {
+            return;
+        };
+        if last.is_some_and(|at| now.saturating_duration_since(at) < FEEDBACK_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        outputs.push_back(Output::Send {
+            conn: member.conn,
+            message: ControlMessage::Error {
+                code,
+                message: message.to_owned(),
+            },
+        });
+    }
+}
+
+fn verify_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadSignature => "the ticket signature does not verify",
+        ErrorCode::Expired => "the ticket has expired",
+        ErrorCode::NotYetValid => "the ticket is not valid yet",
+        ErrorCode::UnknownApp => "the ticket names an app this relay does not serve",
+        _ => "the ticket is malformed",
+    }
+}

@@ -1,0 +1,694 @@
+//! Everything queued towards one connection, bounded, and the tasks that write it out.
+//!
+//! One [`Outbox`] per connection. Forwarding pushes clones of a frame's `Bytes` into the
+//! outboxes of its receivers without waiting: each outbox has its own bounded queues and its
+//! own writer tasks, so a receiver that reads slowly only ever fills its own queues.
+//!
+//! - control messages: one ordered queue drained onto the control stream; past
+//!   [`Limits::control_queue_len`] the member is removed as a slow consumer;
+//! - datagrams (audio that fits, unreliable data): one queue of at most
+//!   [`Limits::datagram_queue_len`]; when full the oldest is dropped (stale audio is
+//!   worthless);
+//! - video: one outgoing stream per (sender, track, group), each with its own queue of at
+//!   most [`Limits::video_group_queue_bytes`]; a group that overflows is reset and the rest of
+//!   it dropped, and at most [`Limits::max_open_groups_per_track`] groups of one track are
+//!   open, the oldest reset when another opens; a newer group gets a higher priority;
+//! - reliable data: one long-lived stream per (sender, track); past
+//!   [`Limits::reliable_queue_bytes`] queued over all of them the member is removed as a slow
+//!   consumer (reliable data is never skipped silently);
+//! - audio too large for a datagram: one stream per frame, at most
+//!   [`Limits::max_audio_streams`] in flight.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{SendDatagramError, VarInt};
+use sealroom_frame::control::{ControlMessage, ErrorCode};
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
+use sealroom_frame::stream;
+use tokio::sync::Notify;
+
+use crate::config::Limits;
+use crate::core::{ConnId, DropReason};
+use crate::metrics::Metrics;
+
+/// First byte of every unidirectional media stream.
+pub const STREAM_TYPE_MEDIA: u8 = 0x01;
+
+/// Stream reset / stop codes the relay uses.
+pub mod stream_code {
+    /// The relay dropped the rest of a video group the receiver fell behind on.
+    pub const STALE_GROUP: u32 = 0x01;
+    /// The publisher reset the group (the relay passes the reset on).
+    pub const GROUP_RESET: u32 = 0x02;
+    /// An incoming stream broke the framing or a limit and was stopped.
+    pub const REFUSED: u32 = 0x03;
+}
+
+const CONTROL_PRIORITY: i32 = i32::MAX;
+const RELIABLE_PRIORITY: i32 = i32::MAX - 1;
+const AUDIO_STREAM_PRIORITY: i32 = i32::MAX - 2;
+
+/// How long a closing connection waits for its last control messages to be acknowledged.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// A frame on its way to receivers: the received bytes, shared, never copied.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarded {
+    /// The whole encoded frame as received.
+    pub(crate) frame: Bytes,
+    /// Its stream length prefix, computed once for all receivers.
+    pub(crate) prefix: Bytes,
+    /// The envelope.
+    pub(crate) envelope: Envelope,
+    /// When the relay finished receiving it.
+    pub(crate) arrived: Instant,
+}
+
+impl Forwarded {
+    pub(crate) fn new(frame: Bytes, envelope: Envelope, arrived: Instant) -> Self {
+        let mut prefix = BytesMut::with_capacity(stream::MAX_PREFIX_LEN);
+        stream::write_len_prefix(frame.len(), &mut prefix);
+        Self {
+            frame,
+            prefix: prefix.freeze(),
+            envelope,
+            arrived,
+        }
+    }
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued for writing.
+    Queued,
+    /// Dropped for this receiver (already counted).
+    Dropped,
+    /// The receiver cannot keep up with reliable data: remove it.
+    SlowConsumer,
+}
+
+/// Serial-number comparison of group numbers (RFC 1982 style): whether `a` is newer than `b`.
+fn group_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the queue inconsistent in a way
+    // that matters more than losing the connection; keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct ControlState {
+    queue: VecDeque<ControlMessage>,
+    close: Option<Option<ErrorCode>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueKind {
+    Video,
+    Reliable,
+    OneShot,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    frames: VecDeque<Forwarded>,
+    bytes: usize,
+    finish: bool,
+    reset: bool,
+    done: bool,
+}
+
+/// The queue of one outgoing stream, drained by its own writer task.
+#[derive(Debug)]
+struct StreamQueue {
+    kind: QueueKind,
+    state: Mutex<StreamState>,
+    notify: Notify,
+}
+
+enum Next {
+    Frame(Forwarded),
+    Finish,
+    Reset,
+    Wait,
+}
+
+impl StreamQueue {
+    fn new(kind: QueueKind) -> Arc<Self> {
+        Arc::new(Self {
+            kind,
+            state: Mutex::new(StreamState::default()),
+            notify: Notify::new(),
+        })
+    }
+
+    fn is_done(&self) -> bool {
+        let state = lock(&self.state);
+        state.done || state.reset
+    }
+
+    fn request_finish(&self) {
+        lock(&self.state).finish = true;
+        self.notify.notify_one();
+    }
+
+    fn request_reset(&self) {
+        lock(&self.state).reset = true;
+        self.notify.notify_one();
+    }
+
+    fn reset_requested(&self) -> bool {
+        lock(&self.state).reset
+    }
+
+    fn next(&self) -> Next {
+        let mut state = lock(&self.state);
+        if state.reset {
+            return Next::Reset;
+        }
+        if let Some(frame) = state.frames.pop_front() {
+            state.bytes -= frame.frame.len();
+            return Next::Frame(frame);
+        }
+        if state.finish {
+            Next::Finish
+        } else {
+            Next::Wait
+        }
+    }
+
+    /// Mark the writer gone and take what it never wrote.
+    fn close(&self) -> Vec<Forwarded> {
+        let mut state = lock(&self.state);
+        state.done = true;
+        state.bytes = 0;
+        state.frames.drain(..).collect()
+    }
+
+    async fn until_reset(&self) {
+        while !self.reset_requested() {
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GroupEntry {
+    group: u32,
+    queue: Arc<StreamQueue>,
+}
+
+#[derive(Debug, Default)]
+struct Lanes {
+    video: HashMap<(MemberId, TrackId), VecDeque<GroupEntry>>,
+    reliable: HashMap<(MemberId, TrackId), Arc<StreamQueue>>,
+}
+
+/// Everything queued towards one connection.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) id: ConnId,
+    conn: quinn::Connection,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    control: Mutex<ControlState>,
+    control_notify: Notify,
+    datagrams: Mutex<VecDeque<Forwarded>>,
+    datagram_notify: Notify,
+    lanes: Mutex<Lanes>,
+    depth: AtomicUsize,
+    high_water: AtomicUsize,
+    audio_streams: AtomicUsize,
+    reliable_bytes: AtomicUsize,
+    next_priority: AtomicI32,
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    /// An outbox for `conn`; spawns its control and datagram writers.
+    pub(crate) fn start(
+        id: ConnId,
+        conn: quinn::Connection,
+        control: quinn::SendStream,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let outbox = Arc::new(Self {
+            id,
+            conn,
+            limits,
+            metrics,
+            control: Mutex::new(ControlState::default()),
+            control_notify: Notify::new(),
+            datagrams: Mutex::new(VecDeque::new()),
+            datagram_notify: Notify::new(),
+            lanes: Mutex::new(Lanes::default()),
+            depth: AtomicUsize::new(0),
+            high_water: AtomicUsize::new(0),
+            audio_streams: AtomicUsize::new(0),
+            reliable_bytes: AtomicUsize::new(0),
+            next_priority: AtomicI32::new(0),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(Arc::clone(&outbox).run_control(control));
+        tokio::spawn(Arc::clone(&outbox).run_datagrams());
+        outbox
+    }
+
+    /// Whether the connection is closing or closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The deepest the queues have been, in frames.
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    /// Queue a control message. `false` when the control queue is full (a slow consumer).
+    #[must_use]
+    pub(crate) fn send_control(&self, message: ControlMessage) -> bool {
+        let mut state = lock(&self.control);
+        if state.close.is_some() {
+            return true;
+        }
+        if state.queue.len() >= self.limits.control_queue_len {
+            return false;
+        }
+        // A member that left takes its lanes with it.
+        match &message {
+            ControlMessage::MemberLeft { member, .. } => self.forget_sender(*member),
+            ControlMessage::TrackUnpublished { member, track } => {
+                self.forget_track(*member, *track);
+            }
+            _ => {}
+        }
+        state.queue.push_back(message);
+        drop(state);
+        self.control_notify.notify_one();
+        true
+    }
+
+    /// Send what is queued, then close the connection with `code` (`None`: normal close).
+    pub(crate) fn close(&self, code: Option<ErrorCode>) {
+        self.closed.store(true, Ordering::Relaxed);
+        let mut state = lock(&self.control);
+        if state.close.is_none() {
+            state.close = Some(code);
+        }
+        drop(state);
+        self.control_notify.notify_one();
+        self.datagram_notify.notify_one();
+    }
+
+    async fn run_control(self: Arc<Self>, mut send: quinn::SendStream) {
+        let _ = send.set_priority(CONTROL_PRIORITY);
+        let mut buf = BytesMut::new();
+        loop {
+            let (batch, close) = {
+                let mut state = lock(&self.control);
+                (std::mem::take(&mut state.queue), state.close)
+            };
+            for message in &batch {
+                if let Err(err) = message.encode_framed(&mut buf) {
+                    tracing::warn!(conn = %self.id, %err, "control message not encodable");
+                }
+            }
+            if !buf.is_empty() && send.write_all(&buf).await.is_err() {
+                // The connection or the stream is gone.
+                self.closed.store(true, Ordering::Relaxed);
+                return;
+            }
+            buf.clear();
+            if let Some(code) = close {
+                let _ = send.finish();
+                // Give the peer the chance to read the reason before the connection closes.
+                let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+                let close_code = code.map_or(0, ErrorCode::close_code);
+                let reason = code.map_or("", crate::core::error_code_label);
+                self.conn
+                    .close(VarInt::from_u32(close_code), reason.as_bytes());
+                return;
+            }
+            if batch.is_empty() {
+                self.control_notify.notified().await;
+            }
+        }
+    }
+
+    fn queued(&self) {
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        if depth > self.high_water.fetch_max(depth, Ordering::Relaxed) {
+            self.metrics.queue_depth(depth);
+        }
+    }
+
+    fn dequeued(&self, n: usize) {
+        self.depth.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn drop_frames(&self, frames: usize, reason: DropReason) {
+        if frames > 0 {
+            self.dequeued(frames);
+            self.metrics.frames_dropped_by(reason, frames as u64);
+        }
+    }
+
+    fn forwarded(&self, frame: &Forwarded) {
+        self.metrics.frame_forwarded(
+            frame.envelope.kind,
+            frame.frame.len(),
+            frame.arrived.elapsed().as_secs_f64(),
+        );
+    }
+
+    /// Queue `frame` for this receiver on the path its kind takes.
+    pub(crate) fn push(self: &Arc<Self>, frame: &Forwarded) -> Pushed {
+        if self.is_closed() {
+            self.metrics.frame_dropped(DropReason::ReceiverGone);
+            return Pushed::Dropped;
+        }
+        let envelope = &frame.envelope;
+        match envelope.kind {
+            MediaKind::Audio => self.push_datagram_or_stream(frame),
+            MediaKind::Data if envelope.flags.contains(Flags::UNRELIABLE) => {
+                self.push_datagram_or_stream(frame)
+            }
+            MediaKind::Data => self.push_reliable(frame),
+            MediaKind::Video => self.push_video(frame),
+        }
+    }
+
+    fn push_datagram_or_stream(self: &Arc<Self>, frame: &Forwarded) -> Pushed {
+        let fits = self
+            .conn
+            .max_datagram_size()
+            .is_some_and(|max| frame.frame.len() <= max);
+        if fits {
+            let mut queue = lock(&self.datagrams);
+            let dropped = if queue.len() >= self.limits.datagram_queue_len.max(1) {
+                queue.pop_front().is_some()
+            } else {
+                false
+            };
+            queue.push_back(frame.clone());
+            drop(queue);
+            self.queued();
+            if dropped {
+                self.drop_frames(1, DropReason::QueueFull);
+            }
+            self.datagram_notify.notify_one();
+            return Pushed::Queued;
+        }
+        // Too large for a datagram: a stream of its own.
+        let in_flight = self.audio_streams.fetch_add(1, Ordering::Relaxed);
+        if in_flight >= self.limits.max_audio_streams {
+            self.audio_streams.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.frame_dropped(DropReason::TooManyStreams);
+            return Pushed::Dropped;
+        }
+        let queue = StreamQueue::new(QueueKind::OneShot);
+        {
+            let mut state = lock(&queue.state);
+            state.bytes = frame.frame.len();
+            state.frames.push_back(frame.clone());
+            state.finish = true;
+        }
+        self.queued();
+        tokio::spawn(Arc::clone(self).run_stream(queue, AUDIO_STREAM_PRIORITY));
+        Pushed::Queued
+    }
+
+    fn push_reliable(self: &Arc<Self>, frame: &Forwarded) -> Pushed {
+        let len = frame.frame.len();
+        let queued = self.reliable_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued.saturating_add(len) > self.limits.reliable_queue_bytes {
+            self.reliable_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.metrics.frame_dropped(DropReason::SlowConsumer);
+            return Pushed::SlowConsumer;
+        }
+        let key = (frame.envelope.sender, frame.envelope.track);
+        let mut lanes = lock(&self.lanes);
+        let queue = match lanes.reliable.get(&key) {
+            Some(queue) if !queue.is_done() => Arc::clone(queue),
+            _ => {
+                let queue = StreamQueue::new(QueueKind::Reliable);
+                lanes.reliable.insert(key, Arc::clone(&queue));
+                tokio::spawn(Arc::clone(self).run_stream(Arc::clone(&queue), RELIABLE_PRIORITY));
+                queue
+            }
+        };
+        drop(lanes);
+        {
+            let mut state = lock(&queue.state);
+            state.bytes += len;
+            state.frames.push_back(frame.clone());
+        }
+        self.queued();
+        queue.notify.notify_one();
+        Pushed::Queued
+    }
+
+    fn push_video(self: &Arc<Self>, frame: &Forwarded) -> Pushed {
+        let envelope = &frame.envelope;
+        let key = (envelope.sender, envelope.track);
+        let mut lanes = lock(&self.lanes);
+        let lane = lanes.video.entry(key).or_default();
+        // Forget finished groups, except the newest (it tells late frames apart).
+        let newest = lane.back().map(|g| g.group);
+        lane.retain(|g| Some(g.group) == newest || !g.queue.is_done());
+        let queue = if let Some(entry) = lane.iter().find(|g| g.group == envelope.group) {
+            Arc::clone(&entry.queue)
+        } else if newest.is_none_or(|newest| group_newer(envelope.group, newest)) {
+            let queue = StreamQueue::new(QueueKind::Video);
+            lane.push_back(GroupEntry {
+                group: envelope.group,
+                queue: Arc::clone(&queue),
+            });
+            while lane.len() > self.limits.max_open_groups_per_track.max(1) {
+                if let Some(oldest) = lane.pop_front() {
+                    oldest.queue.request_reset();
+                }
+            }
+            let priority = self.next_priority.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(Arc::clone(self).run_stream(Arc::clone(&queue), priority));
+            queue
+        } else {
+            drop(lanes);
+            self.metrics.frame_dropped(DropReason::LateGroup);
+            return Pushed::Dropped;
+        };
+        drop(lanes);
+        let mut state = lock(&queue.state);
+        if state.reset || state.done || state.finish {
+            drop(state);
+            self.metrics.frame_dropped(DropReason::StaleGroup);
+            return Pushed::Dropped;
+        }
+        let len = frame.frame.len();
+        if state.bytes.saturating_add(len) > self.limits.video_group_queue_bytes {
+            // The receiver fell behind on this group: the rest of it is worthless.
+            state.reset = true;
+            drop(state);
+            self.metrics.frame_dropped(DropReason::StaleGroup);
+            queue.notify.notify_one();
+            return Pushed::Dropped;
+        }
+        state.bytes += len;
+        state.frames.push_back(frame.clone());
+        if envelope.flags.contains(Flags::END_OF_GROUP) {
+            state.finish = true;
+        }
+        drop(state);
+        self.queued();
+        queue.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// The publisher finished (or, with `reset`, abandoned) the stream of a video group.
+    pub(crate) fn end_group(&self, sender: MemberId, track: TrackId, group: u32, reset: bool) {
+        let lanes = lock(&self.lanes);
+        let Some(entry) = lanes
+            .video
+            .get(&(sender, track))
+            .and_then(|lane| lane.iter().find(|g| g.group == group))
+        else {
+            return;
+        };
+        if reset {
+            entry.queue.request_reset();
+        } else {
+            entry.queue.request_finish();
+        }
+    }
+
+    fn forget_sender(&self, sender: MemberId) {
+        let mut lanes = lock(&self.lanes);
+        lanes.video.retain(|(member, _), lane| {
+            if *member == sender {
+                lane.iter().for_each(|g| g.queue.request_finish());
+            }
+            *member != sender
+        });
+        lanes.reliable.retain(|(member, _), queue| {
+            if *member == sender {
+                queue.request_finish();
+            }
+            *member != sender
+        });
+    }
+
+    fn forget_track(&self, sender: MemberId, track: TrackId) {
+        let mut lanes = lock(&self.lanes);
+        if let Some(lane) = lanes.video.remove(&(sender, track)) {
+            lane.iter().for_each(|g| g.queue.request_finish());
+        }
+        if let Some(queue) = lanes.reliable.remove(&(sender, track)) {
+            queue.request_finish();
+        }
+    }
+
+    async fn run_datagrams(self: Arc<Self>) {
+        loop {
+            let next = lock(&self.datagrams).pop_front();
+            let Some(frame) = next else {
+                if self.is_closed() {
+                    return;
+                }
+                self.datagram_notify.notified().await;
+                continue;
+            };
+            self.dequeued(1);
+            match self.conn.send_datagram_wait(frame.frame.clone()).await {
+                Ok(()) => self.forwarded(&frame),
+                Err(SendDatagramError::TooLarge) => {
+                    // The path MTU shrank after the frame was queued.
+                    self.metrics.frame_dropped(DropReason::TooLarge);
+                }
+                Err(_) => {
+                    let rest = std::mem::take(&mut *lock(&self.datagrams));
+                    self.metrics.frame_dropped(DropReason::ReceiverGone);
+                    self.drop_frames(rest.len(), DropReason::ReceiverGone);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_stream(self: Arc<Self>, queue: Arc<StreamQueue>, priority: i32) {
+        let opened = tokio::select! {
+            stream = self.conn.open_uni() => stream.ok(),
+            () = queue.until_reset() => None,
+        };
+        if let Some(mut send) = opened {
+            let _ = send.set_priority(priority);
+            self.write_stream(&queue, &mut send).await;
+        }
+        let left = queue.close();
+        let reason = if queue.reset_requested() {
+            DropReason::StaleGroup
+        } else {
+            DropReason::ReceiverGone
+        };
+        self.drop_frames(left.len(), reason);
+        match queue.kind {
+            QueueKind::OneShot => {
+                self.audio_streams.fetch_sub(1, Ordering::Relaxed);
+            }
+            QueueKind::Reliable => {
+                let bytes: usize = left.iter().map(|f| f.frame.len()).sum();
+                self.reliable_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
+            QueueKind::Video => {}
+        }
+    }
+
+    async fn write_stream(&self, queue: &StreamQueue, send: &mut quinn::SendStream) {
+        let mut first = true;
+        loop {
+            let frame = match queue.next() {
+                Next::Frame(frame) => frame,
+                Next::Finish => {
+                    let _ = send.finish();
+                    return;
+                }
+                Next::Reset => {
+                    let _ = send.reset(VarInt::from_u32(stream_code::STALE_GROUP));
+                    return;
+                }
+                Next::Wait => {
+                    queue.notify.notified().await;
+                    continue;
+                }
+            };
+            self.dequeued(1);
+            if queue.kind == QueueKind::Reliable {
+                self.reliable_bytes
+                    .fetch_sub(frame.frame.len(), Ordering::Relaxed);
+            }
+            let header = Bytes::from_static(&[STREAM_TYPE_MEDIA]);
+            let mut chunks = [
+                if first { header } else { Bytes::new() },
+                frame.prefix.clone(),
+                frame.frame.clone(),
+            ];
+            first = false;
+            let written = {
+                let write = send.write_all_chunks(&mut chunks);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        result = &mut write => break Some(result.is_ok()),
+                        () = queue.notify.notified() => {
+                            if queue.reset_requested() {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            };
+            match written {
+                Some(true) => self.forwarded(&frame),
+                Some(false) => {
+                    self.metrics.frame_dropped(DropReason::ReceiverGone);
+                    return;
+                }
+                None => {
+                    // Reset while the receiver was not reading: this frame is stale too.
+                    self.metrics.frame_dropped(DropReason::StaleGroup);
+                    let _ = send.reset(VarInt::from_u32(stream_code::STALE_GROUP));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.metrics.connection_ended(self.high_water());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_order_wraps_around() {
+        assert!(group_newer(2, 1));
+        assert!(!group_newer(1, 2));
+        assert!(!group_newer(5, 5));
+        assert!(group_newer(0, u32::MAX));
+        assert!(!group_newer(u32::MAX, 0));
+    }
+}

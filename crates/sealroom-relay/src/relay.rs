@@ -1,0 +1,763 @@
+//! The relay node: a quinn endpoint, one task per connection, and the mapping of the core's
+//! decisions onto QUIC streams and datagrams (see `docs/TRANSPORT.md`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use quinn::{ConnectionError, ReadError, VarInt};
+use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
+use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId, TrackId};
+use sealroom_frame::stream::{DeframeError, Deframer};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::config::{Limits, RelayConfig};
+use crate::core::{
+    AdminError, ConnId, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now, Output,
+    RelayCore, RoomKey, RoomSummary,
+};
+use crate::metrics::{Metrics, RelayStats};
+use crate::outbox::{Forwarded, Outbox, Pushed, STREAM_TYPE_MEDIA, stream_code};
+use crate::tls::{self, Identity, StartError};
+
+/// A test hook that sees every byte the relay receives from clients.
+pub type PayloadTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Called with every join outcome and the wall-clock time (seconds since the Unix epoch) it
+/// happened at; feeds the join success rate.
+pub type JoinHook = Arc<dyn Fn(JoinOutcome, u64) + Send + Sync>;
+
+/// How often the relay advances the core's clock (join timeouts, ticket expiry) and
+/// refreshes the population gauges.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Largest chunk read from a stream at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct State {
+    core: RelayCore,
+    outboxes: HashMap<ConnId, Arc<Outbox>>,
+}
+
+impl State {
+    /// Carry out the core's outputs.
+    fn flush(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Send { conn, message } => {
+                    let Some(outbox) = self.outboxes.get(&conn) else {
+                        continue;
+                    };
+                    if !outbox.send_control(message) {
+                        // It does not read its control stream: remove it (the reason cannot
+                        // be queued, the close code carries it).
+                        if let Some(outbox) = self.outboxes.remove(&conn) {
+                            outbox.close(Some(ErrorCode::SlowConsumer));
+                        }
+                        self.core.remove_connection(
+                            conn,
+                            ErrorCode::SlowConsumer,
+                            "control messages not read",
+                        );
+                    }
+                }
+                Output::Close { conn, code } => {
+                    if let Some(outbox) = self.outboxes.remove(&conn) {
+                        outbox.close(code);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    tap: RwLock<Option<PayloadTap>>,
+    tap_set: AtomicBool,
+    join_hook: RwLock<Option<JoinHook>>,
+    next_conn: AtomicU64,
+    draining: AtomicBool,
+    connections: AtomicUsize,
+    connection_gone: Notify,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn tap(&self, bytes: &[u8]) {
+        if !self.tap_set.load(Ordering::Relaxed) {
+            return;
+        }
+        let tap = self
+            .tap
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(tap) = tap {
+            tap(bytes);
+        }
+    }
+
+    fn update_gauges(&self, state: &State) {
+        self.metrics.set_population(
+            state.core.room_count(),
+            state.core.member_count(),
+            self.connections.load(Ordering::Relaxed),
+        );
+    }
+
+    fn join(&self, conn: ConnId, message: ControlMessage) {
+        let now = Now::system();
+        let outcome = {
+            let mut state = self.state();
+            let outcome = match &message {
+                ControlMessage::Join {
+                    ticket, options, ..
+                } => state.core.handle_join(conn, ticket, options, now),
+                _ => return,
+            };
+            state.flush();
+            self.update_gauges(&state);
+            outcome
+        };
+        match outcome {
+            JoinOutcome::Joined => tracing::info!("joined"),
+            JoinOutcome::Refused(code) => tracing::info!(reason = ?code, "join refused"),
+        }
+        self.metrics.join(outcome);
+        let hook = self
+            .join_hook
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(outcome, now.unix_secs);
+        }
+    }
+
+    fn control(&self, conn: ConnId, message: ControlMessage) {
+        let mut state = self.state();
+        state.core.handle_control(conn, message, Now::system());
+        state.flush();
+    }
+
+    fn remove(&self, conn: ConnId, code: ErrorCode, message: &str) {
+        let mut state = self.state();
+        state.core.remove_connection(conn, code, message);
+        state.flush();
+    }
+
+    /// Decide about one received frame and queue it to its receivers; returns the receivers
+    /// (for video group bookkeeping) in `targets`.
+    fn forward(
+        &self,
+        conn: ConnId,
+        bytes: Bytes,
+        targets: &mut Vec<Arc<Outbox>>,
+    ) -> Option<Envelope> {
+        targets.clear();
+        let arrived = Instant::now();
+        self.tap(&bytes);
+        let envelope = match FrameRef::decode(&bytes) {
+            Ok(frame) => frame.envelope,
+            Err(_) => {
+                self.metrics.frame_dropped(DropReason::Malformed);
+                return None;
+            }
+        };
+        self.metrics.frame_received(envelope.kind, bytes.len());
+        {
+            let mut state = self.state();
+            let state = &mut *state;
+            match state
+                .core
+                .handle_frame(conn, &envelope, bytes.len(), Now::system())
+            {
+                Ok(receivers) => {
+                    for receiver in receivers {
+                        if let Some(outbox) = state.outboxes.get(receiver) {
+                            targets.push(Arc::clone(outbox));
+                        } else {
+                            self.metrics.frame_dropped(DropReason::ReceiverGone);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    if reason == DropReason::ForgedSender {
+                        tracing::debug!(claimed = envelope.sender, "forged sender dropped");
+                    }
+                    self.metrics.frame_dropped(reason);
+                }
+            }
+            state.flush();
+        }
+        if targets.is_empty() {
+            return Some(envelope);
+        }
+        let frame = Forwarded::new(bytes, envelope, arrived);
+        let mut slow = Vec::new();
+        for outbox in targets.iter() {
+            if outbox.push(&frame) == Pushed::SlowConsumer {
+                slow.push(outbox.id);
+            }
+        }
+        for conn in slow {
+            self.remove(
+                conn,
+                ErrorCode::SlowConsumer,
+                "reliable data backlog over the limit",
+            );
+        }
+        Some(envelope)
+    }
+
+    fn oversize(&self, conn: ConnId) {
+        self.metrics.frame_dropped(DropReason::TooLarge);
+        let mut state = self.state();
+        state.core.report_oversize(conn, Now::system());
+        state.flush();
+    }
+
+    fn tick(&self) {
+        let mut state = self.state();
+        state.core.handle_timeout(Now::system());
+        state.flush();
+        self.update_gauges(&state);
+    }
+}
+
+/// A running relay node.
+pub struct Relay {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    cert_der: Vec<u8>,
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Bind the endpoint and start serving. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StartError`] when the certificate cannot be made or loaded, or the socket cannot
+    /// be bound.
+    pub async fn start(config: RelayConfig) -> Result<Self, StartError> {
+        let identity = Identity::load(&config.tls)?;
+        let cert_der = identity.leaf_der();
+        let server_config = tls::server_config(identity, &config.limits)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+        let local_addr = endpoint.local_addr()?;
+        let metrics = Arc::new(Metrics::new());
+        let core = RelayCore::new(&config.apps, config.limits, Instant::now());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                outboxes: HashMap::new(),
+            }),
+            metrics,
+            limits: config.limits,
+            tap: RwLock::new(None),
+            tap_set: AtomicBool::new(false),
+            join_hook: RwLock::new(None),
+            next_conn: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            connection_gone: Notify::new(),
+        });
+        let accept = tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
+        let ticker = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            async move {
+                let mut interval = tokio::time::interval(TICK);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    shared.tick();
+                }
+            }
+        });
+        tracing::info!(%local_addr, "relay listening");
+        Ok(Self {
+            shared,
+            endpoint,
+            cert_der,
+            local_addr,
+            tasks: vec![accept, ticker],
+        })
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// DER of the leaf certificate the relay presents.
+    pub fn cert_der(&self) -> Vec<u8> {
+        self.cert_der.clone()
+    }
+
+    /// SHA-256 of the DER of the leaf certificate (what development clients pin).
+    pub fn cert_sha256(&self) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.cert_der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+
+    /// A snapshot of the counters and the population.
+    pub fn stats(&self) -> RelayStats {
+        {
+            let state = self.shared.state();
+            self.shared.update_gauges(&state);
+        }
+        self.shared.metrics.snapshot()
+    }
+
+    /// The relay's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// The relay's Prometheus registry, locked (to encode it alongside other registries).
+    pub fn metrics_registry(&self) -> &prometheus_client::registry::Registry {
+        self.shared.metrics.registry()
+    }
+
+    /// The relay's metrics in the Prometheus / OpenMetrics text format.
+    pub fn encode_metrics(&self) -> String {
+        {
+            let state = self.shared.state();
+            self.shared.update_gauges(&state);
+        }
+        self.shared.metrics.encode()
+    }
+
+    /// Install (or remove) the test hook that sees every byte received from clients:
+    /// datagrams, media stream chunks and control stream chunks.
+    pub fn set_payload_tap(&self, tap: Option<PayloadTap>) {
+        let set = tap.is_some();
+        *self
+            .shared
+            .tap
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tap;
+        self.shared.tap_set.store(set, Ordering::Relaxed);
+    }
+
+    /// Install (or remove) the hook called with every join outcome.
+    pub fn set_join_hook(&self, hook: Option<JoinHook>) {
+        *self
+            .shared
+            .join_hook
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hook;
+    }
+
+    /// Every room with its member count.
+    pub fn rooms(&self) -> Vec<RoomSummary> {
+        self.shared.state().core.rooms()
+    }
+
+    /// The members of a room; `None` when the room does not exist.
+    pub fn members(&self, room: &RoomKey) -> Option<Vec<MemberSummary>> {
+        self.shared.state().core.members(room)
+    }
+
+    /// Remove a member: it hears `Error{Kicked, reason}` and is disconnected; the others
+    /// see it leave with reason kicked.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the room or the member is not there.
+    pub fn kick(
+        &self,
+        room: &RoomKey,
+        target: &MemberTarget,
+        reason: &str,
+    ) -> Result<MemberId, AdminError> {
+        let mut state = self.shared.state();
+        let result = state.core.kick(room, target, reason);
+        state.flush();
+        result
+    }
+
+    /// Dismiss a room: every member hears `Error{RoomDismissed, reason}` and is
+    /// disconnected. Returns how many members were removed.
+    ///
+    /// # Errors
+    /// [`AdminError::UnknownRoom`] when the room does not exist.
+    pub fn dismiss(&self, room: &RoomKey, reason: &str) -> Result<usize, AdminError> {
+        let mut state = self.shared.state();
+        let result = state.core.dismiss(room, reason);
+        state.flush();
+        result
+    }
+
+    /// Whether the relay is draining.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+
+    /// Connections currently open.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Drain: stop admitting (new connections are refused, joins get `ShuttingDown`), send
+    /// `GoAway{ShuttingDown}` to every connection, wait up to `timeout` for them to leave,
+    /// then remove the rest with `Error{ShuttingDown}`. Returns how many were still
+    /// connected at the deadline.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        {
+            let mut state = self.shared.state();
+            state.core.begin_drain();
+            state.flush();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.connection_count() > 0 {
+            let gone = self.shared.connection_gone.notified();
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                break;
+            }
+        }
+        let remaining = self.connection_count();
+        {
+            let mut state = self.shared.state();
+            state.core.close_all();
+            state.flush();
+        }
+        remaining
+    }
+
+    /// Close every connection (members hear `ShuttingDown`) and the endpoint, and wait a
+    /// short while for the closes to reach the peers.
+    pub async fn shutdown(self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        {
+            let mut state = self.shared.state();
+            state.core.close_all();
+            state.flush();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.connection_count() > 0 {
+            let gone = self.shared.connection_gone.notified();
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                break;
+            }
+        }
+        self.endpoint.close(
+            VarInt::from_u32(ErrorCode::ShuttingDown.close_code()),
+            b"shutting down",
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        if shared.draining.load(Ordering::Relaxed)
+            || shared.connections.load(Ordering::Relaxed) >= shared.limits.max_connections
+        {
+            incoming.refuse();
+            continue;
+        }
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+            let span = tracing::info_span!("conn", id = %id, remote = %incoming.remote_address());
+            serve(Arc::clone(&shared), id, incoming)
+                .instrument(span)
+                .await;
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            shared.connection_gone.notify_waiters();
+        });
+    }
+}
+
+fn leave_reason(err: &ConnectionError) -> LeaveReason {
+    match err {
+        ConnectionError::ApplicationClosed(close) if close.error_code == VarInt::from_u32(0) => {
+            LeaveReason::Left
+        }
+        _ => LeaveReason::TimedOut,
+    }
+}
+
+async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
+    let join_timeout = shared.limits.join_timeout();
+    let conn = match tokio::time::timeout(join_timeout, async { incoming.accept()?.await }).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            return;
+        }
+    };
+    let (send, recv) = match tokio::time::timeout(join_timeout, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "connection ended before a control stream");
+            return;
+        }
+        Err(_) => {
+            conn.close(
+                VarInt::from_u32(ErrorCode::ProtocolViolation.close_code()),
+                b"no control stream in time",
+            );
+            return;
+        }
+    };
+    let outbox = Outbox::start(
+        id,
+        conn.clone(),
+        send,
+        shared.limits,
+        Arc::clone(&shared.metrics),
+    );
+    {
+        let mut state = shared.state();
+        state.outboxes.insert(id, outbox);
+        state.core.handle_connect(id, Now::system());
+        if shared.draining.load(Ordering::Relaxed) {
+            state.core.begin_drain();
+        }
+        state.flush();
+    }
+    let reason = tokio::select! {
+        reason = read_control(&shared, id, recv) => reason,
+        reason = read_datagrams(&shared, id, &conn) => reason,
+        reason = accept_streams(&shared, id, &conn) => reason,
+    };
+    {
+        let mut state = shared.state();
+        state.core.handle_disconnect(id, reason);
+        if let Some(outbox) = state.outboxes.remove(&id) {
+            outbox.close(None);
+        }
+        state.flush();
+        shared.update_gauges(&state);
+    }
+    // Let the outbox finish its close (it owns the control stream) before the task ends.
+    let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    tracing::debug!(?reason, "connection ended");
+}
+
+async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) -> LeaveReason {
+    let mut deframer = Deframer::new(MAX_CONTROL_LEN);
+    loop {
+        let chunk = match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => {
+                // The client finished its control stream: it is leaving.
+                return LeaveReason::Left;
+            }
+            Err(ReadError::ConnectionLost(err)) => return leave_reason(&err),
+            Err(_) => return LeaveReason::Left,
+        };
+        shared.tap(&chunk);
+        deframer.push(chunk);
+        loop {
+            match deframer.next_frame() {
+                Ok(Some(bytes)) => match ControlMessage::decode(&bytes) {
+                    Ok(message @ ControlMessage::Join { .. }) => shared.join(id, message),
+                    Ok(message) => shared.control(id, message),
+                    Err(err) => {
+                        tracing::debug!(%err, "malformed control message");
+                        shared.remove(
+                            id,
+                            ErrorCode::ProtocolViolation,
+                            "malformed control message",
+                        );
+                        return LeaveReason::Removed;
+                    }
+                },
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(%err, "broken control stream framing");
+                    let code = match err {
+                        DeframeError::Oversize { .. } => ErrorCode::FrameTooLarge,
+                        _ => ErrorCode::ProtocolViolation,
+                    };
+                    shared.remove(id, code, "broken control stream framing");
+                    return LeaveReason::Removed;
+                }
+            }
+        }
+    }
+}
+
+async fn read_datagrams(shared: &Shared, id: ConnId, conn: &quinn::Connection) -> LeaveReason {
+    let mut targets = Vec::new();
+    loop {
+        match conn.read_datagram().await {
+            Ok(bytes) => {
+                shared.forward(id, bytes, &mut targets);
+            }
+            Err(err) => return leave_reason(&err),
+        }
+    }
+}
+
+async fn accept_streams(shared: &Arc<Shared>, id: ConnId, conn: &quinn::Connection) -> LeaveReason {
+    loop {
+        match conn.accept_uni().await {
+            Ok(recv) => {
+                let shared = Arc::clone(shared);
+                tokio::spawn(
+                    async move { read_media_stream(&shared, id, recv).await }
+                        .instrument(tracing::Span::current()),
+                );
+            }
+            Err(err) => return leave_reason(&err),
+        }
+    }
+}
+
+/// The video group an incoming stream is carrying, and where its frames went.
+struct GroupInFlight {
+    sender: MemberId,
+    track: TrackId,
+    group: u32,
+    receivers: Vec<Arc<Outbox>>,
+}
+
+impl GroupInFlight {
+    fn end(&self, reset: bool) {
+        for outbox in &self.receivers {
+            outbox.end_group(self.sender, self.track, self.group, reset);
+        }
+    }
+}
+
+async fn read_media_stream(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) {
+    let mut deframer = Deframer::new(shared.limits.max_frame_len);
+    let mut typed = false;
+    let mut targets = Vec::new();
+    let mut group: Option<GroupInFlight> = None;
+    loop {
+        let mut chunk = match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => {
+                if deframer.finish().is_err() {
+                    shared.metrics.frame_dropped(DropReason::Malformed);
+                }
+                if let Some(group) = &group {
+                    group.end(false);
+                }
+                return;
+            }
+            Err(ReadError::Reset(_)) => {
+                if let Some(group) = &group {
+                    group.end(true);
+                }
+                return;
+            }
+            Err(_) => return,
+        };
+        shared.tap(&chunk);
+        if !typed {
+            if chunk.is_empty() {
+                continue;
+            }
+            if chunk[0] != STREAM_TYPE_MEDIA {
+                shared.metrics.frame_dropped(DropReason::Malformed);
+                let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+                return;
+            }
+            chunk.advance(1);
+            typed = true;
+        }
+        deframer.push(chunk);
+        loop {
+            match deframer.next_frame() {
+                Ok(Some(bytes)) => {
+                    let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
+                        continue;
+                    };
+                    if envelope.kind != MediaKind::Video {
+                        continue;
+                    }
+                    let same = group.as_ref().is_some_and(|g| {
+                        g.sender == envelope.sender
+                            && g.track == envelope.track
+                            && g.group == envelope.group
+                    });
+                    if !same {
+                        if let Some(previous) = group.take() {
+                            previous.end(false);
+                        }
+                        group = Some(GroupInFlight {
+                            sender: envelope.sender,
+                            track: envelope.track,
+                            group: envelope.group,
+                            receivers: Vec::new(),
+                        });
+                    }
+                    if let Some(group) = &mut group {
+                        for outbox in &targets {
+                            if !group.receivers.iter().any(|o| o.id == outbox.id) {
+                                group.receivers.push(Arc::clone(outbox));
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(DeframeError::Oversize { .. }) => {
+                    shared.oversize(id);
+                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+                    if let Some(group) = &group {
+                        group.end(true);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.frame_dropped(DropReason::Malformed);
+                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+                    if let Some(group) = &group {
+                        group.end(true);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

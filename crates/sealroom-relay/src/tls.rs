@@ -1,0 +1,125 @@
+//! The relay's TLS identity and the quinn server configuration built on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::config::{Limits, TlsConfig};
+
+/// The ALPN protocol id of sealroom over QUIC.
+pub const ALPN: &[u8] = b"sealroom/1";
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The self-signed certificate could not be generated.
+    #[error("could not generate a self-signed certificate: {0}")]
+    SelfSigned(String),
+    /// The certificate or key file could not be read or parsed.
+    #[error("could not load {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls or quinn refused the TLS configuration.
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("could not bind the QUIC endpoint: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A certificate chain and its key.
+pub(crate) struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    pub(crate) fn load(tls: &TlsConfig) -> Result<Self, StartError> {
+        match tls {
+            TlsConfig::SelfSigned { names } => {
+                let certified = rcgen::generate_simple_self_signed(names.clone())
+                    .map_err(|err| StartError::SelfSigned(err.to_string()))?;
+                let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+                Ok(Self {
+                    chain: vec![certified.cert.der().clone()],
+                    key: key.into(),
+                })
+            }
+            TlsConfig::Files { cert, key } => {
+                let pem_error =
+                    |path: &std::path::Path, err: &dyn std::fmt::Display| StartError::Pem {
+                        path: path.display().to_string(),
+                        reason: err.to_string(),
+                    };
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(|err| pem_error(cert, &err))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| pem_error(cert, &err))?;
+                if chain.is_empty() {
+                    return Err(pem_error(cert, &"no certificate in the file"));
+                }
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|err| pem_error(key, &err))?;
+                Ok(Self { chain, key })
+            }
+        }
+    }
+
+    /// DER of the leaf certificate.
+    pub(crate) fn leaf_der(&self) -> Vec<u8> {
+        self.chain.first().map(|c| c.to_vec()).unwrap_or_default()
+    }
+}
+
+/// The quinn server configuration: TLS 1.3 only, ALPN `sealroom/1`, transport tuned to the
+/// limits.
+pub(crate) fn server_config(
+    identity: Identity,
+    limits: &Limits,
+) -> Result<quinn::ServerConfig, StartError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|err| StartError::Tls(err.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|err| StartError::Tls(err.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|err| StartError::Tls(err.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(limits)));
+    Ok(config)
+}
+
+/// Transport parameters for relay connections.
+pub(crate) fn transport_config(limits: &Limits) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    // One bidirectional stream: the control stream the client opens.
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(1));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(limits.max_incoming_streams));
+    let idle = IdleTimeout::try_from(limits.idle_timeout().max(Duration::from_millis(100)))
+        .unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000)));
+    transport.max_idle_timeout(Some(idle));
+    if limits.keep_alive_ms > 0 {
+        transport.keep_alive_interval(Some(limits.keep_alive()));
+    }
+    // Incoming: a frame may be up to max_frame_len on a stream; leave room for a few.
+    let frame = u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX);
+    let stream_window = frame.saturating_mul(2).max(256 * 1024);
+    transport.stream_receive_window(VarInt::from_u32(stream_window));
+    transport.receive_window(VarInt::from_u32(stream_window.saturating_mul(8)));
+    // Outgoing: unacknowledged bytes per connection; the relay's own queues hold the rest,
+    // where they are bounded and their drops counted.
+    transport.send_window(4 * 1024 * 1024);
+    transport.datagram_receive_buffer_size(Some(256 * 1024));
+    transport.datagram_send_buffer_size(64 * 1024);
+    transport
+}

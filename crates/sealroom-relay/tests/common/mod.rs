@@ -1,0 +1,374 @@
+//! A raw quinn client speaking the sealroom wire format, with fake payloads (no crypto), for
+//! testing the relay alone.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::{Buf, Bytes, BytesMut};
+use quinn::crypto::rustls::QuicClientConfig;
+use sealroom_frame::control::{ControlMessage, ErrorCode, JoinOptions, MemberInfo};
+use sealroom_frame::envelope::{Envelope, Flags, Frame, MediaKind, MemberId};
+use sealroom_frame::stream::{Deframer, write_frame};
+use sealroom_relay::{AppConfig, Grants, Limits, Relay, RelayConfig, TicketClaims, mint};
+use tokio::sync::mpsc;
+
+pub const APP_A: &str = "app-a";
+pub const APP_B: &str = "app-b";
+pub const SECRET_A: &[u8] = b"secret-of-app-a";
+pub const SECRET_B: &[u8] = b"secret-of-app-b";
+
+/// How long a test waits for something that should happen; generous, never asserted on.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits to be fairly sure something does not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+pub fn config(limits: Limits) -> RelayConfig {
+    RelayConfig::default()
+        .listen("127.0.0.1:0".parse().expect("addr"))
+        .app(
+            AppConfig::new(APP_A, "k1", SECRET_A.to_vec())
+                .secret("k2", b"rotated-secret-a".to_vec()),
+        )
+        .app(AppConfig::new(APP_B, "k1", SECRET_B.to_vec()))
+        .limits(limits)
+}
+
+pub async fn relay() -> Relay {
+    relay_with(Limits::default().unlimited_rates()).await
+}
+
+pub async fn relay_with(limits: Limits) -> Relay {
+    Relay::start(config(limits)).await.expect("relay starts")
+}
+
+pub fn ticket(app: &str, user: &str, room: &str) -> String {
+    ticket_with(app, user, room, Grants::all())
+}
+
+pub fn ticket_with(app: &str, user: &str, room: &str, grants: Grants) -> String {
+    let secret = if app == APP_B { SECRET_B } else { SECRET_A };
+    let claims = TicketClaims::new(app, user, room, unix_now() - 5, 600, grants);
+    mint(&claims, "k1", secret).expect("mint")
+}
+
+fn client_endpoint(relay: &Relay) -> anyhow::Result<quinn::Endpoint> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(relay.cert_der()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![sealroom_relay::ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(1000u32.into());
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// What a test client observed.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Control(ControlMessage),
+    Frame(Frame),
+    /// The connection closed with this application code (0 = normal), or `None` when it
+    /// closed some other way.
+    Closed(Option<u64>),
+}
+
+/// A raw client connection.
+pub struct Client {
+    pub conn: quinn::Connection,
+    pub endpoint: quinn::Endpoint,
+    control: quinn::SendStream,
+    events: mpsc::UnboundedReceiver<Event>,
+    pub member: MemberId,
+    pub roster: Vec<MemberInfo>,
+}
+
+impl Client {
+    /// Connect and send `Join`; returns the client and the first control answer.
+    pub async fn connect(relay: &Relay, ticket: &str) -> anyhow::Result<(Self, ControlMessage)> {
+        let endpoint = client_endpoint(relay)?;
+        let conn = endpoint
+            .connect(relay.local_addr(), "localhost")?
+            .await
+            .context("handshake")?;
+        let (mut send, recv) = conn.open_bi().await?;
+        let join = ControlMessage::Join {
+            ticket: ticket.to_owned(),
+            client_name: "relay-test".to_owned(),
+            client_version: "0".to_owned(),
+            options: JoinOptions {
+                auto_subscribe: true,
+            },
+        };
+        let mut buf = BytesMut::new();
+        join.encode_framed(&mut buf)?;
+        send.write_all(&buf).await?;
+        let (tx, mut events) = mpsc::unbounded_channel();
+        tokio::spawn(read_control(recv, tx.clone()));
+        tokio::spawn(read_datagrams(conn.clone(), tx.clone()));
+        tokio::spawn(read_streams(conn.clone(), tx.clone()));
+        let first = loop {
+            match tokio::time::timeout(WAIT, events.recv()).await? {
+                Some(Event::Control(message)) => break message,
+                Some(Event::Frame(_)) => continue,
+                Some(Event::Closed(code)) => bail!("closed before an answer: {code:?}"),
+                None => bail!("event channel closed"),
+            }
+        };
+        let (member, roster) = match &first {
+            ControlMessage::Joined { member, roster, .. } => (*member, roster.clone()),
+            _ => (0, Vec::new()),
+        };
+        Ok((
+            Self {
+                conn,
+                endpoint,
+                control: send,
+                events,
+                member,
+                roster,
+            },
+            first,
+        ))
+    }
+
+    /// Connect and expect `Joined`.
+    pub async fn join(relay: &Relay, ticket: &str) -> anyhow::Result<Self> {
+        let (client, first) = Self::connect(relay, ticket).await?;
+        match first {
+            ControlMessage::Joined { .. } => Ok(client),
+            other => bail!("expected Joined, got {other:?}"),
+        }
+    }
+
+    /// Connect and expect a refusal: returns the error code and the close code.
+    pub async fn refused(relay: &Relay, ticket: &str) -> anyhow::Result<(ErrorCode, Option<u64>)> {
+        let (mut client, first) = Self::connect(relay, ticket).await?;
+        let ControlMessage::Error { code, .. } = first else {
+            bail!("expected a refusal, got {first:?}");
+        };
+        let close = client.closed().await?;
+        Ok((code, close))
+    }
+
+    pub async fn send_control(&mut self, message: &ControlMessage) -> anyhow::Result<()> {
+        let mut buf = BytesMut::new();
+        message.encode_framed(&mut buf)?;
+        self.control.write_all(&buf).await?;
+        Ok(())
+    }
+
+    pub fn envelope(&self, kind: MediaKind, track: u32, group: u32, seq: u32) -> Envelope {
+        Envelope {
+            kind,
+            flags: Flags::empty(),
+            sender: self.member,
+            track,
+            group,
+            seq,
+            timestamp_us: 0,
+        }
+    }
+
+    pub fn encode(envelope: Envelope, payload: &[u8]) -> Bytes {
+        let frame = Frame {
+            envelope,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        let mut buf = BytesMut::new();
+        frame.encode(&mut buf).expect("encodable");
+        buf.freeze()
+    }
+
+    /// Send one frame as a datagram.
+    pub fn send_datagram(&self, envelope: Envelope, payload: &[u8]) -> anyhow::Result<()> {
+        self.conn.send_datagram(Self::encode(envelope, payload))?;
+        Ok(())
+    }
+
+    /// Send frames on one new unidirectional media stream, then finish it.
+    pub async fn send_stream(&self, frames: &[(Envelope, Vec<u8>)]) -> anyhow::Result<()> {
+        let mut send = self.conn.open_uni().await?;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[sealroom_relay::STREAM_TYPE_MEDIA]);
+        for (envelope, payload) in frames {
+            write_frame(&Self::encode(*envelope, payload), &mut buf);
+        }
+        send.write_all(&buf).await?;
+        send.finish()?;
+        Ok(())
+    }
+
+    /// Open a media stream and keep it (for a long-lived reliable data stream).
+    pub async fn open_media_stream(&self) -> anyhow::Result<quinn::SendStream> {
+        let mut send = self.conn.open_uni().await?;
+        send.write_all(&[sealroom_relay::STREAM_TYPE_MEDIA]).await?;
+        Ok(send)
+    }
+
+    pub async fn write_frame(
+        send: &mut quinn::SendStream,
+        envelope: Envelope,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let mut buf = BytesMut::new();
+        write_frame(&Self::encode(envelope, payload), &mut buf);
+        send.write_all(&buf).await?;
+        Ok(())
+    }
+
+    /// The next event, or an error after [`WAIT`].
+    pub async fn next(&mut self) -> anyhow::Result<Event> {
+        match tokio::time::timeout(WAIT, self.events.recv()).await {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => bail!("event channel closed"),
+            Err(_) => bail!("no event within {WAIT:?}"),
+        }
+    }
+
+    /// The next control message, skipping frames.
+    pub async fn next_control(&mut self) -> anyhow::Result<ControlMessage> {
+        loop {
+            match self.next().await? {
+                Event::Control(message) => return Ok(message),
+                Event::Frame(_) => {}
+                Event::Closed(code) => bail!("closed ({code:?}) while waiting for control"),
+            }
+        }
+    }
+
+    /// Wait for a control message matching `pred`, skipping others.
+    pub async fn expect_control(
+        &mut self,
+        mut pred: impl FnMut(&ControlMessage) -> bool,
+    ) -> anyhow::Result<ControlMessage> {
+        loop {
+            let message = self.next_control().await?;
+            if pred(&message) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// The next frame, skipping control messages.
+    pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        loop {
+            match self.next().await? {
+                Event::Frame(frame) => return Ok(frame),
+                Event::Control(_) => {}
+                Event::Closed(code) => bail!("closed ({code:?}) while waiting for a frame"),
+            }
+        }
+    }
+
+    /// Collect `n` frames.
+    pub async fn frames(&mut self, n: usize) -> anyhow::Result<Vec<Frame>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.next_frame().await?);
+        }
+        Ok(out)
+    }
+
+    /// Frames that arrive within [`QUIET`] (to check that nothing does).
+    pub async fn frames_within_quiet(&mut self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + QUIET;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            if let Event::Frame(frame) = event {
+                out.push(frame);
+            }
+        }
+        out
+    }
+
+    /// Wait until the connection closes; returns its application close code.
+    pub async fn closed(&mut self) -> anyhow::Result<Option<u64>> {
+        loop {
+            if let Event::Closed(code) = self.next().await? {
+                return Ok(code);
+            }
+        }
+    }
+}
+
+async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Event>) {
+    let mut deframer = Deframer::new(sealroom_frame::control::MAX_CONTROL_LEN);
+    while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+        deframer.push(chunk.bytes);
+        while let Ok(Some(bytes)) = deframer.next_frame() {
+            let Ok(message) = ControlMessage::decode(&bytes) else {
+                return;
+            };
+            if tx.send(Event::Control(message)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn read_datagrams(conn: quinn::Connection, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        match conn.read_datagram().await {
+            Ok(bytes) => {
+                if let Ok(frame) = Frame::decode(&bytes) {
+                    let _ = tx.send(Event::Frame(frame));
+                }
+            }
+            Err(err) => {
+                let code = match err {
+                    quinn::ConnectionError::ApplicationClosed(close) => {
+                        Some(close.error_code.into_inner())
+                    }
+                    _ => None,
+                };
+                let _ = tx.send(Event::Closed(code));
+                return;
+            }
+        }
+    }
+}
+
+async fn read_streams(conn: quinn::Connection, tx: mpsc::UnboundedSender<Event>) {
+    while let Ok(recv) = conn.accept_uni().await {
+        tokio::spawn(read_media_stream(recv, tx.clone()));
+    }
+}
+
+async fn read_media_stream(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Event>) {
+    let mut deframer = Deframer::new(16 * 1024 * 1024);
+    let mut typed = false;
+    while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+        let mut bytes = chunk.bytes;
+        if !typed {
+            if bytes.is_empty() {
+                continue;
+            }
+            assert_eq!(bytes[0], sealroom_relay::STREAM_TYPE_MEDIA);
+            bytes.advance(1);
+            typed = true;
+        }
+        deframer.push(bytes);
+        while let Ok(Some(frame)) = deframer.next_frame() {
+            if let Ok(frame) = Frame::decode(&frame) {
+                let _ = tx.send(Event::Frame(frame));
+            }
+        }
+    }
+}

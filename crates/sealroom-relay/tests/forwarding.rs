@@ -1,0 +1,219 @@
+//! Joining, rosters and fan-out over loopback QUIC, with raw clients.
+
+mod common;
+
+use common::{APP_A, APP_B, Client, relay, ticket};
+use sealroom_frame::control::{ControlMessage, LeaveReason, TrackInfo};
+use sealroom_frame::envelope::{Flags, MediaKind};
+use sealroom_relay::DropReason;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_assigns_ids_and_announces_members() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let mut alice = Client::join(&relay, &ticket(APP_A, "alice", "room")).await?;
+    assert!(alice.roster.is_empty());
+    let bob = Client::join(&relay, &ticket(APP_A, "bob", "room")).await?;
+    assert_ne!(alice.member, bob.member);
+    assert_eq!(bob.roster.len(), 1);
+    assert_eq!(bob.roster[0].member, alice.member);
+    assert_eq!(bob.roster[0].user, "alice");
+    let joined = alice.next_control().await?;
+    let ControlMessage::MemberJoined(info) = joined else {
+        anyhow::bail!("expected MemberJoined, got {joined:?}");
+    };
+    assert_eq!(info.member, bob.member);
+    assert_eq!(info.user, "bob");
+
+    bob.conn.close(0u32.into(), b"bye");
+    let left = alice.next_control().await?;
+    assert_eq!(
+        left,
+        ControlMessage::MemberLeft {
+            member: bob.member,
+            reason: LeaveReason::Left,
+        }
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_fans_out_to_the_others_only() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let mut a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    let mut c = Client::join(&relay, &ticket(APP_A, "c", "room")).await?;
+
+    // Audio as datagrams.
+    for seq in 0..5 {
+        a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, seq), b"audio-payload")?;
+    }
+    // Video: two groups, each on its own stream.
+    for group in 0..2 {
+        let frames: Vec<_> = (0..4)
+            .map(|seq| {
+                let mut env = a.envelope(MediaKind::Video, 2, group, seq);
+                if seq == 0 {
+                    env.flags = Flags::GROUP_START;
+                }
+                (env, vec![group as u8; 3000])
+            })
+            .collect();
+        a.send_stream(&frames).await?;
+    }
+    // Reliable data on one long-lived stream.
+    let mut data = a.open_media_stream().await?;
+    for seq in 0..10 {
+        Client::write_frame(&mut data, a.envelope(MediaKind::Data, 3, 0, seq), b"chat").await?;
+    }
+
+    for receiver in [&mut b, &mut c] {
+        let frames = receiver.frames(5 + 8 + 10).await?;
+        assert!(frames.iter().all(|f| f.envelope.sender == a.member));
+        let audio = frames
+            .iter()
+            .filter(|f| f.envelope.kind == MediaKind::Audio)
+            .count();
+        let video: Vec<_> = frames
+            .iter()
+            .filter(|f| f.envelope.kind == MediaKind::Video)
+            .collect();
+        let data: Vec<u32> = frames
+            .iter()
+            .filter(|f| f.envelope.kind == MediaKind::Data)
+            .map(|f| f.envelope.seq)
+            .collect();
+        assert_eq!(audio, 5);
+        assert_eq!(video.len(), 8);
+        assert!(video.iter().all(|f| f.payload.len() == 3000));
+        // Reliable data arrives once each, in order.
+        assert_eq!(data, (0..10).collect::<Vec<_>>());
+    }
+    // The sender never gets its own frames back.
+    assert!(a.frames_within_quiet().await.is_empty());
+    let stats = relay.stats();
+    assert_eq!(stats.audio.frames_received, 5);
+    assert_eq!(stats.audio.frames_forwarded, 10);
+    assert_eq!(stats.video.frames_forwarded, 16);
+    assert_eq!(stats.data.frames_forwarded, 20);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_sender_is_dropped_and_counted() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    let mut forged = a.envelope(MediaKind::Audio, 1, 0, 0);
+    forged.sender = b.member;
+    for _ in 0..3 {
+        a.send_datagram(forged, b"lie")?;
+    }
+    a.send_stream(&[(
+        {
+            let mut env = a.envelope(MediaKind::Video, 2, 0, 0);
+            env.sender = a.member + 100;
+            env
+        },
+        b"lie".to_vec(),
+    )])
+    .await?;
+    // An honest frame afterwards still goes through.
+    a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, 1), b"truth")?;
+    let frame = b.next_frame().await?;
+    assert_eq!(&frame.payload[..], b"truth");
+    assert!(b.frames_within_quiet().await.is_empty());
+    assert_eq!(relay.stats().dropped(DropReason::ForgedSender), 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_isolated_by_app_and_room_id() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let a_x = Client::join(&relay, &ticket(APP_A, "u1", "x")).await?;
+    let mut a_x2 = Client::join(&relay, &ticket(APP_A, "u2", "x")).await?;
+    let mut b_x = Client::join(&relay, &ticket(APP_B, "u3", "x")).await?;
+    let mut a_y = Client::join(&relay, &ticket(APP_A, "u4", "y")).await?;
+    assert!(b_x.roster.is_empty(), "app B's room x is another room");
+    assert!(a_y.roster.is_empty(), "room y is another room");
+    a_x.send_datagram(a_x.envelope(MediaKind::Audio, 1, 0, 0), b"only-for-a-x")?;
+    assert_eq!(&a_x2.next_frame().await?.payload[..], b"only-for-a-x");
+    assert!(b_x.frames_within_quiet().await.is_empty());
+    assert!(a_y.frames_within_quiet().await.is_empty());
+    let rooms = relay.rooms();
+    assert_eq!(rooms.len(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_publication_and_unsubscribe() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let mut a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    let audio = TrackInfo {
+        track: 1,
+        kind: MediaKind::Audio,
+    };
+    a.send_control(&ControlMessage::TrackPublished {
+        member: 0,
+        track: audio,
+    })
+    .await?;
+    let published = b
+        .expect_control(|m| matches!(m, ControlMessage::TrackPublished { .. }))
+        .await?;
+    assert_eq!(
+        published,
+        ControlMessage::TrackPublished {
+            member: a.member,
+            track: audio,
+        }
+    );
+    // A third member sees the track in its roster.
+    let c = Client::join(&relay, &ticket(APP_A, "c", "room")).await?;
+    let a_in_roster = c.roster.iter().find(|m| m.member == a.member);
+    assert_eq!(a_in_roster.map(|m| m.tracks.clone()), Some(vec![audio]));
+
+    b.send_control(&ControlMessage::Unsubscribe {
+        member: a.member,
+        track: 1,
+    })
+    .await?;
+    // Unsubscribe is processed before the frames because a control round trip follows it.
+    b.send_control(&ControlMessage::KeyframeRequest {
+        member: a.member,
+        track: 2,
+    })
+    .await?;
+    a.expect_control(|m| matches!(m, ControlMessage::KeyframeRequest { .. }))
+        .await?;
+    a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, 0), b"muted-for-b")?;
+    a.send_datagram(a.envelope(MediaKind::Audio, 4, 0, 0), b"other-track")?;
+    let frame = b.next_frame().await?;
+    assert_eq!(&frame.payload[..], b"other-track");
+    assert!(b.frames_within_quiet().await.is_empty());
+    drop(c);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_reach_the_publisher() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let mut a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    b.send_control(&ControlMessage::KeyframeRequest {
+        member: a.member,
+        track: 7,
+    })
+    .await?;
+    let request = a
+        .expect_control(|m| matches!(m, ControlMessage::KeyframeRequest { .. }))
+        .await?;
+    assert_eq!(
+        request,
+        ControlMessage::KeyframeRequest {
+            member: b.member,
+            track: 7,
+        }
+    );
+    Ok(())
+}
