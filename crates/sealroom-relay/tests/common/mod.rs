@@ -120,8 +120,8 @@ impl Client {
         join.encode_framed(&mut buf)?;
         send.write_all(&buf).await?;
         let (tx, mut events) = mpsc::unbounded_channel();
-        tokio::spawn(read_control(recv, tx.clone()));
-        tokio::spawn(read_datagrams(conn.clone(), tx.clone()));
+        let control = tokio::spawn(read_control(recv, tx.clone()));
+        tokio::spawn(read_datagrams(conn.clone(), tx.clone(), control));
         tokio::spawn(read_streams(conn.clone(), tx.clone()));
         let first = loop {
             match tokio::time::timeout(WAIT, events.recv()).await? {
@@ -323,7 +323,11 @@ async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Eve
     }
 }
 
-async fn read_datagrams(conn: quinn::Connection, tx: mpsc::UnboundedSender<Event>) {
+async fn read_datagrams(
+    conn: quinn::Connection,
+    tx: mpsc::UnboundedSender<Event>,
+    control: tokio::task::JoinHandle<()>,
+) {
     loop {
         match conn.read_datagram().await {
             Ok(bytes) => {
@@ -338,6 +342,8 @@ async fn read_datagrams(conn: quinn::Connection, tx: mpsc::UnboundedSender<Event
                     }
                     _ => None,
                 };
+                // Report what the control stream still held (the reason) before the close.
+                let _ = tokio::time::timeout(WAIT, control).await;
                 let _ = tx.send(Event::Closed(code));
                 return;
             }
