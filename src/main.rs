@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod demo;
+mod logging;
 mod relay_cmd;
 mod token;
 

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use sealroom_frame::envelope::MemberId;
 
-use crate::core::{AdminError, MemberSummary, RoomKey, RoomSummary};
+use crate::core::{AdminError, MemberSummary, MemberTarget, RoomKey, RoomSummary};
 use crate::http::InternalState;
 
 /// What the admin API needs from a relay. [`crate::Relay`] implements it; tests use fakes.
@@ -185,5 +185,33 @@ pub(crate) async fn dismiss_room(
             Json(serde_json::json!({ "dismissed": dismissed })).into_response()
         }
         Err(_) => problem(StatusCode::NOT_FOUND, "unknown room"),
+    }
+}
+
+/// The message a removed member hears with `Kicked`.
+const KICK_MESSAGE: &str = "removed by an operator";
+/// The message every member of a dismissed room hears with `RoomDismissed`.
+const DISMISS_MESSAGE: &str = "the room was dismissed by an operator";
+
+impl AdminTarget for crate::relay::Relay {
+    fn rooms(&self) -> Vec<RoomSummary> {
+        Self::rooms(self)
+    }
+
+    fn members(&self, room: &RoomKey) -> Option<Vec<MemberSummary>> {
+        Self::members(self, room)
+    }
+
+    fn kick_user(&self, room: &RoomKey, user: &str) -> Result<MemberId, AdminError> {
+        self.kick(room, &MemberTarget::User(user.to_owned()), KICK_MESSAGE)
+    }
+
+    fn dismiss_room(&self, room: &RoomKey) -> Result<usize, AdminError> {
+        self.dismiss(room, DISMISS_MESSAGE)
+    }
+
+    fn encode_metrics(&self, out: &mut String) -> std::fmt::Result {
+        out.push_str(&Self::encode_metrics(self));
+        Ok(())
     }
 }

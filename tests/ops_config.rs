@@ -1,0 +1,85 @@
+//! `sealroom relay --check-config`: the example config validates, secrets never print,
+//! unknown keys are refused by name, flags and environment variables override the file.
+
+mod ops_support;
+
+use ops_support::{TempDir, sealroom};
+
+fn example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/relay.toml")
+}
+
+#[test]
+fn the_example_config_is_valid_and_printed_without_secrets() {
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .output()
+        .expect("run sealroom");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The effective config names both secrets by kid and shows the merged limits.
+    assert!(stdout.contains("kid = \"2026-01\""), "{stdout}");
+    assert!(stdout.contains("kid = \"2026-02\""), "{stdout}");
+    assert!(stdout.contains("max_members_per_room = 64"), "{stdout}");
+    assert!(
+        stdout.contains("max_tracks_per_member"),
+        "defaults shown: {stdout}"
+    );
+    // No secret of the example appears.
+    for secret in ["example-ticket-secret", "change-me-example-admin-token"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+        assert!(!stderr.contains(secret), "{secret} printed:\n{stderr}");
+    }
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused_by_name() {
+    let dir = TempDir::new("check");
+    for (text, needle) in [
+        ("[log]\nfromat = \"json\"\n", "fromat"),
+        ("[limits]\nmax_member_per_room = 3\n", "max_member_per_room"),
+        ("listen = \"not an address\"\n", "listen"),
+        (
+            "[[apps]]\napp = \"a\"\nsecrets = [{ kid = \"k\", secret = \"short\" }]\n",
+            "16 bytes",
+        ),
+    ] {
+        let path = dir.write("bad.toml", text);
+        let out = sealroom()
+            .args(["relay", "--check-config"])
+            .arg(&path)
+            .output()
+            .expect("run sealroom");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text} was accepted");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn flags_and_environment_override_the_file() {
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .args(["--limit", "max_members_per_room=7", "--log-format", "json"])
+        .env("SEALROOM_LISTEN", "0.0.0.0:5555")
+        .env("SEALROOM_DRAIN_SECS", "3")
+        .env("SEALROOM_APPS", "second:k9:second-app-ticket-secret")
+        .output()
+        .expect("run sealroom");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listen = \"0.0.0.0:5555\""), "{stdout}");
+    assert!(stdout.contains("drain_secs = 3"), "{stdout}");
+    assert!(stdout.contains("max_members_per_room = 7"), "{stdout}");
+    assert!(stdout.contains("format = \"json\""), "{stdout}");
+    assert!(stdout.contains("app = \"second\""), "{stdout}");
+    assert!(!stdout.contains("second-app-ticket-secret"), "{stdout}");
+}
