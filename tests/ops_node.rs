@@ -157,6 +157,11 @@ async fn a_node_from_a_config_file_serves_meters_and_obeys_its_operator() -> any
         count(&text, "sealroom_joins_total{outcome=\"room_full\"}"),
         1
     );
+    // The same joins as the SLA classifies them.
+    for (result, n) in [("succeeded", 2), ("failed", 1), ("excluded", 1)] {
+        let series = format!("sealroom_sla_joins_total{{result=\"{result}\"}}");
+        assert_eq!(count(&text, &series), n, "{series}");
+    }
 
     let (status, body) = http(internal, "GET", "/sla", None).await?;
     assert_eq!(status, 200);

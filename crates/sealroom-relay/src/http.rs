@@ -20,6 +20,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,10 +67,50 @@ impl InternalOptions {
     }
 }
 
+/// Label of `sealroom_sla_joins_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The listener's own series, appended to the relay's: join outcomes as the SLA classifies
+/// them, so a Prometheus query gives the same rate as `/sla`.
+struct SlaMetrics {
+    registry: Registry,
+    joins: Family<ResultLabels, Counter>,
+}
+
+impl SlaMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("sealroom");
+        let joins = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "sla_joins",
+            "Join outcomes as the SLA counts them: succeeded, failed (counted against the \
+             rate) and excluded (refusals the caller caused)",
+            joins.clone(),
+        );
+        for result in ["succeeded", "failed", "excluded"] {
+            let _ = joins.get_or_create(&ResultLabels { result });
+        }
+        Self { registry, joins }
+    }
+
+    fn record(&self, outcome: JoinOutcome) {
+        let result = match outcome {
+            JoinOutcome::Succeeded => "succeeded",
+            JoinOutcome::Failed => "failed",
+            JoinOutcome::Excluded => "excluded",
+        };
+        self.joins.get_or_create(&ResultLabels { result }).inc();
+    }
+}
+
 /// State shared by the handlers and the code that feeds them (join outcomes, readiness).
 pub struct InternalState {
     target: Arc<dyn AdminTarget>,
     sla: Mutex<SlaTracker>,
+    sla_metrics: SlaMetrics,
     admin_token: Option<String>,
     ready: AtomicBool,
     mask: IdMask,
@@ -87,6 +131,7 @@ impl InternalState {
         Self {
             target,
             sla: Mutex::new(SlaTracker::new(options.sla)),
+            sla_metrics: SlaMetrics::new(),
             admin_token: options.admin_token.filter(|t| !t.is_empty()),
             ready: AtomicBool::new(true),
             mask: options.mask,
@@ -100,6 +145,7 @@ impl InternalState {
 
     /// Record a join outcome at `now` (seconds since the Unix epoch).
     pub fn record_join_at(&self, now: u64, outcome: JoinOutcome) {
+        self.sla_metrics.record(outcome);
         self.sla
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -163,11 +209,24 @@ pub fn router(state: Arc<InternalState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<InternalState>>) -> Response {
-    let mut body = String::new();
-    match state.target().encode_metrics(&mut body) {
-        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+    match encode_all(&state) {
+        Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response(),
     }
+}
+
+/// The relay's exposition with the listener's own series appended before the one `# EOF`
+/// an OpenMetrics exposition may have.
+fn encode_all(state: &InternalState) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    state.target().encode_metrics(&mut body)?;
+    let kept = body.trim_end().strip_suffix("# EOF").map(str::len);
+    if let Some(len) = kept {
+        body.truncate(len);
+    }
+    prometheus_client::encoding::text::encode_registry(&mut body, &state.sla_metrics.registry)?;
+    prometheus_client::encoding::text::encode_eof(&mut body)?;
+    Ok(body)
 }
 
 async fn health() -> &'static str {
@@ -354,6 +413,12 @@ mod tests {
         let (status, body) = request(addr, "GET", "/metrics", None).await;
         assert_eq!(status, 200);
         assert!(body.contains("sealroom_rooms 1"));
+        assert!(
+            body.contains("sealroom_sla_joins_total{result=\"failed\"} 0"),
+            "{body}"
+        );
+        assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+        assert!(body.ends_with("# EOF\n"), "{body}");
 
         for _ in 0..3 {
             server.state().record_join(JoinOutcome::Succeeded);
@@ -369,6 +434,15 @@ mod tests {
         assert_eq!(window["excluded"], 1);
         assert_eq!(window["success_rate"], 0.75);
         assert_eq!(window["met"], false);
+        let (_, body) = request(addr, "GET", "/metrics", None).await;
+        assert!(
+            body.contains("sealroom_sla_joins_total{result=\"succeeded\"} 3"),
+            "{body}"
+        );
+        assert!(
+            body.contains("sealroom_sla_joins_total{result=\"excluded\"} 1"),
+            "{body}"
+        );
 
         server.state().set_ready(false);
         assert_eq!(
