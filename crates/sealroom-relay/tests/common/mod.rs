@@ -61,7 +61,40 @@ pub fn ticket_with(app: &str, user: &str, room: &str, grants: Grants) -> String 
     mint(&claims, "k1", secret).expect("mint")
 }
 
-fn client_endpoint(relay: &Relay) -> anyhow::Result<quinn::Endpoint> {
+/// How a test client behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Whether it reads the unidirectional streams the relay opens (a stalled receiver
+    /// does not).
+    pub read_streams: bool,
+    /// Unidirectional streams the relay may open towards it at once.
+    pub max_uni_streams: u32,
+    /// Its QUIC receive windows (stream, connection).
+    pub windows: Option<(u32, u32)>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            read_streams: true,
+            max_uni_streams: 1000,
+            windows: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// A receiver that never reads media streams and gives the relay little room.
+    pub fn stalled() -> Self {
+        Self {
+            read_streams: false,
+            max_uni_streams: 4,
+            windows: Some((16 * 1024, 64 * 1024)),
+        }
+    }
+}
+
+fn client_endpoint(relay: &Relay, options: ClientOptions) -> anyhow::Result<quinn::Endpoint> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls::pki_types::CertificateDer::from(relay.cert_der()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -72,7 +105,11 @@ fn client_endpoint(relay: &Relay) -> anyhow::Result<quinn::Endpoint> {
     tls.alpn_protocols = vec![sealroom_relay::ALPN.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_uni_streams(1000u32.into());
+    transport.max_concurrent_uni_streams(options.max_uni_streams.into());
+    if let Some((stream, connection)) = options.windows {
+        transport.stream_receive_window(stream.into());
+        transport.receive_window(connection.into());
+    }
     config.transport_config(Arc::new(transport));
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
     endpoint.set_default_client_config(config);
@@ -95,6 +132,10 @@ pub struct Client {
     pub endpoint: quinn::Endpoint,
     control: quinn::SendStream,
     events: mpsc::UnboundedReceiver<Event>,
+    /// Control messages skipped while waiting for frames, and frames skipped while waiting
+    /// for control messages, in arrival order.
+    skipped_control: std::collections::VecDeque<ControlMessage>,
+    skipped_frames: std::collections::VecDeque<Frame>,
     pub member: MemberId,
     pub roster: Vec<MemberInfo>,
 }
@@ -102,7 +143,16 @@ pub struct Client {
 impl Client {
     /// Connect and send `Join`; returns the client and the first control answer.
     pub async fn connect(relay: &Relay, ticket: &str) -> anyhow::Result<(Self, ControlMessage)> {
-        let endpoint = client_endpoint(relay)?;
+        Self::connect_with(relay, ticket, ClientOptions::default()).await
+    }
+
+    /// Connect with `options` and send `Join`; returns the client and the first answer.
+    pub async fn connect_with(
+        relay: &Relay,
+        ticket: &str,
+        options: ClientOptions,
+    ) -> anyhow::Result<(Self, ControlMessage)> {
+        let endpoint = client_endpoint(relay, options)?;
         let conn = endpoint
             .connect(relay.local_addr(), "localhost")?
             .await
@@ -122,7 +172,9 @@ impl Client {
         let (tx, mut events) = mpsc::unbounded_channel();
         let control = tokio::spawn(read_control(recv, tx.clone()));
         tokio::spawn(read_datagrams(conn.clone(), tx.clone(), control));
-        tokio::spawn(read_streams(conn.clone(), tx.clone()));
+        if options.read_streams {
+            tokio::spawn(read_streams(conn.clone(), tx.clone()));
+        }
         let first = loop {
             match tokio::time::timeout(WAIT, events.recv()).await? {
                 Some(Event::Control(message)) => break message,
@@ -141,6 +193,8 @@ impl Client {
                 endpoint,
                 control: send,
                 events,
+                skipped_control: Default::default(),
+                skipped_frames: Default::default(),
                 member,
                 roster,
             },
@@ -151,6 +205,19 @@ impl Client {
     /// Connect and expect `Joined`.
     pub async fn join(relay: &Relay, ticket: &str) -> anyhow::Result<Self> {
         let (client, first) = Self::connect(relay, ticket).await?;
+        match first {
+            ControlMessage::Joined { .. } => Ok(client),
+            other => bail!("expected Joined, got {other:?}"),
+        }
+    }
+
+    /// Connect with `options` and expect `Joined`.
+    pub async fn join_with(
+        relay: &Relay,
+        ticket: &str,
+        options: ClientOptions,
+    ) -> anyhow::Result<Self> {
+        let (client, first) = Self::connect_with(relay, ticket, options).await?;
         match first {
             ControlMessage::Joined { .. } => Ok(client),
             other => bail!("expected Joined, got {other:?}"),
@@ -244,10 +311,13 @@ impl Client {
 
     /// The next control message, skipping frames.
     pub async fn next_control(&mut self) -> anyhow::Result<ControlMessage> {
+        if let Some(message) = self.skipped_control.pop_front() {
+            return Ok(message);
+        }
         loop {
             match self.next().await? {
                 Event::Control(message) => return Ok(message),
-                Event::Frame(_) => {}
+                Event::Frame(frame) => self.skipped_frames.push_back(frame),
                 Event::Closed(code) => bail!("closed ({code:?}) while waiting for control"),
             }
         }
@@ -268,10 +338,13 @@ impl Client {
 
     /// The next frame, skipping control messages.
     pub async fn next_frame(&mut self) -> anyhow::Result<Frame> {
+        if let Some(frame) = self.skipped_frames.pop_front() {
+            return Ok(frame);
+        }
         loop {
             match self.next().await? {
                 Event::Frame(frame) => return Ok(frame),
-                Event::Control(_) => {}
+                Event::Control(message) => self.skipped_control.push_back(message),
                 Event::Closed(code) => bail!("closed ({code:?}) while waiting for a frame"),
             }
         }
@@ -288,11 +361,13 @@ impl Client {
 
     /// Frames that arrive within [`QUIET`] (to check that nothing does).
     pub async fn frames_within_quiet(&mut self) -> Vec<Frame> {
-        let mut out = Vec::new();
+        let mut out: Vec<Frame> = self.skipped_frames.drain(..).collect();
         let deadline = tokio::time::Instant::now() + QUIET;
         while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            if let Event::Frame(frame) = event {
-                out.push(frame);
+            match event {
+                Event::Frame(frame) => out.push(frame),
+                Event::Control(message) => self.skipped_control.push_back(message),
+                Event::Closed(_) => {}
             }
         }
         out
