@@ -11,6 +11,71 @@
 //!   with an incremental decoder.
 //!
 //! The byte diagrams live in `docs/PROTOCOL.md`.
+//!
+//! # A media frame from sender to receiver
+//!
+//! A publisher encodes a frame (its payload already sealed by sealroom-crypto, with
+//! [`Envelope::metadata`] as the SFrame metadata) and frames it on a QUIC stream:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use sealroom_frame::envelope::{Envelope, Flags, Frame, MediaKind};
+//! use sealroom_frame::stream::{Deframer, write_frame};
+//!
+//! let frame = Frame {
+//!     envelope: Envelope {
+//!         kind: MediaKind::Video,
+//!         flags: Flags::GROUP_START,
+//!         sender: 7,
+//!         track: 2,
+//!         group: 42,
+//!         seq: 0,
+//!         timestamp_us: 1_700_000_000_000_000,
+//!     },
+//!     payload: Bytes::from_static(b"sealed bytes"),
+//! };
+//! let mut encoded = Vec::new();
+//! frame.encode(&mut encoded)?;
+//! let mut stream = Vec::new();
+//! write_frame(&encoded, &mut stream);
+//!
+//! // The receiver (relay or member) gets the stream in arbitrary pieces, asks the
+//! // deframer for whole frames, and decodes each without copying its payload.
+//! let mut deframer = Deframer::new(64 * 1024);
+//! let mut received = Vec::new();
+//! for piece in stream.chunks(5) {
+//!     deframer.push(Bytes::copy_from_slice(piece));
+//!     while let Some(bytes) = deframer.next_frame()? {
+//!         received.push(Frame::decode(&bytes)?);
+//!     }
+//! }
+//! deframer.finish()?;
+//! assert_eq!(received, [frame]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Control messages travel the same way on the control stream:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use sealroom_frame::control::{ControlMessage, JoinOptions, MAX_CONTROL_LEN};
+//! use sealroom_frame::stream::Deframer;
+//!
+//! let join = ControlMessage::Join {
+//!     ticket: "eyJ...".into(),
+//!     client_name: "my-app".into(),
+//!     client_version: "1.0".into(),
+//!     options: JoinOptions { auto_subscribe: true },
+//! };
+//! let mut wire = Vec::new();
+//! join.encode_framed(&mut wire)?;
+//!
+//! let mut deframer = Deframer::new(MAX_CONTROL_LEN);
+//! deframer.push(Bytes::from(wire));
+//! let bytes = deframer.next_frame()?.expect("one whole message");
+//! assert_eq!(ControlMessage::decode(&bytes)?, join);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
