@@ -199,6 +199,11 @@ pub struct Limits {
     pub max_tracks_per_member: usize,
     /// Simultaneous QUIC connections, joined or not (default 10 000).
     pub max_connections: usize,
+    /// Simultaneous QUIC connections from one IP address (default 256).
+    pub max_connections_per_ip: usize,
+    /// Make every new connection prove its address with a QUIC Retry before the relay
+    /// keeps any state for it (default off: it costs a round trip).
+    pub address_validation: bool,
     /// Seconds a new connection has to send its `Join` (default 10).
     pub join_timeout_secs: u64,
     /// Milliseconds without any packet before a connection is dropped (default 30 000).
@@ -253,6 +258,8 @@ impl Default for Limits {
             max_frame_len: 256 * 1024,
             max_tracks_per_member: 8,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
+            address_validation: false,
             join_timeout_secs: 10,
             idle_timeout_ms: 30_000,
             keep_alive_ms: 5_000,

@@ -166,6 +166,19 @@ impl StreamQueue {
         self.notify.notify_one();
     }
 
+    /// Make room for a newer group: finish the stream if everything queued was written,
+    /// reset it if the receiver is still behind on it.
+    fn evict(&self) {
+        let mut state = lock(&self.state);
+        if state.frames.is_empty() {
+            state.finish = true;
+        } else {
+            state.reset = true;
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
     fn reset_requested(&self) -> bool {
         lock(&self.state).reset
     }
@@ -476,7 +489,7 @@ impl Outbox {
             });
             while lane.len() > self.limits.max_open_groups_per_track.max(1) {
                 if let Some(oldest) = lane.pop_front() {
-                    oldest.queue.request_reset();
+                    oldest.queue.evict();
                 }
             }
             let priority = self.next_priority.fetch_add(1, Ordering::Relaxed);

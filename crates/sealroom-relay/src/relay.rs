@@ -2,7 +2,7 @@
 //! decisions onto QUIC streams and datagrams (see `docs/TRANSPORT.md`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -92,6 +92,9 @@ struct Shared {
     next_conn: AtomicU64,
     draining: AtomicBool,
     connections: AtomicUsize,
+    /// Open connections per source address (entries removed at zero, so bounded by
+    /// `max_connections`).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     connection_gone: Notify,
 }
 
@@ -286,6 +289,7 @@ impl Relay {
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
             connection_gone: Notify::new(),
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
@@ -496,6 +500,26 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             incoming.refuse();
             continue;
         }
+        if shared.limits.address_validation && !incoming.remote_address_validated() {
+            // Stateless: the client comes back with a token proving its address.
+            if incoming.may_retry() {
+                let _ = incoming.retry();
+            } else {
+                incoming.refuse();
+            }
+            continue;
+        }
+        let ip = incoming.remote_address().ip();
+        {
+            let mut per_ip = lock(&shared.per_ip);
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= shared.limits.max_connections_per_ip {
+                drop(per_ip);
+                incoming.refuse();
+                continue;
+            }
+            *count += 1;
+        }
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -504,6 +528,15 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             serve(Arc::clone(&shared), id, incoming)
                 .instrument(span)
                 .await;
+            {
+                let mut per_ip = lock(&shared.per_ip);
+                if let Some(count) = per_ip.get_mut(&ip) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        per_ip.remove(&ip);
+                    }
+                }
+            }
             shared.connections.fetch_sub(1, Ordering::Relaxed);
             shared.connection_gone.notify_waiters();
         });

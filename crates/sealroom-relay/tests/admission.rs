@@ -309,3 +309,46 @@ async fn drain_sends_go_away_and_stops_admitting() -> anyhow::Result<()> {
     relay.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_bounded() -> anyhow::Result<()> {
+    let relay = relay_with(Limits {
+        max_connections_per_ip: 2,
+        ..Limits::default().unlimited_rates()
+    })
+    .await;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "r")).await?;
+    let _b = Client::join(&relay, &ticket(APP_A, "b", "r")).await?;
+    assert!(
+        Client::connect(&relay, &ticket(APP_A, "c", "r"))
+            .await
+            .is_err()
+    );
+    // A slot frees when a connection ends.
+    a.conn.close(0u32.into(), b"bye");
+    a.endpoint.wait_idle().await;
+    let mut joined = false;
+    for _ in 0..50 {
+        if Client::join(&relay, &ticket(APP_A, "c", "r")).await.is_ok() {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_validation_with_retry_still_admits() -> anyhow::Result<()> {
+    let relay = relay_with(Limits {
+        address_validation: true,
+        ..Limits::default().unlimited_rates()
+    })
+    .await;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "r")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "r")).await?;
+    a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, 0), b"validated")?;
+    assert_eq!(&b.next_frame().await?.payload[..], b"validated");
+    Ok(())
+}
