@@ -85,6 +85,21 @@ impl Sealer {
         Self::with_session(schedule, epoch, config, fresh_session())
     }
 
+    /// A sealer with a caller-chosen session id instead of a random one, for
+    /// reproducible fuzzing and cross-implementation tests.
+    ///
+    /// Dangerous: two sealers with the same room secret, suite, epoch and session id share
+    /// a key and start at the same CTR, so they reuse nonces, which breaks AES-GCM's
+    /// confidentiality and integrity. Never use it for frames that leave the process.
+    pub fn dangerous_with_session(
+        schedule: &KeySchedule,
+        epoch: u64,
+        config: SealerConfig,
+        session: u64,
+    ) -> Self {
+        Self::with_session(schedule, epoch, config, session)
+    }
+
     pub(crate) fn with_session(
         schedule: &KeySchedule,
         epoch: u64,
