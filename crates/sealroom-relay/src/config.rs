@@ -214,6 +214,9 @@ pub struct Limits {
     pub ticket_leeway_secs: u64,
     /// Unidirectional streams a client may have open towards the relay (default 256).
     pub max_incoming_streams: u32,
+    /// Bytes of incomplete incoming frames one connection may have buffered over all its
+    /// media streams; the stream that goes over is stopped (default 4 MiB).
+    pub max_incoming_buffer_bytes: usize,
     /// Control messages queued towards one connection before it is removed as a slow
     /// consumer (default 256).
     pub control_queue_len: usize,
@@ -265,6 +268,7 @@ impl Default for Limits {
             keep_alive_ms: 5_000,
             ticket_leeway_secs: 30,
             max_incoming_streams: 256,
+            max_incoming_buffer_bytes: 4 * 1024 * 1024,
             control_queue_len: 256,
             datagram_queue_len: 64,
             video_group_queue_bytes: 1024 * 1024,

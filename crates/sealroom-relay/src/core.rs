@@ -181,11 +181,14 @@ pub enum DropReason {
     ReceiverGone,
     /// The receiver could not keep up with reliable data and was removed.
     SlowConsumer,
+    /// The connection had more bytes of incomplete frames buffered than allowed; the
+    /// stream that went over was stopped.
+    Backlog,
 }
 
 impl DropReason {
     /// Every reason, for exporting zeroed counters.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::NotJoined,
         Self::ForgedSender,
         Self::TooLarge,
@@ -200,6 +203,7 @@ impl DropReason {
         Self::TooManyStreams,
         Self::ReceiverGone,
         Self::SlowConsumer,
+        Self::Backlog,
     ];
 
     /// A stable lowercase label (metrics, logs).
@@ -219,6 +223,7 @@ impl DropReason {
             Self::TooManyStreams => "too_many_streams",
             Self::ReceiverGone => "receiver_gone",
             Self::SlowConsumer => "slow_consumer",
+            Self::Backlog => "backlog",
         }
     }
 }

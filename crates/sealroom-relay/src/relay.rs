@@ -595,10 +595,11 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
         }
         state.flush();
     }
+    let incoming_buffered = Arc::new(AtomicUsize::new(0));
     let reason = tokio::select! {
         reason = read_control(&shared, id, recv) => reason,
         reason = read_datagrams(&shared, id, &conn) => reason,
-        reason = accept_streams(&shared, id, &conn) => reason,
+        reason = accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
     };
     {
         let mut state = shared.state();
@@ -670,14 +671,26 @@ async fn read_datagrams(shared: &Shared, id: ConnId, conn: &quinn::Connection) -
     }
 }
 
-async fn accept_streams(shared: &Arc<Shared>, id: ConnId, conn: &quinn::Connection) -> LeaveReason {
+async fn accept_streams(
+    shared: &Arc<Shared>,
+    id: ConnId,
+    conn: &quinn::Connection,
+    buffered: &Arc<AtomicUsize>,
+) -> LeaveReason {
     loop {
         match conn.accept_uni().await {
             Ok(recv) => {
                 let shared = Arc::clone(shared);
+                let buffered = Arc::clone(buffered);
                 tokio::spawn(
-                    async move { read_media_stream(&shared, id, recv).await }
-                        .instrument(tracing::Span::current()),
+                    async move {
+                        let mut budget = Budget {
+                            shared: &buffered,
+                            mine: 0,
+                        };
+                        read_media_stream(&shared, id, recv, &mut budget).await;
+                    }
+                    .instrument(tracing::Span::current()),
                 );
             }
             Err(err) => return leave_reason(&err),
@@ -701,7 +714,42 @@ impl GroupInFlight {
     }
 }
 
-async fn read_media_stream(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) {
+/// One stream's share of its connection's buffer of incomplete incoming frames; given back
+/// when the stream ends.
+struct Budget<'a> {
+    shared: &'a AtomicUsize,
+    mine: usize,
+}
+
+impl Budget<'_> {
+    /// Account for the stream now buffering `now` bytes; `false` when the connection's
+    /// total would exceed `limit`.
+    fn set(&mut self, now: usize, limit: usize) -> bool {
+        if now >= self.mine {
+            let more = now - self.mine;
+            let total = self.shared.fetch_add(more, Ordering::Relaxed) + more;
+            self.mine = now;
+            total <= limit
+        } else {
+            self.shared.fetch_sub(self.mine - now, Ordering::Relaxed);
+            self.mine = now;
+            true
+        }
+    }
+}
+
+impl Drop for Budget<'_> {
+    fn drop(&mut self) {
+        self.shared.fetch_sub(self.mine, Ordering::Relaxed);
+    }
+}
+
+async fn read_media_stream(
+    shared: &Shared,
+    id: ConnId,
+    mut recv: quinn::RecvStream,
+    budget: &mut Budget<'_>,
+) {
     let mut deframer = Deframer::new(shared.limits.max_frame_len);
     let mut typed = false;
     let mut targets = Vec::new();
@@ -791,6 +839,19 @@ async fn read_media_stream(shared: &Shared, id: ConnId, mut recv: quinn::RecvStr
                     return;
                 }
             }
+        }
+        if !budget.set(
+            deframer.buffered_len(),
+            shared.limits.max_incoming_buffer_bytes,
+        ) {
+            // Too many incomplete frames held for this connection (a peer trickling
+            // frames that never complete): this stream goes.
+            shared.metrics.frame_dropped(DropReason::Backlog);
+            let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+            if let Some(group) = &group {
+                group.end(true);
+            }
+            return;
         }
     }
 }

@@ -197,3 +197,39 @@ async fn a_receiver_that_stops_reading_reliable_data_is_removed() -> anyhow::Res
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_that_never_complete_hold_bounded_memory() -> anyhow::Result<()> {
+    let relay = relay_with(Limits {
+        max_incoming_buffer_bytes: 256 * 1024,
+        ..Limits::default().unlimited_rates()
+    })
+    .await;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "r")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "r")).await?;
+    // Each stream declares a 200 000-byte frame and sends only half of it.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut stream = a.open_media_stream().await?;
+        let mut prefix = bytes::BytesMut::new();
+        sealroom_frame::stream::write_len_prefix(200_000, &mut prefix);
+        stream.write_all(&prefix).await?;
+        stream.write_all(&vec![0u8; 100_000]).await?;
+        streams.push(stream);
+    }
+    let waits = streams.iter().map(|s| Box::pin(s.stopped()));
+    let (first, _, _) =
+        tokio::time::timeout(common::WAIT, futures::future::select_all(waits)).await?;
+    assert_eq!(
+        first?,
+        Some(quinn::VarInt::from_u32(
+            sealroom_relay::stream_code::REFUSED
+        )),
+        "a stream over the budget is stopped"
+    );
+    assert!(relay.stats().dropped(DropReason::Backlog) >= 1);
+    // The member and the room carry on.
+    a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, 0), b"still fine")?;
+    assert_eq!(&b.next_frame().await?.payload[..], b"still fine");
+    Ok(())
+}
