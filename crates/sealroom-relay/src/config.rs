@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use crate::mask::IdMask;
+
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +28,10 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// The TLS identity the relay presents.
     pub tls: TlsConfig,
+    /// How user and room ids appear in the relay's log lines (masked by default, with a
+    /// per-process salt). Not read from files: the operator's config sets it.
+    #[serde(skip)]
+    pub id_mask: IdMask,
 }
 
 impl Default for RelayConfig {
@@ -35,6 +41,7 @@ impl Default for RelayConfig {
             apps: Vec::new(),
             limits: Limits::default(),
             tls: TlsConfig::default(),
+            id_mask: IdMask::default(),
         }
     }
 }
@@ -65,6 +72,13 @@ impl RelayConfig {
     #[must_use]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Set how user and room ids appear in log lines.
+    #[must_use]
+    pub fn id_mask(mut self, id_mask: IdMask) -> Self {
+        self.id_mask = id_mask;
         self
     }
 }

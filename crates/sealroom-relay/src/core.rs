@@ -483,6 +483,13 @@ impl RelayCore {
         }
     }
 
+    /// The room, member id and user id of a joined connection.
+    pub fn member_identity(&self, conn: ConnId) -> Option<(&RoomKey, MemberId, &str)> {
+        let (key, member) = self.membership(conn)?;
+        let user = self.rooms.get(key)?.members.get(&member)?.user.as_str();
+        Some((key, member, user))
+    }
+
     /// The next thing the driver must do, in order.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {

@@ -21,6 +21,7 @@ use crate::core::{
     AdminError, ConnId, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now, Output,
     RelayCore, RoomKey, RoomSummary,
 };
+use crate::mask::IdMask;
 use crate::metrics::{Metrics, RelayStats};
 use crate::outbox::{Forwarded, Outbox, Pushed, STREAM_TYPE_MEDIA, stream_code};
 use crate::tls::{self, Identity, StartError};
@@ -96,6 +97,7 @@ struct Shared {
     /// `max_connections`).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     connection_gone: Notify,
+    id_mask: IdMask,
 }
 
 impl Shared {
@@ -135,6 +137,20 @@ impl Shared {
                 } => state.core.handle_join(conn, ticket, options, now),
                 _ => return,
             };
+            if let Some((room, member, user)) = state.core.member_identity(conn) {
+                // Every later line of this connection carries who it is, masked.
+                let span = tracing::Span::current();
+                span.record("member", member);
+                span.record("user", tracing::field::display(self.id_mask.user(user)));
+                span.record(
+                    "room",
+                    tracing::field::display(format_args!(
+                        "{}/{}",
+                        room.app,
+                        self.id_mask.room(&room.room)
+                    )),
+                );
+            }
             state.flush();
             self.update_gauges(&state);
             outcome
@@ -291,6 +307,7 @@ impl Relay {
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             connection_gone: Notify::new(),
+            id_mask: config.id_mask,
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
         let ticker = tokio::spawn({
@@ -489,6 +506,11 @@ impl Drop for Relay {
         for task in &self.tasks {
             task.abort();
         }
+        // Without a shutdown, connections end at once rather than at their idle timeout.
+        self.endpoint.close(
+            VarInt::from_u32(ErrorCode::ShuttingDown.close_code()),
+            b"shutting down",
+        );
     }
 }
 
@@ -524,7 +546,14 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-            let span = tracing::info_span!("conn", id = %id, remote = %incoming.remote_address());
+            let span = tracing::info_span!(
+                "conn",
+                id = %id,
+                remote = %incoming.remote_address(),
+                member = tracing::field::Empty,
+                user = tracing::field::Empty,
+                room = tracing::field::Empty,
+            );
             serve(Arc::clone(&shared), id, incoming)
                 .instrument(span)
                 .await;
