@@ -209,6 +209,8 @@ pub struct Limits {
     pub max_rooms_per_app: usize,
     /// Largest encoded media frame, envelope and payload (default 256 KiB).
     pub max_frame_len: usize,
+    /// Largest data message (encoded frame, reliable or not; default 64 KiB).
+    pub max_data_frame_len: usize,
     /// Tracks one member may publish at once (default 8).
     pub max_tracks_per_member: usize,
     /// Simultaneous QUIC connections, joined or not (default 10 000).
@@ -273,6 +275,7 @@ impl Default for Limits {
             max_members_per_room: 64,
             max_rooms_per_app: 1000,
             max_frame_len: 256 * 1024,
+            max_data_frame_len: 64 * 1024,
             max_tracks_per_member: 8,
             max_connections: 10_000,
             max_connections_per_ip: 256,

@@ -960,7 +960,14 @@ impl RelayCore {
         let Some(me) = room.members.get_mut(&member_id) else {
             return Err(DropReason::NotJoined);
         };
-        if encoded_len > self.limits.max_frame_len {
+        let max_len = match envelope.kind {
+            MediaKind::Data => self
+                .limits
+                .max_data_frame_len
+                .min(self.limits.max_frame_len),
+            MediaKind::Audio | MediaKind::Video => self.limits.max_frame_len,
+        };
+        if encoded_len > max_len {
             Self::feedback(
                 &mut self.outputs,
                 me,
@@ -1821,11 +1828,19 @@ mod tests {
             data_messages_burst: 10,
             ..Limits::default()
         };
-        let mut h = Harness::new(limits);
+        let mut h = Harness::new(Limits {
+            max_data_frame_len: 500,
+            ..limits
+        });
         let (a, ma) = h.join("a", "r");
         h.join("b", "r");
         assert_eq!(
             h.frame(a, ma, MediaKind::Audio, 1, 1001),
+            Err(DropReason::TooLarge)
+        );
+        assert!(h.frame(a, ma, MediaKind::Audio, 1, 1000).is_ok());
+        assert_eq!(
+            h.frame(a, ma, MediaKind::Data, 2, 501),
             Err(DropReason::TooLarge)
         );
         let sent = (0..30)

@@ -321,6 +321,14 @@ impl Outbox {
         drop(state);
         self.control_notify.notify_one();
         self.datagram_notify.notify_one();
+        // Wake every stream writer so none waits forever for frames that will not come.
+        let lanes = std::mem::take(&mut *lock(&self.lanes));
+        for lane in lanes.video.into_values() {
+            lane.iter().for_each(|g| g.queue.request_finish());
+        }
+        for queue in lanes.reliable.into_values() {
+            queue.request_finish();
+        }
     }
 
     async fn run_control(self: Arc<Self>, mut send: quinn::SendStream) {
