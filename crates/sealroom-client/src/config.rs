@@ -69,6 +69,7 @@ pub struct ClientConfig {
     pub(crate) max_frame_len: usize,
     pub(crate) max_incoming_streams: u32,
     pub(crate) max_roster: usize,
+    pub(crate) max_remote_tracks: usize,
     pub(crate) keep_alive: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) leave_timeout: Duration,
@@ -88,6 +89,7 @@ impl ClientConfig {
             max_frame_len: 256 * 1024,
             max_incoming_streams: 1024,
             max_roster: 1024,
+            max_remote_tracks: 4096,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             leave_timeout: Duration::from_secs(2),
@@ -153,6 +155,14 @@ impl ClientConfig {
     #[must_use]
     pub fn max_roster(mut self, len: usize) -> Self {
         self.max_roster = len;
+        self
+    }
+
+    /// Sending sessions (tracks of other members) whose keys and replay windows the client
+    /// holds at once; the least recently used is retired beyond it. Default 4096.
+    #[must_use]
+    pub fn max_remote_tracks(mut self, count: usize) -> Self {
+        self.max_remote_tracks = count.max(1);
         self
     }
 

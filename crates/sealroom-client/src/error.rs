@@ -54,6 +54,17 @@ impl JoinError {
     }
 }
 
+/// Why a ticket refresh could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// The application's ticket source gave no ticket.
+    #[error(transparent)]
+    Ticket(#[from] TicketSourceError),
+    /// The room session has ended.
+    #[error("the room session has ended")]
+    Closed,
+}
+
 /// Why a track could not be published or a frame not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {

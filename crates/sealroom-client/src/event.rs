@@ -6,11 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use sealroom_crypto::OpenError;
 use sealroom_frame::control::{ErrorCode, LeaveReason, TrackInfo};
 use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
 use tokio::sync::mpsc;
-
-use crate::keys::OpenFailure;
 
 /// A member of the room as the client knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +58,7 @@ pub struct UnopenedFrame {
     /// The envelope as received (not authenticated).
     pub envelope: Envelope,
     /// Why it could not be opened.
-    pub reason: OpenFailure,
+    pub reason: OpenError,
 }
 
 /// Why a room session ended.
@@ -154,8 +153,14 @@ pub enum Event {
         /// Who asked.
         by: MemberId,
     },
+    /// The relay accepted a refreshed ticket ([`Room::refresh_ticket`](crate::Room::refresh_ticket)).
+    TicketRefreshed {
+        /// Seconds until the new ticket expires.
+        expires_in_secs: u64,
+    },
     /// The relay refused something but the session continues (for example publishing
-    /// without the grant: [`ErrorCode::NotPermitted`]).
+    /// without the grant: [`ErrorCode::NotPermitted`]; a refreshed ticket for another
+    /// room: [`ErrorCode::WrongRoom`]).
     Refused {
         /// The reason.
         code: ErrorCode,

@@ -1,16 +1,23 @@
-//! The room's keys as the client uses them: seal this member's frames, open everyone
-//! else's. A thin layer over sealroom-crypto that adds the envelope (its metadata is the
-//! SFrame AAD) and keeps the sealing state for the whole room session, across connections.
+//! The room's keys as the client uses them: a sealer per published track and one opener
+//! for everyone else's frames. A thin layer over sealroom-crypto that lays the envelope in
+//! front of the SFrame ciphertext and authenticates the envelope's metadata as SFrame AAD.
 //!
-//! PROVISIONAL: sealroom-crypto's sealing API has not landed yet; until it does, sealing
-//! refuses every frame, so nothing can leave the process unsealed.
+//! The key schedule and every sealer live as long as the room session, not as long as a
+//! connection, so a reconnect never restarts a counter under an old key: each sealer has
+//! its own random session KID (sealroom-crypto's nonce argument in `docs/SECURITY.md`).
 
-use std::fmt;
+use std::sync::Mutex;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use sealroom_crypto::{
+    CipherSuite, KeySchedule, OpenError, Opener, OpenerConfig, RoomSecret, Sealer,
+};
 use sealroom_frame::envelope::Envelope;
 
 use crate::error::PublishError;
+
+/// The epoch every member seals in until rotation is wired up.
+const EPOCH: u64 = 0;
 
 /// Largest SFrame overhead of the default suite: header (config byte, KID and CTR of up to
 /// 8 bytes each) and a 16-byte tag.
@@ -21,54 +28,124 @@ pub(crate) fn sealed_frame_len(plaintext_len: usize) -> usize {
     Envelope::HEADER_LEN + MAX_SFRAME_OVERHEAD + plaintext_len
 }
 
-/// The room secret all members hold.
-#[allow(dead_code)] // provisional until sealroom-crypto lands
-pub struct RoomSecret(Vec<u8>);
-
-impl RoomSecret {
-    /// A secret from bytes the application distributed.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
-    }
-}
-
-impl fmt::Debug for RoomSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RoomSecret(..)")
-    }
-}
-
-/// Why a received frame could not be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenFailure {
-    /// The frame did not authenticate under any key this member holds.
-    #[error("frame does not authenticate")]
-    Authentication,
-}
-
-/// Sealing and opening state of one room session.
+/// The keys of one room session.
 pub(crate) struct Keys {
-    _secret: RoomSecret,
+    schedule: KeySchedule,
+    opener: Mutex<Opener>,
 }
 
 impl Keys {
-    pub(crate) fn new(secret: RoomSecret) -> Self {
-        Self { _secret: secret }
+    /// Keys derived from the room secret; `max_senders` bounds the sending sessions
+    /// (tracks of all members) the opener holds.
+    pub(crate) fn new(secret: &RoomSecret, max_senders: usize) -> Self {
+        let schedule = KeySchedule::new(secret, CipherSuite::default());
+        let opener = schedule.opener(EPOCH, OpenerConfig::default().max_senders(max_senders));
+        Self {
+            schedule,
+            opener: Mutex::new(opener),
+        }
     }
 
-    /// Seal `plaintext` under this member's key with `envelope` as metadata; returns the
-    /// encoded frame (envelope header and SFrame ciphertext).
+    /// A sealer for a new sending session (one per published track).
+    pub(crate) fn sealer(&self) -> TrackSealer {
+        TrackSealer(self.schedule.sealer(EPOCH))
+    }
+
+    /// Open a received frame's SFrame payload, authenticating `envelope`.
+    pub(crate) fn open(&self, envelope: &Envelope, payload: &[u8]) -> Result<Bytes, OpenError> {
+        let mut out = BytesMut::with_capacity(payload.len());
+        self.opener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .open(&envelope.metadata(), payload, &mut out)?;
+        Ok(out.freeze())
+    }
+}
+
+/// The sealing state of one sending session.
+pub(crate) struct TrackSealer(Sealer);
+
+impl TrackSealer {
+    /// Seal `plaintext` with `envelope` as metadata; returns the encoded frame (envelope
+    /// header, then the SFrame ciphertext).
     pub(crate) fn seal(
-        &self,
-        _envelope: &Envelope,
-        _plaintext: &[u8],
+        &mut self,
+        envelope: &Envelope,
+        plaintext: &[u8],
     ) -> Result<Bytes, PublishError> {
-        Err(PublishError::Seal(String::from("sealing is not wired yet")))
+        let sealed_len = self.0.sealed_len(plaintext.len());
+        let mut out = BytesMut::with_capacity(Envelope::HEADER_LEN + sealed_len);
+        envelope
+            .encode_header(sealed_len, &mut out)
+            .map_err(|err| PublishError::TooLarge {
+                len: Envelope::HEADER_LEN + sealed_len,
+                max: match err {
+                    sealroom_frame::DecodeError::Oversize { max, .. } => max,
+                    _ => 0,
+                },
+            })?;
+        if let Err(err) = self.0.seal(&envelope.metadata(), plaintext, &mut out) {
+            if err == sealroom_crypto::SealError::RotationRequired {
+                // A fresh random session id: a new key, the counter back at zero.
+                self.0.rekey();
+            }
+            return Err(PublishError::Seal(err.to_string()));
+        }
+        Ok(out.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sealroom_frame::envelope::{Flags, Frame, MediaKind};
+
+    use super::*;
+
+    fn envelope(sender: u32) -> Envelope {
+        Envelope {
+            kind: MediaKind::Data,
+            flags: Flags::empty(),
+            sender,
+            track: 1,
+            group: 0,
+            seq: 0,
+            timestamp_us: 5,
+        }
     }
 
-    /// Open a received frame's payload, authenticating `envelope`.
-    pub(crate) fn open(&self, _envelope: &Envelope, _payload: &[u8]) -> Result<Bytes, OpenFailure> {
-        Err(OpenFailure::Authentication)
+    #[test]
+    fn sealed_frames_open_for_members_with_the_same_secret_only() {
+        let secret = RoomSecret::generate();
+        let alice = Keys::new(&secret, 16);
+        let bob = Keys::new(&secret, 16);
+        let eve = Keys::new(&RoomSecret::generate(), 16);
+        let mut sealer = alice.sealer();
+        let wire = sealer.seal(&envelope(3), b"hello").expect("sealed");
+        assert!(wire.len() <= sealed_frame_len(5));
+        let frame = Frame::decode(&wire).expect("well-formed frame");
+        assert_eq!(frame.envelope, envelope(3));
+        let opened = bob.open(&frame.envelope, &frame.payload).expect("opens");
+        assert_eq!(&opened[..], b"hello");
+        assert_eq!(
+            eve.open(&frame.envelope, &frame.payload),
+            Err(OpenError::AuthenticationFailed)
+        );
+        assert_eq!(
+            bob.open(&frame.envelope, &frame.payload),
+            Err(OpenError::Replayed)
+        );
+    }
+
+    #[test]
+    fn an_altered_envelope_does_not_open() {
+        let secret = RoomSecret::generate();
+        let alice = Keys::new(&secret, 16);
+        let bob = Keys::new(&secret, 16);
+        let wire = alice.sealer().seal(&envelope(3), b"hello").expect("sealed");
+        let frame = Frame::decode(&wire).expect("well-formed frame");
+        assert_eq!(
+            bob.open(&envelope(4), &frame.payload),
+            Err(OpenError::AuthenticationFailed)
+        );
     }
 }

@@ -11,9 +11,9 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! let client = Client::new(ClientConfig::new(Trust::pinned_hex("3b1f…")?))?;
 //! let ticket = String::from("eyJ…"); // minted by the app's backend
-//! let secret = RoomSecret::new(*b"a secret only the members hold.."); // distributed by the app
+//! let secret = RoomSecret::from_bytes([7; 32]); // 32 random bytes the app gives its members
 //! let (room, mut events) = client
-//!     .join("127.0.0.1:4433".parse()?, "localhost", ticket, secret)
+//!     .join("127.0.0.1:4433".parse()?, "localhost", ticket, &secret)
 //!     .await?;
 //!
 //! let chat = room.publish_data(1).await?;
@@ -51,10 +51,10 @@ mod tls;
 mod track;
 
 pub use config::{ClientConfig, PinParseError, Trust};
-pub use error::{ClientError, JoinError, PublishError};
+pub use error::{ClientError, JoinError, PublishError, RefreshError};
 pub use event::{DisconnectReason, Event, Events, Member, ReceivedFrame, UnopenedFrame};
-pub use keys::{OpenFailure, RoomSecret};
 pub use room::{Client, DangerousRoom, Room};
+pub use sealroom_crypto::{OpenError, RoomSecret};
 pub use stats::RoomStats;
 pub use ticket::{
     FnTicketSource, TicketFuture, TicketReason, TicketRequest, TicketSource, TicketSourceError,

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
+use sealroom_crypto::RoomSecret;
 use sealroom_frame::ErrorCode;
 use sealroom_frame::control::{
     ControlMessage, JoinOptions, MAX_CONTROL_LEN, SessionLimits, TrackInfo,
@@ -14,13 +16,13 @@ use sealroom_frame::stream::Deframer;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::ClientConfig;
-use crate::error::{ClientError, JoinError, PublishError};
+use crate::error::{ClientError, JoinError, PublishError, RefreshError};
 use crate::event::{Events, Member};
-use crate::keys::{Keys, RoomSecret};
+use crate::keys::{Keys, TrackSealer};
 use crate::link::{self, Link, LinkState};
 use crate::session::Session;
 use crate::stats::{Counters, RoomStats};
-use crate::ticket::{TicketRequest, TicketSource};
+use crate::ticket::{TicketReason, TicketRequest, TicketSource};
 use crate::track::{self, AudioTrack, DataTrack, VideoTrack};
 
 /// A client endpoint: one UDP socket and the TLS trust, from which rooms are joined.
@@ -71,7 +73,7 @@ impl Client {
         relay: SocketAddr,
         server_name: &str,
         tickets: impl TicketSource,
-        secret: RoomSecret,
+        secret: &RoomSecret,
     ) -> Result<(Room, Events), JoinError> {
         let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
         let ticket = tickets.ticket(TicketRequest::join()).await?;
@@ -103,7 +105,8 @@ impl Client {
         };
         let shared = Arc::new(Shared {
             config: self.config.clone(),
-            keys: Keys::new(secret),
+            keys: Keys::new(secret, self.config.max_remote_tracks),
+            dangerous_sealer: Mutex::new(None),
             link: watch::Sender::new(LinkState::Up(link)),
             control: control_tx,
             session: Mutex::new(Session::new(member, roster, limits, self.config.max_roster)),
@@ -111,6 +114,7 @@ impl Client {
             stats: Counters::default(),
             leave: Notify::new(),
             tickets,
+            ticket_requests: AtomicU32::new(1),
         });
         tokio::spawn(link::drive(
             shared.clone(),
@@ -226,6 +230,8 @@ pub(crate) struct Shared {
     /// Sealing and opening state; it outlives any one connection so that counters never
     /// repeat across reconnects.
     pub(crate) keys: Keys,
+    /// The sending session of [`DangerousRoom::send_frame_as`], made on first use.
+    pub(crate) dangerous_sealer: Mutex<Option<TrackSealer>>,
     pub(crate) link: watch::Sender<LinkState>,
     pub(crate) control: mpsc::Sender<ControlMessage>,
     pub(crate) session: Mutex<Session>,
@@ -234,8 +240,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     pub(crate) leave: Notify,
     /// Where fresh tickets come from (rejoin, refresh).
-    #[allow(dead_code)]
     pub(crate) tickets: Arc<dyn TicketSource>,
+    /// Tickets asked for so far (the first join was number 0).
+    pub(crate) ticket_requests: AtomicU32,
 }
 
 impl std::fmt::Debug for Shared {
@@ -409,6 +416,26 @@ impl Room {
             .await
     }
 
+    /// Ask the ticket source for a fresh ticket ([`TicketReason::Refresh`]) and send it to
+    /// the relay to extend the session. The answer arrives as
+    /// [`Event::TicketRefreshed`](crate::Event::TicketRefreshed) or
+    /// [`Event::Refused`](crate::Event::Refused).
+    ///
+    /// # Errors
+    /// [`RefreshError`] when the ticket source fails or the session has ended.
+    pub async fn refresh_ticket(&self) -> Result<(), RefreshError> {
+        let attempt = self.shared.ticket_requests.fetch_add(1, Ordering::Relaxed);
+        let ticket = self
+            .shared
+            .tickets
+            .ticket(TicketRequest::new(TicketReason::Refresh, attempt))
+            .await?;
+        self.shared
+            .send_control(ControlMessage::RefreshTicket { ticket })
+            .await
+            .map_err(|_| RefreshError::Closed)
+    }
+
     /// Leave the room and wait until the session has ended. The event stream ends with
     /// [`DisconnectReason::Left`](crate::DisconnectReason::Left).
     pub async fn leave(&self) {
@@ -448,7 +475,15 @@ impl DangerousRoom<'_> {
     ) -> Result<(), PublishError> {
         let shared = &self.room.shared;
         let link = shared.current_link().ok_or(PublishError::Closed)?;
-        let frame = shared.keys.seal(&envelope, payload)?;
+        let frame = {
+            let mut sealer = shared
+                .dangerous_sealer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            sealer
+                .get_or_insert_with(|| shared.keys.sealer())
+                .seal(&envelope, payload)?
+        };
         let flags = envelope.flags;
         let datagram = envelope.kind == MediaKind::Audio
             || (envelope.kind == MediaKind::Data && flags.contains(Flags::UNRELIABLE));

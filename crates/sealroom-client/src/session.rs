@@ -25,11 +25,20 @@ pub(crate) enum Outcome {
     Violation(String),
 }
 
-/// Refusals after which the session continues.
-pub(crate) fn is_recoverable(code: ErrorCode) -> bool {
+/// Reasons with which the relay ends a joined session (it closes the connection next).
+/// Every other code, once joined, refuses one request (a publish without the grant, a
+/// refreshed ticket for another room, a rate limit) and the session continues.
+pub(crate) fn ends_session(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::NotPermitted | ErrorCode::FrameTooLarge | ErrorCode::RateLimited
+        ErrorCode::Replaced
+            | ErrorCode::Kicked
+            | ErrorCode::RoomDismissed
+            | ErrorCode::TicketExpired
+            | ErrorCode::ShuttingDown
+            | ErrorCode::SlowConsumer
+            | ErrorCode::ProtocolViolation
+            | ErrorCode::Internal
     )
 }
 
@@ -135,13 +144,13 @@ impl Session {
             }
             ControlMessage::TicketRefreshed { expires_in_secs } => {
                 self.limits.ticket_expires_in_secs = expires_in_secs;
-                Outcome::Nothing
+                Outcome::Event(Event::TicketRefreshed { expires_in_secs })
             }
-            ControlMessage::Error { code, message } if is_recoverable(code) => {
-                Outcome::Event(Event::Refused { code, message })
+            ControlMessage::Error { code, message } if ends_session(code) => {
+                Outcome::Ending(DisconnectReason::Relay { code, message })
             }
             ControlMessage::Error { code, message } => {
-                Outcome::Ending(DisconnectReason::Relay { code, message })
+                Outcome::Event(Event::Refused { code, message })
             }
             ControlMessage::GoAway { code, .. } => Outcome::Ending(DisconnectReason::Relay {
                 code,
@@ -245,6 +254,17 @@ mod tests {
             replaced,
             Outcome::Ending(DisconnectReason::Relay {
                 code: ErrorCode::Replaced,
+                ..
+            })
+        ));
+        let wrong_room = session.handle_control(ControlMessage::Error {
+            code: ErrorCode::WrongRoom,
+            message: "the fresh ticket names another room".into(),
+        });
+        assert!(matches!(
+            wrong_room,
+            Outcome::Event(Event::Refused {
+                code: ErrorCode::WrongRoom,
                 ..
             })
         ));

@@ -37,10 +37,12 @@ pub struct TicketRequest {
 impl TicketRequest {
     /// A request for the first join.
     pub fn join() -> Self {
-        Self {
-            reason: TicketReason::Join,
-            attempt: 0,
-        }
+        Self::new(TicketReason::Join, 0)
+    }
+
+    /// A request for `reason`, the `attempt`-th of the room session.
+    pub fn new(reason: TicketReason, attempt: u32) -> Self {
+        Self { reason, attempt }
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::PublishError;
-use crate::keys;
+use crate::keys::{self, TrackSealer};
 use crate::link::{Link, LinkState, STREAM_STALE, write_frame};
 use crate::room::Shared;
 use crate::stats::bump;
@@ -273,12 +273,18 @@ impl Numbering {
 }
 
 /// Seal a frame for `link`; counts and logs a failure.
-fn seal(shared: &Shared, link: &Link, envelope: Envelope, payload: &[u8]) -> Option<Bytes> {
+fn seal(
+    shared: &Shared,
+    sealer: &mut TrackSealer,
+    link: &Link,
+    envelope: Envelope,
+    payload: &[u8],
+) -> Option<Bytes> {
     let envelope = Envelope {
         sender: link.member,
         ..envelope
     };
-    match shared.keys.seal(&envelope, payload) {
+    match sealer.seal(&envelope, payload) {
         Ok(frame) => Some(frame),
         Err(err) => {
             bump(&shared.stats.frames_not_sent);
@@ -302,6 +308,7 @@ fn envelope(kind: MediaKind, track: TrackId, item: &Outgoing, group: u32, seq: u
 
 async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
     let mut link_rx = shared.link.subscribe();
+    let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
         let Some(link) = shared.current_link() else {
@@ -310,7 +317,7 @@ async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
         };
         let (group, seq) = numbering.next();
         let env = envelope(MediaKind::Audio, track, &item, group, seq);
-        let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+        let Some(frame) = seal(&shared, &mut sealer, &link, env, &item.payload) else {
             continue;
         };
         // Errors are counted in the stats; a lost audio frame is not worth more.
@@ -333,6 +340,7 @@ struct OpenGroup {
 
 async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
     let mut link_rx = shared.link.subscribe();
+    let mut sealer = shared.keys.sealer();
     let mut group: u32 = 0;
     let mut seq: u32 = 0;
     let mut open: Option<OpenGroup> = None;
@@ -381,7 +389,7 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
             }
             let env = envelope(MediaKind::Video, track, &item, group, seq);
             seq = seq.wrapping_add(1);
-            let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+            let Some(frame) = seal(&shared, &mut sealer, &link, env, &item.payload) else {
                 continue;
             };
             let Some(current) = open.as_mut() else {
@@ -412,6 +420,7 @@ struct DataStream {
 
 async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
     let mut link_rx = shared.link.subscribe();
+    let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
     let mut open: Option<DataStream> = None;
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
@@ -421,7 +430,7 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
         };
         let (group, seq) = numbering.next();
         let env = envelope(MediaKind::Data, track, &item, group, seq);
-        let Some(frame) = seal(&shared, &link, env, &item.payload) else {
+        let Some(frame) = seal(&shared, &mut sealer, &link, env, &item.payload) else {
             continue;
         };
         if item.flags.contains(Flags::UNRELIABLE) {

@@ -1,0 +1,115 @@
+//! The life of a session: a second session of the same user replaces the first; leaving
+//! is seen by everyone; a client that pins another certificate never gets in.
+
+use bytes::Bytes;
+use sealroom_client::{
+    DisconnectReason, ErrorCode, Event, JoinError, LeaveReason, PublishError, RoomSecret,
+};
+
+use crate::support::{TestRelay, find};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_the_same_user_replaces_the_first() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let secret = RoomSecret::generate();
+    let first = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+    let second = relay.join("app-a", "alice", "x", &secret).await?;
+
+    first
+        .log
+        .wait_for("the first session to end", |events| {
+            events.iter().any(|e| matches!(e, Event::Disconnected(_)))
+        })
+        .await?;
+    let reason = find(&first.log.snapshot(), |e| match e {
+        Event::Disconnected(reason) => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.and_then(|r| r.code()), Some(ErrorCode::Replaced));
+    assert!(first.room.is_closed());
+
+    bob.log
+        .wait_for("alice replaced", |events| {
+            events.iter().any(|e| {
+                matches!(e, Event::MemberLeft { member, reason: LeaveReason::Replaced, .. } if *member == first.id)
+            })
+        })
+        .await?;
+
+    // The new session works.
+    let chat = second.room.publish_data(1).await?;
+    chat.send(Bytes::from_static(b"i am back")).await?;
+    bob.log
+        .wait_for("the new session's message", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Frame(f) if f.sender == second.id && f.payload == "i am back"))
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_ends_the_session_and_the_others_see_it() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let secret = RoomSecret::generate();
+    let alice = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+    alice
+        .log
+        .wait_for("bob joined", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MemberJoined(m) if m.user == "bob"))
+        })
+        .await?;
+    let chat = bob.room.publish_data(1).await?;
+
+    bob.room.leave().await;
+    assert!(bob.room.is_closed());
+    bob.log
+        .wait_for("bob's own end", |events| {
+            events
+                .last()
+                .is_some_and(|e| *e == Event::Disconnected(DisconnectReason::Left))
+        })
+        .await?;
+    alice
+        .log
+        .wait_for("bob left", |events| {
+            events.iter().any(|e| {
+                matches!(e, Event::MemberLeft { member, reason: LeaveReason::Left, user } if *member == bob.id && user.as_deref() == Some("bob"))
+            })
+        })
+        .await?;
+    assert_eq!(
+        chat.send(Bytes::from_static(b"too late")).await,
+        Err(PublishError::Closed)
+    );
+    assert!(alice.room.members().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pinning_another_certificate_does_not_connect() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let client = sealroom_client::Client::new(sealroom_client::ClientConfig::new(
+        sealroom_client::Trust::Pinned([0x42; 32]),
+    ))?;
+    let ticket = relay.ticket("app-a", "alice", "x", sealroom_relay::Grants::all());
+    let result = client
+        .join(
+            relay.relay.local_addr(),
+            "localhost",
+            ticket,
+            &RoomSecret::generate(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(JoinError::Connection(_))),
+        "{result:?}"
+    );
+    assert_eq!(relay.relay.stats().join_attempts, 0);
+    Ok(())
+}
