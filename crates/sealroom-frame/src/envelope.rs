@@ -202,8 +202,12 @@ impl Envelope {
                 len: payload_len,
                 max: MAX_PAYLOAD_LEN,
             })?;
-        buf.put_slice(&self.metadata());
-        buf.put_u32(len);
+        // One write of the whole header: a `BufMut` checks its capacity per call.
+        let mut header = [0u8; Self::HEADER_LEN];
+        let (metadata, length) = header.split_at_mut(Self::METADATA_LEN);
+        metadata.copy_from_slice(&self.metadata());
+        length.copy_from_slice(&len.to_be_bytes());
+        buf.put_slice(&header);
         Ok(())
     }
 

@@ -244,24 +244,31 @@ impl Deframer {
         let Some(front) = self.chunks.front_mut() else {
             return Ok(None);
         };
-        if let Prefix::Whole { len, value } = read_prefix(front)? {
-            let body = checked_len(value, self.max_frame_len)?;
-            if front.len() - len >= body {
-                front.advance(len);
-                let frame = front.split_to(body);
-                if front.is_empty() {
-                    self.chunks.pop_front();
+        let total = match read_prefix(front)? {
+            Prefix::Whole { len, value } => {
+                let body = checked_len(value, self.max_frame_len)?;
+                if front.len() - len >= body {
+                    front.advance(len);
+                    let frame = front.split_to(body);
+                    if front.is_empty() {
+                        self.chunks.pop_front();
+                    }
+                    self.buffered -= len + body;
+                    return Ok(Some(frame));
                 }
-                self.buffered -= len + body;
-                return Ok(Some(frame));
+                len + body
             }
-        }
+            Prefix::Partial => 0,
+        };
         if self.chunks.len() == 1 {
             // Wait for more input before copying: the frame may still arrive in the next
             // chunk and we copy each byte at most once either way.
             return Ok(None);
         }
-        // The frame spans chunks: move the front chunk into the staging buffer.
+        // The frame spans chunks: move the front chunk into the staging buffer, sized for
+        // as much of the frame as has arrived (never ahead of the data, so a prefix alone
+        // cannot make the deframer allocate).
+        self.staged.reserve(total.min(self.buffered));
         if let Some(front) = self.chunks.pop_front() {
             self.staged.extend_from_slice(&front);
         }
@@ -285,6 +292,9 @@ impl Deframer {
                         self.buffered -= total;
                         return Ok(Some(frame.freeze()));
                     }
+                    let arrived = total.min(self.buffered);
+                    self.staged
+                        .reserve(arrived.saturating_sub(self.staged.len()));
                     total
                 }
             };

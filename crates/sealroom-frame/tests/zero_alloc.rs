@@ -116,8 +116,33 @@ fn deframe_then_decode_allocates_nothing() {
     assert_eq!(deframer.finish(), Ok(()));
 }
 
+fn deframer_allocates_nothing_ahead_of_the_data() {
+    // A peer declares a maximal frame and sends a few bytes of it in two pieces: the
+    // deframer must stage what arrived, not reserve what was promised.
+    let max = 1 << 20;
+    let mut wire = Vec::new();
+    sealroom_frame::stream::write_len_prefix(max, &mut wire);
+    wire.extend_from_slice(&[0u8; 16]);
+    let (first, second) = wire.split_at(3);
+    let (first, second) = (transport_bytes(first), transport_bytes(second));
+    let mut deframer = Deframer::new(max);
+
+    let region = Region::new(GLOBAL);
+    deframer.push(first);
+    deframer.push(second);
+    assert_eq!(deframer.next_frame(), Ok(None));
+    let change = region.change();
+    assert!(
+        change.bytes_allocated < 1024,
+        "{} bytes allocated for {} bytes received",
+        change.bytes_allocated,
+        wire.len()
+    );
+    assert_eq!(deframer.buffered_len(), wire.len());
+}
+
 fn main() {
-    let checks: [(&str, fn()); 2] = [
+    let checks: [(&str, fn()); 3] = [
         (
             "envelope_decode_allocates_nothing",
             envelope_decode_allocates_nothing,
@@ -125,6 +150,10 @@ fn main() {
         (
             "deframe_then_decode_allocates_nothing",
             deframe_then_decode_allocates_nothing,
+        ),
+        (
+            "deframer_allocates_nothing_ahead_of_the_data",
+            deframer_allocates_nothing_ahead_of_the_data,
         ),
     ];
     for (name, check) in checks {
