@@ -490,6 +490,69 @@ impl RelayCore {
         Some((key, member, user))
     }
 
+    /// Check the core's internal consistency; `Some(description)` of the first broken
+    /// invariant. For tests and fuzz targets: every room has members, no room has more than
+    /// the limit, member ids are unique and non-zero, every member's connection points back
+    /// at it, each app's room count matches its rooms.
+    pub fn invariant_violation(&self) -> Option<String> {
+        let mut rooms_per_app: HashMap<&str, usize> = HashMap::new();
+        for (key, room) in &self.rooms {
+            *rooms_per_app.entry(key.app.as_str()).or_default() += 1;
+            if room.members.is_empty() {
+                return Some(format!("room {key:?} is empty"));
+            }
+            if room.members.len() > self.limits.max_members_per_room {
+                return Some(format!("room {key:?} is over its member limit"));
+            }
+            let mut users = HashSet::new();
+            for (id, member) in &room.members {
+                if *id == 0 {
+                    return Some(format!("room {key:?} has member id 0"));
+                }
+                if !users.insert(member.user.as_str()) {
+                    return Some(format!("room {key:?} has user {} twice", member.user));
+                }
+                match self.membership(member.conn) {
+                    Some((k, m)) if k == key && m == *id => {}
+                    other => {
+                        return Some(format!(
+                            "member {id} of {key:?} has connection {} pointing at {other:?}",
+                            member.conn
+                        ));
+                    }
+                }
+                if member.tracks.len() > self.limits.max_tracks_per_member {
+                    return Some(format!("member {id} of {key:?} has too many tracks"));
+                }
+            }
+        }
+        for (conn, state) in &self.conns {
+            if let ConnPhase::Joined { room, member } = &state.phase {
+                let present = self
+                    .rooms
+                    .get(room)
+                    .and_then(|r| r.members.get(member))
+                    .is_some_and(|m| m.conn == *conn);
+                if !present {
+                    return Some(format!("connection {conn} is joined to a missing member"));
+                }
+            }
+        }
+        for (app, state) in &self.apps {
+            let actual = rooms_per_app.get(app.as_str()).copied().unwrap_or(0);
+            if state.rooms != actual {
+                return Some(format!(
+                    "app {app} counts {} rooms, has {actual}",
+                    state.rooms
+                ));
+            }
+            if actual > self.limits.max_rooms_per_app {
+                return Some(format!("app {app} is over its room limit"));
+            }
+        }
+        None
+    }
+
     /// The next thing the driver must do, in order.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
