@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod demo;
+mod load;
 mod logging;
 mod relay_cmd;
 mod token;
@@ -24,6 +25,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Run members on an embedded relay and report what they exchanged.
     Demo(demo::DemoArgs),
+    /// Drive a relay with simulated rooms and report throughput, CPU, memory and latency.
+    Load(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => relay_cmd::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Demo(args) => demo::run(args).await,
+            Command::Load(args) => load::run(args).await,
         }
     })
 }

@@ -37,4 +37,4 @@ pub use metrics::{KindStats, Metrics, RelayStats};
 pub use outbox::{STREAM_TYPE_MEDIA, stream_code};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, mint};
-pub use tls::{ALPN, StartError};
+pub use tls::{ALPN, StartError, transport_config};

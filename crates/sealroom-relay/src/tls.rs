@@ -99,8 +99,9 @@ pub(crate) fn server_config(
     Ok(config)
 }
 
-/// Transport parameters for relay connections.
-pub(crate) fn transport_config(limits: &Limits) -> TransportConfig {
+/// Transport parameters for relay connections (public so that the load generator's bare
+/// quinn baseline runs with exactly the same ones).
+pub fn transport_config(limits: &Limits) -> TransportConfig {
     let mut transport = TransportConfig::default();
     // One bidirectional stream: the control stream the client opens.
     transport.max_concurrent_bidi_streams(VarInt::from_u32(1));

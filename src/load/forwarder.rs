@@ -1,0 +1,187 @@
+//! The bare-quinn baseline: a forwarder with no rooms, no envelopes, no tickets and no
+//! limits, which pushes the bytes a publisher sends to every subscriber of the same room
+//! number with the same QUIC mapping as the relay (datagram to datagram, each incoming
+//! stream copied chunk by chunk onto one outgoing stream per subscriber, newer streams at
+//! higher priority) and the relay's transport parameters. What the relay costs beyond it is
+//! the price of rooms, admission, envelopes, limits and metrics.
+//!
+//! Run as a separate process by `sealroom load --baseline` (`sealroom load --serve-forwarder`)
+//! so its CPU and memory are read from `/proc` exactly as the relay's are. It exits when its
+//! standard input closes (when the load generator goes away).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use bytes::Bytes;
+use quinn::VarInt;
+use sealroom_relay::Limits;
+use tokio::sync::mpsc;
+
+use super::net;
+
+/// Chunks queued towards one subscriber's copy of one stream before that copy is reset
+/// (64 KiB reads: about the relay's 1 MiB video group queue).
+const STREAM_QUEUE_CHUNKS: usize = 16;
+
+#[derive(Default)]
+struct Rooms {
+    subscribers: Mutex<HashMap<u32, Vec<quinn::Connection>>>,
+    next_priority: AtomicI32,
+}
+
+impl Rooms {
+    fn subscribers(&self, room: u32) -> Vec<quinn::Connection> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&room)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Serve until standard input closes.
+pub(crate) async fn serve(cert: &Path, key: &Path, socket_buffer: usize) -> anyhow::Result<()> {
+    let limits = Limits::default();
+    let config = net::server_config(cert, key, sealroom_relay::transport_config(&limits))?;
+    let (socket, _, _) =
+        net::udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), socket_buffer)?;
+    let runtime = quinn::default_runtime().context("no async runtime for quinn")?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )?;
+    println!("sealroom load forwarder (bare quinn baseline)");
+    println!("  listen:      {}", endpoint.local_addr()?);
+    let (gone_tx, mut gone) = mpsc::channel::<()>(1);
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        let _ = gone_tx.blocking_send(());
+    });
+    let rooms = Arc::new(Rooms::default());
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let rooms = Arc::clone(&rooms);
+                tokio::spawn(async move {
+                    if let Err(err) = connection(rooms, incoming).await {
+                        tracing::debug!(%err, "forwarder connection ended");
+                    }
+                });
+            }
+            _ = gone.recv() => break,
+        }
+    }
+    endpoint.close(VarInt::from_u32(0), b"done");
+    Ok(())
+}
+
+async fn connection(rooms: Arc<Rooms>, incoming: quinn::Incoming) -> anyhow::Result<()> {
+    let conn = incoming.await?;
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let mut hello = [0u8; 5];
+    recv.read_exact(&mut hello).await?;
+    let publisher = hello[0] == 1;
+    let room = u32::from_be_bytes([hello[1], hello[2], hello[3], hello[4]]);
+    if !publisher {
+        rooms
+            .subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(room)
+            .or_default()
+            .push(conn.clone());
+    }
+    send.write_all(&[1]).await?;
+    if !publisher {
+        let reason = conn.closed().await;
+        let mut subscribers = rooms
+            .subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = subscribers.get_mut(&room) {
+            list.retain(|c| c.stable_id() != conn.stable_id());
+        }
+        drop(send);
+        return Err(reason.into());
+    }
+    let datagrams = {
+        let conn = conn.clone();
+        let rooms = Arc::clone(&rooms);
+        async move {
+            while let Ok(bytes) = conn.read_datagram().await {
+                for subscriber in rooms.subscribers(room) {
+                    let _ = subscriber.send_datagram(bytes.clone());
+                }
+            }
+        }
+    };
+    let streams = async {
+        while let Ok(recv) = conn.accept_uni().await {
+            tokio::spawn(copy_stream(Arc::clone(&rooms), room, recv));
+        }
+    };
+    tokio::join!(datagrams, streams);
+    drop(send);
+    Ok(())
+}
+
+/// Copy one incoming stream onto a new stream to every subscriber of the room.
+async fn copy_stream(rooms: Arc<Rooms>, room: u32, mut recv: quinn::RecvStream) {
+    let priority = rooms.next_priority.fetch_add(1, Ordering::Relaxed);
+    let mut copies: Vec<(mpsc::Sender<Bytes>, Arc<AtomicBool>)> = rooms
+        .subscribers(room)
+        .into_iter()
+        .map(|subscriber| {
+            let (tx, rx) = mpsc::channel(STREAM_QUEUE_CHUNKS);
+            let stale = Arc::new(AtomicBool::new(false));
+            tokio::spawn(write_copy(subscriber, priority, rx, Arc::clone(&stale)));
+            (tx, stale)
+        })
+        .collect();
+    while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+        // A subscriber whose copy is full is behind on this stream: its copy is reset, as
+        // the relay resets a stale group.
+        copies.retain(|(tx, stale)| {
+            let queued = tx.try_send(chunk.bytes.clone()).is_ok();
+            if !queued {
+                stale.store(true, Ordering::Relaxed);
+            }
+            queued
+        });
+    }
+}
+
+async fn write_copy(
+    subscriber: quinn::Connection,
+    priority: i32,
+    mut rx: mpsc::Receiver<Bytes>,
+    stale: Arc<AtomicBool>,
+) {
+    let Ok(mut send) = subscriber.open_uni().await else {
+        return;
+    };
+    let _ = send.set_priority(priority);
+    while let Some(chunk) = rx.recv().await {
+        if stale.load(Ordering::Relaxed) {
+            break;
+        }
+        if send.write_chunk(chunk).await.is_err() {
+            return;
+        }
+    }
+    if stale.load(Ordering::Relaxed) {
+        let _ = send.reset(VarInt::from_u32(sealroom_relay::stream_code::STALE_GROUP));
+    } else {
+        let _ = send.finish();
+    }
+}

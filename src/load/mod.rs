@@ -1,0 +1,715 @@
+//! `sealroom load`: a load generator for the relay, with a bare-quinn baseline and a
+//! connection-scale mode.
+//!
+//! The relay under test runs as a child process (this executable's own `relay` subcommand
+//! with a generated config on loopback) so its CPU time and memory can be read from `/proc`.
+//! Simulated clients are raw quinn connections speaking the sealroom wire format, each on
+//! its own UDP socket: R rooms of one publisher and N subscribers, sending one of the shapes
+//! in [`shape`]. After a warm-up the generator measures a window and reports rates, the
+//! relay's CPU per egress frame and per 100 Mbit/s, its peak RSS, latency percentiles and
+//! losses: a table on stdout, JSON and an SVG latency plot in the output directory.
+//!
+//! With `--baseline` the same shape is then run against a bare-quinn forwarder (see
+//! [`forwarder`]) and the relay/baseline ratios are printed. With `--idle-members M` it
+//! joins M idle members across rooms and reports the relay's RSS per member and join rate.
+
+mod client;
+mod forwarder;
+mod net;
+mod proc;
+mod report;
+mod shape;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, watch};
+
+use client::{Ctx, Entry, Live, Recorder, Role, Session, Window, now_ns};
+use proc::{ProcSample, Server, UdpCounters};
+use report::{Ratios, Results, RunReport, ScaleReport};
+use shape::{Shape, ShapeName};
+
+const APP: &str = "load";
+const KID: &str = "load";
+
+/// Arguments of `sealroom load`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// What each publisher sends.
+    #[arg(long, value_enum, default_value = "audio")]
+    shape: ShapeName,
+    /// Rooms, each with one publisher.
+    #[arg(long, short = 'r', default_value_t = 1)]
+    rooms: usize,
+    /// Subscribers per room.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    subscribers: usize,
+    /// Seconds of warm-up before the measured window.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Also run the bare-quinn baseline on the same shape, right after the relay, and print
+    /// relay/baseline ratios.
+    #[arg(long)]
+    baseline: bool,
+    /// Connection-scale mode: join M idle members across rooms and report the relay's RSS
+    /// per member and the join rate, instead of running a shape.
+    #[arg(long, value_name = "M")]
+    idle_members: Option<usize>,
+    /// Members per room in connection-scale mode.
+    #[arg(long, default_value_t = 100)]
+    members_per_room: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 32)]
+    join_concurrency: usize,
+    /// Idle members sharing one UDP socket in connection-scale mode (idle members receive
+    /// only keep-alives, so sharing does not distort anything; throughput runs always give
+    /// every client its own socket).
+    #[arg(long, default_value_t = 10)]
+    clients_per_socket: usize,
+    /// Receive and send buffer of every UDP socket this command opens, bytes (the kernel
+    /// caps it at net.core.rmem_max / wmem_max).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    socket_buffer: usize,
+    /// Directory for the JSON results, the SVG plot, the generated relay config and the
+    /// servers' logs.
+    #[arg(long, default_value = "target/load")]
+    out: PathBuf,
+    /// Run the bare-quinn forwarder (what --baseline starts as a child process).
+    #[arg(long, hide = true)]
+    serve_forwarder: bool,
+    /// The forwarder's certificate (PEM).
+    #[arg(long, hide = true, requires = "serve_forwarder")]
+    cert: Option<PathBuf>,
+    /// The forwarder's key (PEM).
+    #[arg(long, hide = true, requires = "serve_forwarder")]
+    key: Option<PathBuf>,
+}
+
+/// Which server a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Relay,
+    Baseline,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Relay => "relay",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+/// Run the subcommand.
+pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    if args.serve_forwarder {
+        let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+            bail!("--serve-forwarder needs --cert and --key");
+        };
+        return forwarder::serve(cert, key, args.socket_buffer).await;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let identity = net::Identity::generate(&args.out)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    eprintln!("sealroom load: {cores} cores, load average {load_average}");
+    let mut results = Results {
+        sealroom_version: env!("CARGO_PKG_VERSION"),
+        cores,
+        load_average_at_start: load_average,
+        runs: Vec::new(),
+        ratios: None,
+        scale: None,
+    };
+    if let Some(members) = args.idle_members {
+        let scale = scale(&args, &identity, members).await?;
+        print!("{}", report::scale_table(&scale));
+        results.scale = Some(scale);
+        let json = args.out.join(format!("idle-m{members}.json"));
+        write_json(&json, &results)?;
+        println!("results: {}", json.display());
+        return Ok(());
+    }
+    let shape = Shape::of(args.shape);
+    let mut targets = vec![Target::Relay];
+    if args.baseline {
+        targets.push(Target::Baseline);
+    }
+    for target in targets {
+        eprintln!(
+            "{}: shape {:?} ({}), {} room(s) x 1 publisher + {} subscribers, {:.0} s warm-up + {:.0} s measured",
+            target.name(),
+            shape.name,
+            shape.describe(),
+            args.rooms,
+            args.subscribers,
+            args.warmup,
+            args.duration
+        );
+        results
+            .runs
+            .push(throughput(&args, &identity, shape, target).await?);
+    }
+    if let [relay, baseline] = results.runs.as_slice() {
+        results.ratios = Some(Ratios::of(relay, baseline));
+    }
+    println!(
+        "\nshape {:?}: {}; {} room(s) x (1 publisher + {} subscribers); {:.0} s window; {} cores",
+        shape.name,
+        shape.describe(),
+        args.rooms,
+        args.subscribers,
+        args.duration,
+        cores
+    );
+    print!("{}", report::table(&results.runs, results.ratios.as_ref()));
+    let stem = format!(
+        "{}-r{}-n{}",
+        serde_json::to_value(shape.name)?
+            .as_str()
+            .unwrap_or("shape"),
+        args.rooms,
+        args.subscribers
+    );
+    let json = args.out.join(format!("{stem}.json"));
+    write_json(&json, &results)?;
+    let svg = args.out.join(format!("{stem}-latency.svg"));
+    let title = format!(
+        "sealroom load: {:?}, {} room(s) x {} subscribers",
+        shape.name, args.rooms, args.subscribers
+    );
+    report::plot(&results.runs, &title, &svg)?;
+    println!(
+        "results: {}\nlatency plot: {}",
+        json.display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+fn write_json(path: &Path, results: &Results) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(results)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Write the relay's config for `members` clients in rooms of `per_room`.
+fn relay_config(
+    dir: &Path,
+    identity: &net::Identity,
+    secret: &str,
+    clients: usize,
+    rooms: usize,
+    per_room: usize,
+) -> anyhow::Result<PathBuf> {
+    let max = u32::MAX;
+    let path = dir.join("relay.toml");
+    let text = format!(
+        r#"# Generated by `sealroom load`: a loopback relay for load tests.
+listen = "127.0.0.1:0"
+internal_listen = "127.0.0.1:0"
+drain_secs = 0
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[log]
+filter = "warn"
+
+[limits]
+max_members_per_room = {per_room}
+max_rooms_per_app = {rooms}
+max_connections = {connections}
+max_connections_per_ip = {connections}
+join_timeout_secs = 60
+# rate limits lifted: the load generator measures forwarding, not policing
+data_messages_per_sec = {max}
+data_messages_burst = {max}
+data_bytes_per_sec = {max}
+data_bytes_burst = {max}
+media_bytes_per_sec = {max}
+media_bytes_burst = {max}
+control_messages_per_sec = {max}
+joins_per_app_per_sec = {max}
+
+[[apps]]
+app = "{APP}"
+
+[[apps.secrets]]
+kid = "{KID}"
+secret = "{secret}"
+"#,
+        cert = identity.cert_path.display(),
+        key = identity.key_path.display(),
+        per_room = per_room.max(2),
+        rooms = rooms.max(1),
+        connections = clients + 64,
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn random_secret() -> String {
+    let mut buf = [0u8; 24];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// Start the server under test.
+fn start_server(
+    args: &LoadArgs,
+    identity: &net::Identity,
+    target: Target,
+    clients: usize,
+    rooms: usize,
+    per_room: usize,
+) -> anyhow::Result<(Server, Entry)> {
+    match target {
+        Target::Relay => {
+            let secret = random_secret();
+            let config = relay_config(&args.out, identity, &secret, clients, rooms, per_room)?;
+            let config = config.to_str().context("non-UTF-8 output path")?;
+            let server = Server::spawn(
+                &["relay", "--config", config],
+                &args.out.join("relay.log"),
+                true,
+            )?;
+            let entry = Entry::Relay {
+                app: APP.to_owned(),
+                kid: KID.to_owned(),
+                secret: secret.into_bytes(),
+            };
+            Ok((server, entry))
+        }
+        Target::Baseline => {
+            let cert = identity
+                .cert_path
+                .to_str()
+                .context("non-UTF-8 output path")?;
+            let key = identity
+                .key_path
+                .to_str()
+                .context("non-UTF-8 output path")?;
+            let buffer = args.socket_buffer.to_string();
+            let server = Server::spawn(
+                &[
+                    "load",
+                    "--serve-forwarder",
+                    "--cert",
+                    cert,
+                    "--key",
+                    key,
+                    "--socket-buffer",
+                    &buffer,
+                ],
+                &args.out.join("forwarder.log"),
+                false,
+            )?;
+            Ok((server, Entry::Forwarder))
+        }
+    }
+}
+
+/// Join `count` clients with at most `concurrency` joins in flight.
+async fn join_all(
+    ctx: &Ctx,
+    plan: Vec<(usize, usize, Role, Option<quinn::Endpoint>)>,
+    concurrency: usize,
+) -> Vec<anyhow::Result<Session>> {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(plan.len());
+    for (room, index, role, endpoint) in plan {
+        let ctx = ctx.clone();
+        let permits = Arc::clone(&permits);
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                Session::enter(&ctx, endpoint.as_ref(), room, index, role),
+            )
+            .await
+            .context("join timed out")?
+        }));
+    }
+    let mut sessions = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        sessions.push(match task.await {
+            Ok(result) => result,
+            Err(err) => Err(err.into()),
+        });
+    }
+    sessions
+}
+
+/// One throughput run against `target`.
+async fn throughput(
+    args: &LoadArgs,
+    identity: &net::Identity,
+    shape: Shape,
+    target: Target,
+) -> anyhow::Result<RunReport> {
+    let clients = args.rooms * (args.subscribers + 1);
+    let (server, entry) = start_server(
+        args,
+        identity,
+        target,
+        clients,
+        args.rooms,
+        args.subscribers + 1,
+    )?;
+    let live = Arc::new(Live::default());
+    let ctx = Ctx {
+        server: server.listen,
+        client_config: identity.client_config()?,
+        socket_buffer: args.socket_buffer,
+        entry,
+        live: Arc::clone(&live),
+    };
+    let (_, client_recv_buffer, client_send_buffer) = net::udp_socket(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        args.socket_buffer,
+    )?;
+
+    // Subscribers first, so that every frame has its whole audience.
+    let plan = (0..args.rooms)
+        .flat_map(|room| (1..=args.subscribers).map(move |i| (room, i, Role::Subscriber, None)))
+        .collect();
+    let subscribers = join_all(&ctx, plan, args.join_concurrency)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("a subscriber could not join")?;
+    let plan = (0..args.rooms)
+        .map(|room| (room, 0, Role::Publisher, None))
+        .collect();
+    let publishers = join_all(&ctx, plan, args.join_concurrency)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("a publisher could not join")?;
+
+    let start = now_ns();
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let measured = Duration::from_secs_f64(args.duration.max(0.1));
+    let window = Window {
+        start: start + u64::try_from(warmup.as_nanos())?,
+        end: start + u64::try_from((warmup + measured).as_nanos())?,
+    };
+    let recorders = subscribers
+        .iter()
+        .map(|session| {
+            let recorder = Arc::new(Mutex::new(Recorder::new(window)?));
+            client::subscribe(session, Arc::clone(&recorder), Arc::clone(&live));
+            anyhow::Ok(recorder)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let period = shape.period();
+    let rooms = u32::try_from(args.rooms.max(1))?;
+    let publishing: Vec<_> = publishers
+        .into_iter()
+        .enumerate()
+        .map(|(i, session)| {
+            let offset = period * u32::try_from(i)? / rooms;
+            Ok(tokio::spawn(client::publish(
+                Arc::new(session),
+                shape,
+                window,
+                offset,
+                stop_rx.clone(),
+                Arc::clone(&live),
+            )))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let t0 = tokio::time::Instant::now();
+    let progress = tokio::spawn(progress(
+        server.pid(),
+        Arc::clone(&live),
+        target.name(),
+        t0,
+        warmup,
+        measured,
+    ));
+    tokio::time::sleep_until(t0 + warmup).await;
+    let cpu_start = server.sample()?;
+    let own_start = ProcSample::own()?;
+    let udp_start = UdpCounters::read();
+    let drops_start = drops(&server).await;
+    tokio::time::sleep_until(t0 + warmup + measured).await;
+    let cpu_end = server.sample()?;
+    let own_end = ProcSample::own()?;
+    let udp_end = UdpCounters::read();
+    let drops_end = drops(&server).await;
+    // Let the frames sent at the end of the window arrive (publishers keep sending, so the
+    // conditions stay those of the window), then stop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop_tx.send(true);
+    let mut sent = client::Sent::default();
+    for task in publishing {
+        let s = task.await?;
+        sent.frames += s.frames;
+        sent.bytes += s.bytes;
+        sent.failed += s.failed;
+    }
+    progress.abort();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let peak = server.sample()?;
+    for session in &subscribers {
+        session.close();
+    }
+    server.stop();
+
+    let secs = measured.as_secs_f64();
+    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 120_000_000_000, 3)?;
+    let (mut received, mut arrivals, mut arrival_bytes) = (0u64, 0u64, 0u64);
+    for recorder in &recorders {
+        let recorder = recorder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        latency.add(&recorder.latency)?;
+        received += recorder.received_of_window;
+        arrivals += recorder.arrivals;
+        arrival_bytes += recorder.arrival_bytes;
+    }
+    let expected = sent.frames * args.subscribers as u64;
+    let cpu = (cpu_end.cpu_secs - cpu_start.cpu_secs).max(0.0);
+    let egress_mbit = arrival_bytes as f64 * 8.0 / secs / 1e6;
+    let cpu_percent = 100.0 * cpu / secs;
+    let server_dropped = drops_end
+        .into_iter()
+        .filter_map(|(reason, n)| {
+            let before = drops_start.get(&reason).copied().unwrap_or(0);
+            (n > before).then(|| (reason, n - before))
+        })
+        .collect();
+    Ok(RunReport {
+        server: target.name(),
+        shape,
+        rooms: args.rooms,
+        subscribers_per_room: args.subscribers,
+        window_secs: secs,
+        ingress_mbit_s: sent.bytes as f64 * 8.0 / secs / 1e6,
+        egress_mbit_s: egress_mbit,
+        ingress_frames_s: sent.frames as f64 / secs,
+        egress_frames_s: arrivals as f64 / secs,
+        server_cpu_percent: cpu_percent,
+        server_cpu_us_per_egress_frame: if arrivals > 0 {
+            cpu * 1e6 / arrivals as f64
+        } else {
+            f64::NAN
+        },
+        server_cpu_percent_per_100mbit_egress: if egress_mbit > 0.0 {
+            cpu_percent / (egress_mbit / 100.0)
+        } else {
+            f64::NAN
+        },
+        egress_mbit_s_per_core: if cpu > 0.0 {
+            egress_mbit / (cpu / secs)
+        } else {
+            f64::NAN
+        },
+        server_peak_rss_bytes: peak.hwm,
+        server_rss_bytes: peak.rss,
+        latency: report::Latency::of(&latency),
+        frames_expected: expected,
+        frames_received: received,
+        frames_lost: expected.saturating_sub(received),
+        loss_percent: if expected > 0 {
+            100.0 * expected.saturating_sub(received) as f64 / expected as f64
+        } else {
+            0.0
+        },
+        server_dropped,
+        send_failures: sent.failed,
+        generator_cpu_percent: 100.0 * (own_end.cpu_secs - own_start.cpu_secs) / secs,
+        udp: udp_end.since(udp_start),
+        client_socket_recv_buffer: client_recv_buffer,
+        client_socket_send_buffer: client_send_buffer,
+        curve: report::curve(&latency),
+    })
+}
+
+/// The relay's drop counters by reason (empty for the baseline, which counts nothing).
+async fn drops(server: &Server) -> BTreeMap<String, u64> {
+    let Some(internal) = server.internal else {
+        return BTreeMap::new();
+    };
+    match proc::scrape(internal).await {
+        Ok(text) => proc::metric_by_label(&text, "sealroom_frames_dropped_total")
+            .into_iter()
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// Print a progress line every second until aborted.
+async fn progress(
+    pid: u32,
+    live: Arc<Live>,
+    name: &'static str,
+    t0: tokio::time::Instant,
+    warmup: Duration,
+    measured: Duration,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut last = (0u64, 0u64, 0u64, 0.0f64);
+    loop {
+        ticks.tick().await;
+        let elapsed = t0.elapsed();
+        let phase = if elapsed < warmup {
+            "warm-up"
+        } else if elapsed < warmup + measured {
+            "measuring"
+        } else {
+            "draining"
+        };
+        let sent = live.bytes_sent.load(Ordering::Relaxed);
+        let recv = live.bytes_received.load(Ordering::Relaxed);
+        let frames = live.frames_received.load(Ordering::Relaxed);
+        let cpu = proc_cpu(pid);
+        let line = format!(
+            "{name} {phase:>9} {:>5.1}s  in {:>8.2} Mbit/s  out {:>8.2} Mbit/s  {:>7} frames/s  server CPU {:>5.1}%  errors {}",
+            elapsed.as_secs_f64(),
+            (sent - last.0) as f64 * 8.0 / 1e6,
+            (recv - last.1) as f64 * 8.0 / 1e6,
+            frames - last.2,
+            (cpu - last.3) * 100.0,
+            live.errors.load(Ordering::Relaxed),
+        );
+        if last.3 > 0.0 || cpu == 0.0 {
+            if tty {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        last = (sent, recv, frames, cpu);
+    }
+}
+
+fn proc_cpu(pid: u32) -> f64 {
+    ProcSample::read_pid(pid).map_or(0.0, |s| s.cpu_secs)
+}
+
+/// The connection-scale run: `members` idle members joined across rooms.
+async fn scale(
+    args: &LoadArgs,
+    identity: &net::Identity,
+    members: usize,
+) -> anyhow::Result<ScaleReport> {
+    let per_room = args.members_per_room.max(1);
+    let rooms = members.div_ceil(per_room);
+    let (server, entry) = start_server(args, identity, Target::Relay, members, rooms, per_room)?;
+    let live = Arc::new(Live::default());
+    let ctx = Ctx {
+        server: server.listen,
+        client_config: identity.client_config()?,
+        socket_buffer: args.socket_buffer,
+        entry,
+        live: Arc::clone(&live),
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.sample()?;
+    let per_socket = args.clients_per_socket.max(1);
+    let mut endpoints = Vec::new();
+    let mut plan = Vec::with_capacity(members);
+    for i in 0..members {
+        if i % per_socket == 0 {
+            endpoints.push(net::client_endpoint(
+                &ctx.client_config,
+                args.socket_buffer,
+            )?);
+        }
+        let endpoint = endpoints.last().cloned();
+        plan.push((i / per_room, i % per_room, Role::Subscriber, endpoint));
+    }
+    eprintln!(
+        "joining {members} idle members in {rooms} rooms of {per_room}, {} client sockets",
+        endpoints.len()
+    );
+    let counter = tokio::spawn({
+        let pid = server.pid();
+        async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                if let Ok(sample) = ProcSample::read_pid(pid) {
+                    eprintln!(
+                        "  relay RSS {:.1} MiB, CPU {:.1} s",
+                        sample.rss as f64 / (1024.0 * 1024.0),
+                        sample.cpu_secs
+                    );
+                }
+            }
+        }
+    });
+    let t0 = std::time::Instant::now();
+    let sessions = join_all(&ctx, plan, args.join_concurrency).await;
+    let join_secs = t0.elapsed().as_secs_f64();
+    let cpu_joined = server.sample()?;
+    counter.abort();
+    let mut first_error = None;
+    let mut joined = Vec::with_capacity(sessions.len());
+    for session in sessions {
+        match session {
+            Ok(session) => joined.push(session),
+            Err(err) => {
+                if first_error.is_none() {
+                    first_error = Some(format!("{err:#}"));
+                }
+            }
+        }
+    }
+    // Let the roster announcements drain and the relay settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = server.sample()?;
+    let gauge = match server.internal {
+        Some(addr) => proc::scrape(addr)
+            .await
+            .map(|text| proc::metric(&text, "sealroom_members"))
+            .unwrap_or(0),
+        None => 0,
+    };
+    for session in &joined {
+        session.close();
+    }
+    server.stop();
+    let count = joined.len();
+    let cpu = cpu_joined.cpu_secs - before.cpu_secs;
+    Ok(ScaleReport {
+        members_requested: members,
+        members_joined: count,
+        join_failures: members - count,
+        members_per_room: per_room,
+        clients_per_socket: per_socket,
+        join_secs,
+        joins_per_sec: count as f64 / join_secs.max(1e-9),
+        relay_rss_before_bytes: before.rss,
+        relay_rss_after_bytes: after.rss,
+        relay_peak_rss_bytes: after.hwm,
+        relay_rss_per_member_bytes: after.rss.saturating_sub(before.rss) as f64
+            / count.max(1) as f64,
+        relay_cpu_secs_joining: cpu,
+        relay_cpu_us_per_join: cpu * 1e6 / count.max(1) as f64,
+        relay_members_gauge: gauge,
+        first_error,
+    })
+}
