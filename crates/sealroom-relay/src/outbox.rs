@@ -344,9 +344,11 @@ impl Outbox {
                     tracing::warn!(conn = %self.id, %err, "control message not encodable");
                 }
             }
-            if !buf.is_empty() && send.write_all(&buf).await.is_err() {
-                // The connection or the stream is gone.
+            if !buf.is_empty() && !self.write_control(&mut send, &buf).await {
+                // The stream is gone, or the peer does not read it and the connection is
+                // being closed: close it now.
                 self.closed.store(true, Ordering::Relaxed);
+                self.close_connection(self.close_code().flatten());
                 return;
             }
             buf.clear();
@@ -354,14 +356,43 @@ impl Outbox {
                 let _ = send.finish();
                 // Give the peer the chance to read the reason before the connection closes.
                 let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
-                let close_code = code.map_or(0, ErrorCode::close_code);
-                let reason = code.map_or("", crate::core::error_code_label);
-                self.conn
-                    .close(VarInt::from_u32(close_code), reason.as_bytes());
+                self.close_connection(code);
                 return;
             }
             if batch.is_empty() {
                 self.control_notify.notified().await;
+            }
+        }
+    }
+
+    /// The close requested, if any (`Some(None)` is a normal close).
+    fn close_code(&self) -> Option<Option<ErrorCode>> {
+        lock(&self.control).close
+    }
+
+    fn close_connection(&self, code: Option<ErrorCode>) {
+        let close_code = code.map_or(0, ErrorCode::close_code);
+        let reason = code.map_or("", crate::core::error_code_label);
+        self.conn
+            .close(VarInt::from_u32(close_code), reason.as_bytes());
+    }
+
+    /// Write to the control stream; once a close is requested, the write gets
+    /// [`CLOSE_LINGER`] more to finish, so a peer that does not read cannot hold its
+    /// connection open. `false` when the write failed or ran out of time.
+    async fn write_control(&self, send: &mut quinn::SendStream, buf: &[u8]) -> bool {
+        let write = send.write_all(buf);
+        tokio::pin!(write);
+        loop {
+            if self.close_code().is_some() {
+                return matches!(
+                    tokio::time::timeout(CLOSE_LINGER, &mut write).await,
+                    Ok(Ok(()))
+                );
+            }
+            tokio::select! {
+                result = &mut write => return result.is_ok(),
+                () = self.control_notify.notified() => {}
             }
         }
     }

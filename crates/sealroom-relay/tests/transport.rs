@@ -233,3 +233,47 @@ async fn frames_that_never_complete_hold_bounded_memory() -> anyhow::Result<()> 
     assert_eq!(&b.next_frame().await?.payload[..], b"still fine");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_reading_control_messages_is_removed() -> anyhow::Result<()> {
+    let relay = relay_with(Limits {
+        control_queue_len: 16,
+        ..Limits::default().unlimited_rates()
+    })
+    .await;
+    let mut a = Client::join(&relay, &ticket(APP_A, "a", "r")).await?;
+    let mut deaf =
+        Client::join_with(&relay, &ticket(APP_A, "deaf", "r"), ClientOptions::deaf()).await?;
+    // Every publish and unpublish is a control message to the deaf member.
+    let track = sealroom_frame::control::TrackInfo {
+        track: 1,
+        kind: MediaKind::Audio,
+    };
+    let mut removed = None;
+    for _ in 0..5000 {
+        a.send_control(&ControlMessage::TrackPublished { member: 0, track })
+            .await?;
+        a.send_control(&ControlMessage::TrackUnpublished {
+            member: 0,
+            track: 1,
+        })
+        .await?;
+        if relay.stats().members == 1 {
+            removed = Some(());
+            break;
+        }
+    }
+    assert!(removed.is_some(), "the deaf member was removed");
+    assert_eq!(
+        deaf.closed().await?,
+        Some(u64::from(ErrorCode::SlowConsumer.close_code()))
+    );
+    a.expect_control(|m| {
+        *m == ControlMessage::MemberLeft {
+            member: deaf.member,
+            reason: LeaveReason::Removed,
+        }
+    })
+    .await?;
+    Ok(())
+}

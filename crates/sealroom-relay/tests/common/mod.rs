@@ -71,6 +71,8 @@ pub struct ClientOptions {
     pub max_uni_streams: u32,
     /// Its QUIC receive windows (stream, connection).
     pub windows: Option<(u32, u32)>,
+    /// Whether it keeps reading its control stream after the first answer.
+    pub read_control: bool,
 }
 
 impl Default for ClientOptions {
@@ -79,6 +81,7 @@ impl Default for ClientOptions {
             read_streams: true,
             max_uni_streams: 1000,
             windows: None,
+            read_control: true,
         }
     }
 }
@@ -90,6 +93,15 @@ impl ClientOptions {
             read_streams: false,
             max_uni_streams: 4,
             windows: Some((16 * 1024, 64 * 1024)),
+            read_control: true,
+        }
+    }
+
+    /// A client that stops reading its control stream after `Joined`.
+    pub fn deaf() -> Self {
+        Self {
+            read_control: false,
+            ..Self::stalled()
         }
     }
 }
@@ -170,7 +182,12 @@ impl Client {
         join.encode_framed(&mut buf)?;
         send.write_all(&buf).await?;
         let (tx, mut events) = mpsc::unbounded_channel();
-        let control = tokio::spawn(read_control(recv, tx.clone()));
+        let control = tokio::spawn(read_control(
+            recv,
+            tx.clone(),
+            conn.clone(),
+            options.read_control,
+        ));
         tokio::spawn(read_datagrams(conn.clone(), tx.clone(), control));
         if options.read_streams {
             tokio::spawn(read_streams(conn.clone(), tx.clone()));
@@ -383,7 +400,12 @@ impl Client {
     }
 }
 
-async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Event>) {
+async fn read_control(
+    mut recv: quinn::RecvStream,
+    tx: mpsc::UnboundedSender<Event>,
+    conn: quinn::Connection,
+    keep_reading: bool,
+) {
     let mut deframer = Deframer::new(sealroom_frame::control::MAX_CONTROL_LEN);
     while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
         deframer.push(chunk.bytes);
@@ -392,6 +414,11 @@ async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Eve
                 return;
             };
             if tx.send(Event::Control(message)).is_err() {
+                return;
+            }
+            if !keep_reading {
+                // Hold the stream open without reading it, until the connection ends.
+                conn.closed().await;
                 return;
             }
         }
