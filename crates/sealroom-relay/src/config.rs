@@ -242,6 +242,9 @@ pub struct Limits {
     /// Bytes of one video group queued towards one connection; past it the group's stream is
     /// reset and the rest of the group dropped (default 1 MiB).
     pub video_group_queue_bytes: usize,
+    /// Bytes of video queued towards one connection over all its groups; a group that
+    /// would go over is reset like one over its own bound (default 8 MiB).
+    pub video_queue_bytes: usize,
     /// Video groups of one track open at once towards one connection; opening another
     /// resets the oldest (default 3).
     pub max_open_groups_per_track: usize,
@@ -289,6 +292,7 @@ impl Default for Limits {
             control_queue_len: 256,
             datagram_queue_len: 64,
             video_group_queue_bytes: 1024 * 1024,
+            video_queue_bytes: 8 * 1024 * 1024,
             max_open_groups_per_track: 3,
             reliable_queue_bytes: 1024 * 1024,
             max_audio_streams: 32,

@@ -11,8 +11,10 @@
 //!   worthless);
 //! - video: one outgoing stream per (sender, track, group), each with its own queue of at
 //!   most [`Limits::video_group_queue_bytes`]; a group that overflows is reset and the rest of
-//!   it dropped, and at most [`Limits::max_open_groups_per_track`] groups of one track are
-//!   open, the oldest reset when another opens; a newer group gets a higher priority;
+//!   it dropped (likewise when all video queued towards the connection would exceed
+//!   [`Limits::video_queue_bytes`]), and at most [`Limits::max_open_groups_per_track`]
+//!   groups of one track are open, the oldest closed when another opens; a newer group
+//!   gets a higher priority;
 //! - reliable data: one long-lived stream per (sender, track); past
 //!   [`Limits::reliable_queue_bytes`] queued over all of them the member is removed as a slow
 //!   consumer (reliable data is never skipped silently);
@@ -242,6 +244,7 @@ pub(crate) struct Outbox {
     high_water: AtomicUsize,
     audio_streams: AtomicUsize,
     reliable_bytes: AtomicUsize,
+    video_bytes: AtomicUsize,
     next_priority: AtomicI32,
     closed: AtomicBool,
 }
@@ -269,6 +272,7 @@ impl Outbox {
             high_water: AtomicUsize::new(0),
             audio_streams: AtomicUsize::new(0),
             reliable_bytes: AtomicUsize::new(0),
+            video_bytes: AtomicUsize::new(0),
             next_priority: AtomicI32::new(0),
             closed: AtomicBool::new(false),
         });
@@ -547,8 +551,12 @@ impl Outbox {
             return Pushed::Dropped;
         }
         let len = frame.frame.len();
-        if state.bytes.saturating_add(len) > self.limits.video_group_queue_bytes {
+        let total = self.video_bytes.fetch_add(len, Ordering::Relaxed);
+        if state.bytes.saturating_add(len) > self.limits.video_group_queue_bytes
+            || total.saturating_add(len) > self.limits.video_queue_bytes
+        {
             // The receiver fell behind on this group: the rest of it is worthless.
+            self.video_bytes.fetch_sub(len, Ordering::Relaxed);
             state.reset = true;
             drop(state);
             self.metrics.frame_dropped(DropReason::StaleGroup);
@@ -656,11 +664,20 @@ impl Outbox {
             QueueKind::OneShot => {
                 self.audio_streams.fetch_sub(1, Ordering::Relaxed);
             }
-            QueueKind::Reliable => {
-                let bytes: usize = left.iter().map(|f| f.frame.len()).sum();
-                self.reliable_bytes.fetch_sub(bytes, Ordering::Relaxed);
-            }
-            QueueKind::Video => {}
+            QueueKind::Reliable | QueueKind::Video => {}
+        }
+        if let Some(counter) = self.byte_counter(queue.kind) {
+            let bytes: usize = left.iter().map(|f| f.frame.len()).sum();
+            counter.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The per-connection byte count a kind of stream queue adds to.
+    fn byte_counter(&self, kind: QueueKind) -> Option<&AtomicUsize> {
+        match kind {
+            QueueKind::Reliable => Some(&self.reliable_bytes),
+            QueueKind::Video => Some(&self.video_bytes),
+            QueueKind::OneShot => None,
         }
     }
 
@@ -683,9 +700,8 @@ impl Outbox {
                 }
             };
             self.dequeued(1);
-            if queue.kind == QueueKind::Reliable {
-                self.reliable_bytes
-                    .fetch_sub(frame.frame.len(), Ordering::Relaxed);
+            if let Some(counter) = self.byte_counter(queue.kind) {
+                counter.fetch_sub(frame.frame.len(), Ordering::Relaxed);
             }
             let header = Bytes::from_static(&[STREAM_TYPE_MEDIA]);
             let mut chunks = [
