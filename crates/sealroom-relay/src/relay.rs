@@ -572,11 +572,11 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// Why a member whose connection ended left: closing the connection itself is leaving;
+/// anything else (idle timeout, reset, transport error) is a lost connection.
 fn leave_reason(err: &ConnectionError) -> LeaveReason {
     match err {
-        ConnectionError::ApplicationClosed(close) if close.error_code == VarInt::from_u32(0) => {
-            LeaveReason::Left
-        }
+        ConnectionError::ApplicationClosed(_) => LeaveReason::Left,
         _ => LeaveReason::TimedOut,
     }
 }
