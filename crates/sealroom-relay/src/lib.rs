@@ -10,7 +10,80 @@
 //! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
 //! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
 //!   datagrams (see `docs/TRANSPORT.md`);
-//! - [`metrics`]: the Prometheus metrics of one relay.
+//! - [`metrics`]: the Prometheus metrics of one relay;
+//! - [`http`], [`admin`], [`sla`], [`mask`]: the operator's side (internal listener, admin
+//!   API, join success rate, id masking in logs).
+//!
+//! # Running a relay and minting a ticket
+//!
+//! ```
+//! use sealroom_relay::{AppConfig, Grants, Relay, RelayConfig, TicketClaims, mint};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let runtime = tokio::runtime::Runtime::new()?;
+//! # runtime.block_on(async {
+//! // One app, one ticket secret (key id "k1"); port 0 picks a free port.
+//! let config = RelayConfig::default()
+//!     .listen("127.0.0.1:0".parse()?)
+//!     .app(AppConfig::new("my-app", "k1", b"a long random secret".to_vec()));
+//! let relay = Relay::start(config).await?;
+//! // Clients of a development relay pin its self-signed certificate.
+//! let pin = relay.cert_sha256();
+//! # let _ = pin;
+//!
+//! // The app's backend mints a ticket for one user and one room.
+//! let now = 1_800_000_000; // seconds since the Unix epoch
+//! let claims = TicketClaims::new("my-app", "alice", "room-1", now, 3600, Grants::all());
+//! let ticket = mint(&claims, "k1", b"a long random secret")?;
+//! assert_eq!(ticket.split('.').count(), 3);
+//!
+//! println!("relay on {}", relay.local_addr());
+//! relay.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
+//!
+//! # Deciding without a network
+//!
+//! ```
+//! use std::time::Instant;
+//!
+//! use sealroom_frame::control::JoinOptions;
+//! use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
+//! use sealroom_relay::{AppConfig, ConnId, Grants, JoinOutcome, Limits, Now, RelayCore};
+//! use sealroom_relay::{TicketClaims, mint};
+//!
+//! let now = Now { instant: Instant::now(), unix_secs: 1_800_000_000 };
+//! let apps = [AppConfig::new("my-app", "k1", b"secret".to_vec())];
+//! let mut core = RelayCore::new(&apps, Limits::default(), now.instant);
+//! let options = JoinOptions { auto_subscribe: true };
+//! let mut join = |core: &mut RelayCore, conn: ConnId, user: &str| {
+//!     let claims = TicketClaims::new("my-app", user, "room-1", now.unix_secs, 60, Grants::all());
+//!     let ticket = mint(&claims, "k1", b"secret").unwrap();
+//!     core.handle_connect(conn, now);
+//!     core.handle_join(conn, &ticket, &options, now)
+//! };
+//! assert_eq!(join(&mut core, ConnId(1), "alice"), JoinOutcome::Joined);
+//! assert_eq!(join(&mut core, ConnId(2), "bob"), JoinOutcome::Joined);
+//!
+//! // Alice (member 1) sends a frame: it goes to Bob's connection only.
+//! let envelope = Envelope {
+//!     kind: MediaKind::Audio,
+//!     flags: Flags::empty(),
+//!     sender: 1,
+//!     track: 1,
+//!     group: 0,
+//!     seq: 0,
+//!     timestamp_us: 0,
+//! };
+//! assert_eq!(core.handle_frame(ConnId(1), &envelope, 100, now), Ok(&[ConnId(2)][..]));
+//!
+//! // The control messages to send (Joined, MemberJoined, TrackPublished) come out in order.
+//! while let Some(output) = core.poll_output() {
+//!     println!("{output:?}");
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
