@@ -2,7 +2,8 @@
 //! deframing throughput over a stream of mixed frames.
 //!
 //! Each group runs its baseline in the same run, so the figure to quote is a ratio:
-//! - decode against copying the payload out (what a decoder that copies would at least pay);
+//! - decode against copying the payload out (what a decoder that copies would at least pay),
+//!   and beside the borrowing decoder (the difference is the buffer's reference count);
 //! - encode against copying the already encoded bytes into the output buffer;
 //! - deframing against copying the whole stream once into one buffer.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sealroom_frame::envelope::{Envelope, Flags, Frame, MediaKind};
+use sealroom_frame::envelope::{Envelope, Flags, Frame, FrameRef, MediaKind};
 use sealroom_frame::stream::{Deframer, write_frame};
 
 /// Payload sizes: tiny data message, one 20 ms Opus frame, one packet of video, a large
@@ -54,6 +55,15 @@ fn envelope_decode(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("decode", size), &input, |b, input| {
             b.iter(|| Frame::decode(black_box(input)));
         });
+        // The same parse borrowing the payload: the difference to `decode` is the
+        // reference count of the shared buffer.
+        group.bench_with_input(
+            BenchmarkId::new("decode_borrowed", size),
+            &input,
+            |b, input| {
+                b.iter(|| FrameRef::decode(black_box(input)).map(|frame| frame.payload.len()));
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("copy_payload_baseline", size),
             &input,
