@@ -10,9 +10,9 @@
 //! Quote ratios of medians from one run; the machine is shared.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 use sealroom_crypto::{
     Backend, CipherSuite, KeyContext, KeySchedule, OpenerConfig, RoomSecret, SframeHeader, make_kid,
@@ -157,69 +157,46 @@ impl Raw {
     }
 }
 
-fn seal_open(c: &mut Criterion) {
-    let secret = RoomSecret::from_bytes([7; 32]);
-    for &backend in Backend::all() {
-        for suite in [
-            CipherSuite::Aes128GcmSha256,
-            CipherSuite::Aes128CtrHmacSha256Tag80,
-        ] {
-            let mut group = c.benchmark_group(format!(
-                "seal_open/{}/suite{}",
-                backend_name(backend),
-                suite.id()
-            ));
-            let schedule = KeySchedule::with_backend(&secret, suite, backend);
-            for size in SIZES {
-                group.throughput(Throughput::Bytes(size as u64));
+/// One seal+open of a `size`-byte frame, ready to run again and again.
+type Op = Box<dyn FnMut()>;
 
-                let raw = Raw::new(backend, suite);
-                let aad = [0x11u8; RAW_AAD_LEN];
-                let mut buf = vec![0x5au8; size];
-                let mut n = 0u64;
-                group.bench_with_input(BenchmarkId::new("raw_aead", size), &size, |b, _| {
-                    b.iter(|| {
-                        n += 1;
-                        let mut nonce = [0u8; 12];
-                        nonce[4..].copy_from_slice(&n.to_be_bytes());
-                        raw.seal_open(nonce, &aad, black_box(&mut buf));
-                    });
-                });
-
-                let mut sealer = schedule.sealer(0);
-                let mut opener = schedule.opener(0, OpenerConfig::default());
-                let headroom = SframeHeader::MAX_LEN;
-                let mut buf = Vec::with_capacity(headroom + size + 16);
-                buf.resize(headroom, 0);
-                buf.extend_from_slice(&vec![0x5au8; size]);
-                let tag_len = suite.tag_len();
-                group.bench_with_input(BenchmarkId::new("sealroom", size), &size, |b, _| {
-                    b.iter(|| {
-                        let start = sealer
-                            .seal_in_place(&METADATA, &mut buf, headroom)
-                            .expect("seal");
-                        let opened = opener
-                            .open_in_place(&METADATA, black_box(&mut buf[start..]))
-                            .expect("open");
-                        black_box(opened.plaintext);
-                        buf.truncate(buf.len() - tag_len);
-                    });
-                });
-
-                if !suite.is_ctr_hmac() {
-                    sframe_crate(&mut group, size);
-                }
-            }
-            group.finish();
-        }
-    }
+/// The bare AEAD of `backend` sealing and opening in place.
+fn raw_op(backend: Backend, suite: CipherSuite, size: usize) -> Op {
+    let raw = Raw::new(backend, suite);
+    let aad = [0x11u8; RAW_AAD_LEN];
+    let mut buf = vec![0x5au8; size];
+    let mut n = 0u64;
+    Box::new(move || {
+        n += 1;
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&n.to_be_bytes());
+        raw.seal_open(nonce, &aad, black_box(&mut buf));
+    })
 }
 
-/// The `sframe` crate (ring backend) sealing and opening the same frame.
-fn sframe_crate(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    size: usize,
-) {
+/// sealroom: `Sealer::seal_in_place` then `Opener::open_in_place` on one buffer.
+fn sealroom_op(schedule: &KeySchedule, size: usize) -> Op {
+    let mut sealer = schedule.sealer(0);
+    let mut opener = schedule.opener(0, OpenerConfig::default());
+    let headroom = SframeHeader::MAX_LEN;
+    let mut buf = Vec::with_capacity(headroom + size + 16);
+    buf.resize(headroom, 0);
+    buf.extend_from_slice(&vec![0x5au8; size]);
+    let tag_len = schedule.suite().tag_len();
+    Box::new(move || {
+        let start = sealer
+            .seal_in_place(&METADATA, &mut buf, headroom)
+            .expect("seal");
+        let opened = opener
+            .open_in_place(&METADATA, black_box(&mut buf[start..]))
+            .expect("open");
+        black_box(opened.plaintext);
+        buf.truncate(buf.len() - tag_len);
+    })
+}
+
+/// The `sframe` crate (ring backend, AES-128-GCM) sealing and opening the same frame.
+fn sframe_crate_op(size: usize) -> Op {
     use sframe::frame::{EncryptedFrameView, MediaFrameView, MonotonicCounter};
     use sframe::key::{DecryptionKey, EncryptionKey};
     let suite = sframe::CipherSuite::AesGcm128Sha256;
@@ -229,18 +206,118 @@ fn sframe_crate(
     let payload = vec![0x5au8; size];
     let mut sealed = Vec::with_capacity(size + 128);
     let mut opened = Vec::with_capacity(size + 128);
-    group.bench_with_input(BenchmarkId::new("sframe_crate", size), &size, |b, _| {
-        b.iter(|| {
-            let frame = MediaFrameView::try_with_meta_data(&mut counter, &payload, &METADATA)
-                .expect("counter");
-            let encrypted = frame.encrypt_into(&enc, &mut sealed).expect("seal");
-            let view =
-                EncryptedFrameView::try_with_meta_data(encrypted.sframe_cipher_text(), &METADATA)
-                    .expect("parse");
-            let media = view.decrypt_into(&dec, &mut opened).expect("open");
-            black_box(media.payload().len());
-        });
-    });
+    Box::new(move || {
+        let frame =
+            MediaFrameView::try_with_meta_data(&mut counter, &payload, &METADATA).expect("counter");
+        let encrypted = frame.encrypt_into(&enc, &mut sealed).expect("seal");
+        let view =
+            EncryptedFrameView::try_with_meta_data(encrypted.sframe_cipher_text(), &METADATA)
+                .expect("parse");
+        let media = view.decrypt_into(&dec, &mut opened).expect("open");
+        black_box(media.payload().len());
+    })
+}
+
+const SUITES: [CipherSuite; 2] = [
+    CipherSuite::Aes128GcmSha256,
+    CipherSuite::Aes128CtrHmacSha256Tag80,
+];
+
+fn seal_open(c: &mut Criterion) {
+    let secret = RoomSecret::from_bytes([7; 32]);
+    for &backend in Backend::all() {
+        for suite in SUITES {
+            let mut group = c.benchmark_group(format!(
+                "seal_open/{}/suite{}",
+                backend_name(backend),
+                suite.id()
+            ));
+            let schedule = KeySchedule::with_backend(&secret, suite, backend);
+            for size in SIZES {
+                group.throughput(Throughput::Bytes(size as u64));
+                let mut ops: Vec<(&str, Op)> = vec![
+                    ("raw_aead", raw_op(backend, suite, size)),
+                    ("sealroom", sealroom_op(&schedule, size)),
+                ];
+                if !suite.is_ctr_hmac() {
+                    ops.push(("sframe_crate", sframe_crate_op(size)));
+                }
+                for (name, mut op) in ops {
+                    group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
+                        b.iter(&mut op);
+                    });
+                }
+            }
+            group.finish();
+        }
+    }
+}
+
+/// Median over rounds of (time of ours / time of the baseline), each round timing a
+/// batch of each back to back in alternating order, so load that changes over
+/// milliseconds (a shared machine) hits both sides of every ratio alike.
+fn paired_ratio(ours: &mut Op, base: &mut Op, batch: u32, rounds: usize) -> f64 {
+    let time = |op: &mut Op| {
+        let start = Instant::now();
+        for _ in 0..batch {
+            op();
+        }
+        start.elapsed().as_secs_f64()
+    };
+    for _ in 0..batch {
+        ours();
+        base();
+    }
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|round| {
+            if round % 2 == 0 {
+                let b = time(base);
+                time(ours) / b
+            } else {
+                let o = time(ours);
+                o / time(base)
+            }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// The figures to quote: paired medians of sealroom over the raw AEAD and over the
+/// `sframe` crate, per backend, suite and size. Runs unless a filter excludes "paired".
+fn paired_report() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "paired".contains(f.as_str())) {
+        return;
+    }
+    let secret = RoomSecret::from_bytes([7; 32]);
+    println!("paired seal+open ratios (median of 201 interleaved rounds):");
+    for &backend in Backend::all() {
+        for suite in SUITES {
+            let schedule = KeySchedule::with_backend(&secret, suite, backend);
+            for size in SIZES {
+                let batch = (64 * 1024 / size.max(256)).clamp(4, 256) as u32;
+                let mut ours = sealroom_op(&schedule, size);
+                let mut raw = raw_op(backend, suite, size);
+                let over_raw = paired_ratio(&mut ours, &mut raw, batch, 201);
+                let over_sframe = if suite.is_ctr_hmac() {
+                    "   n/a (no CTR suites with ring)".to_string()
+                } else {
+                    let mut other = sframe_crate_op(size);
+                    format!("{:6.3}", paired_ratio(&mut ours, &mut other, batch, 201))
+                };
+                println!(
+                    "paired/{}/suite{}/{size}: sealroom/raw_aead {over_raw:6.3}  sealroom/sframe_crate {over_sframe}",
+                    backend_name(backend),
+                    suite.id(),
+                );
+            }
+        }
+    }
 }
 
 fn key_derivation(c: &mut Criterion) {
@@ -291,4 +368,8 @@ criterion_group! {
     config = config();
     targets = seal_open, key_derivation
 }
-criterion_main!(benches);
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    paired_report();
+}

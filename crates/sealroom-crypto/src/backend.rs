@@ -178,7 +178,7 @@ pub(crate) enum Cipher {
 /// Build the AEAD AAD (header || metadata) on the stack when it is small, which it always
 /// is for sealroom's 28-byte envelope metadata, and on the heap otherwise.
 fn with_aad<R>(header: &[u8], metadata: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    const STACK: usize = 128;
+    const STACK: usize = 64;
     let len = header.len() + metadata.len();
     if len <= STACK {
         let mut aad = [0u8; STACK];

@@ -196,8 +196,8 @@ impl KeyContext {
     }
 
     /// `buf[start..]` holds header (`header_len` bytes) then plaintext: encrypt the
-    /// plaintext, append the tag, return the new end. On error, restore the length and
-    /// overwrite what was encrypted with zeros.
+    /// plaintext, append the tag, return the new end. On error, overwrite what was
+    /// encrypted with zeros and append nothing.
     fn seal_tail<B: FrameBuffer>(
         &self,
         ctr: u64,
@@ -207,25 +207,21 @@ impl KeyContext {
         header_len: usize,
     ) -> Result<usize, SealError> {
         let tag_len = self.suite.tag_len();
-        let plain_end = buf.len();
-        buf.resize_zeroed(plain_end + tag_len);
         let nonce = self.nonce(ctr);
+        let mut tag = [0u8; MAX_TAG_LEN];
+        let tag = &mut tag[..tag_len];
         let frame = &mut buf.as_mut_slice()[start..];
-        let (header, rest) = frame.split_at_mut(header_len);
-        let (body, tag) = rest.split_at_mut(plain_end - start - header_len);
-        let mut tag_buf = [0u8; MAX_TAG_LEN];
-        let tag_buf = &mut tag_buf[..tag_len];
-        match self.cipher.seal(&nonce, header, metadata, body, tag_buf) {
-            Ok(()) => {
-                tag.copy_from_slice(tag_buf);
-                Ok(plain_end + tag_len)
-            }
-            Err(_) => {
-                body.zeroize();
-                buf.resize_zeroed(plain_end);
-                Err(SealError::Backend)
-            }
+        let (header, body) = frame.split_at_mut(header_len);
+        if self
+            .cipher
+            .seal(&nonce, header, metadata, body, tag)
+            .is_err()
+        {
+            body.zeroize();
+            return Err(SealError::Backend);
         }
+        buf.extend_from_slice(tag);
+        Ok(buf.len())
     }
 
     /// Open an SFrame ciphertext in place: check the header names this context's KID,

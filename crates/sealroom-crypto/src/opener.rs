@@ -2,6 +2,7 @@
 //! sender keys with a replay window each, and the epochs it accepts.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,60 @@ impl ReplayWindow {
     }
 }
 
+/// Hashes KIDs for the sender table: a multiply-rotate keyed with random per-opener
+/// constants. Honest KIDs are already random; the keys keep a member who crafts KIDs from
+/// aiming them at one bucket, and the table is bounded by `max_senders` regardless.
+/// SipHash would cost a measurable share of opening a small frame.
+#[derive(Clone, Copy)]
+struct KidHasherBuilder {
+    k0: u64,
+    k1: u64,
+}
+
+impl KidHasherBuilder {
+    fn random() -> Self {
+        Self {
+            k0: rand::random(),
+            k1: rand::random::<u64>() | 1,
+        }
+    }
+}
+
+struct KidHasher {
+    k0: u64,
+    k1: u64,
+    state: u64,
+}
+
+impl Hasher for KidHasher {
+    fn finish(&self) -> u64 {
+        let x = (self.state ^ self.k0).wrapping_mul(self.k1);
+        (x ^ (x >> 29)).wrapping_mul(self.k1).rotate_left(23)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.state = (self.state.rotate_left(8) ^ u64::from(b)).wrapping_mul(self.k1);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.state ^= value;
+    }
+}
+
+impl BuildHasher for KidHasherBuilder {
+    type Hasher = KidHasher;
+
+    fn build_hasher(&self) -> KidHasher {
+        KidHasher {
+            k0: self.k0,
+            k1: self.k1,
+            state: 0,
+        }
+    }
+}
+
 struct Sender {
     ctx: KeyContext,
     epoch: u64,
@@ -156,8 +211,8 @@ pub struct Opener {
     config: OpenerConfig,
     current: u64,
     previous: Option<(u64, Instant)>,
-    senders: HashMap<u64, Sender>,
-    retired: HashSet<u64>,
+    senders: HashMap<u64, Sender, KidHasherBuilder>,
+    retired: HashSet<u64, KidHasherBuilder>,
     retired_order: VecDeque<u64>,
     uses: u64,
 }
@@ -188,8 +243,8 @@ impl Opener {
             config,
             current: epoch,
             previous: None,
-            senders: HashMap::new(),
-            retired: HashSet::new(),
+            senders: HashMap::with_hasher(KidHasherBuilder::random()),
+            retired: HashSet::with_hasher(KidHasherBuilder::random()),
             retired_order: VecDeque::new(),
             uses: 0,
         }
@@ -244,10 +299,15 @@ impl Opener {
     ) -> Result<Opened, OpenError> {
         let (header, header_len) = parse(self.schedule.suite(), sframe)?;
         let (head, body) = sframe.split_at_mut(header_len);
-        let plain = self.open_with(header.kid, header.ctr, |ctx| {
+        let (plain, epoch) = self.open_with(header.kid, header.ctr, |ctx| {
             ctx.open_body(header.ctr, metadata, head, body)
         })?;
-        Ok(self.opened(header.kid, header.ctr, header_len..header_len + plain))
+        Ok(opened(
+            header.kid,
+            epoch,
+            header.ctr,
+            header_len..header_len + plain,
+        ))
     }
 
     /// Open `sframe`, appending the plaintext to `out`.
@@ -262,31 +322,21 @@ impl Opener {
     ) -> Result<Opened, OpenError> {
         let (header, header_len) = parse(self.schedule.suite(), sframe)?;
         let (head, body) = sframe.split_at(header_len);
-        let plain = self.open_with(header.kid, header.ctr, |ctx| {
+        let (plain, epoch) = self.open_with(header.kid, header.ctr, |ctx| {
             ctx.open_copy(header.ctr, metadata, head, body, out)
         })?;
-        Ok(self.opened(header.kid, header.ctr, plain))
-    }
-
-    fn opened(&self, kid: u64, ctr: u64, plaintext: Range<usize>) -> Opened {
-        let epoch = self.senders.get(&kid).map_or(self.current, |s| s.epoch);
-        Opened {
-            kid,
-            epoch,
-            session: kid_session(kid),
-            ctr,
-            plaintext,
-        }
+        Ok(opened(header.kid, epoch, header.ctr, plain))
     }
 
     /// Find or derive the key for `kid`, check the replay window, run `open`, and only
-    /// if it authenticates record the CTR (and a newly derived key).
+    /// if it authenticates record the CTR (and a newly derived key). Returns `open`'s
+    /// result and the KID's epoch.
     fn open_with<T>(
         &mut self,
         kid: u64,
         ctr: u64,
         open: impl FnOnce(&KeyContext) -> Result<T, OpenError>,
-    ) -> Result<T, OpenError> {
+    ) -> Result<(T, u64), OpenError> {
         let epoch = match self.classify(kid) {
             EpochMatch::Known(epoch) => epoch,
             EpochMatch::Expired => return Err(OpenError::TooOld),
@@ -299,7 +349,7 @@ impl Opener {
             let out = open(&sender.ctx)?;
             sender.window.accept(ctr);
             sender.last_used = uses;
-            return Ok(out);
+            return Ok((out, sender.epoch));
         }
         if self.retired.contains(&kid) {
             return Err(OpenError::TooOld);
@@ -315,7 +365,7 @@ impl Opener {
                 last_used: uses,
             },
         );
-        Ok(out)
+        Ok((out, epoch))
     }
 
     fn insert(&mut self, kid: u64, sender: Sender) {
@@ -378,6 +428,16 @@ impl Opener {
         let previous = self.previous.map(|(epoch, _)| epoch);
         self.senders
             .retain(|_, s| s.epoch == current || s.epoch == next || Some(s.epoch) == previous);
+    }
+}
+
+fn opened(kid: u64, epoch: u64, ctr: u64, plaintext: Range<usize>) -> Opened {
+    Opened {
+        kid,
+        epoch,
+        session: kid_session(kid),
+        ctr,
+        plaintext,
     }
 }
 

@@ -96,11 +96,13 @@ fn config_bits(value: u64, ext_len: usize) -> u8 {
     }
 }
 
-/// Write the low `len` bytes of `value` big-endian into `out[..len]`.
-fn put_be(value: u64, len: usize, out: &mut [u8]) {
-    let be = value.to_be_bytes();
-    if let (Some(src), Some(dst)) = (be.get(8 - len..), out.get_mut(..len)) {
-        dst.copy_from_slice(src);
+/// Write the low `len` bytes (1 to 8) of `value` big-endian at `out[at..at + len]`, as
+/// one fixed 8-byte store of the left-aligned value (the bytes after `len` are zeros and
+/// are overwritten by whatever follows). `out` must have 8 bytes from `at`.
+fn put_be(value: u64, len: usize, out: &mut [u8; SframeHeader::MAX_LEN], at: usize) {
+    let aligned = value << (8 * (8 - len));
+    if let Some(slot) = out.get_mut(at..at + 8) {
+        slot.copy_from_slice(&aligned.to_be_bytes());
     }
 }
 
@@ -154,10 +156,12 @@ impl SframeHeader {
         let ctr_len = extended_len(self.ctr);
         let mut bytes = [0u8; Self::MAX_LEN];
         bytes[0] = (config_bits(self.kid, kid_len) << 4) | config_bits(self.ctr, ctr_len);
-        let (_, rest) = bytes.split_at_mut(1);
-        put_be(self.kid, kid_len, rest);
-        if let Some(rest) = rest.get_mut(kid_len..) {
-            put_be(self.ctr, ctr_len, rest);
+        // Both stores fit: 1 + kid_len + 8 <= 17.
+        if kid_len > 0 {
+            put_be(self.kid, kid_len, &mut bytes, 1);
+        }
+        if ctr_len > 0 {
+            put_be(self.ctr, ctr_len, &mut bytes, 1 + kid_len);
         }
         EncodedHeader {
             bytes,
