@@ -59,6 +59,7 @@ impl Room {
         let mut core = RelayCore::new(&[AppConfig::new(APP, KID, SECRET)], limits, start.instant);
         let options = JoinOptions {
             auto_subscribe: true,
+            room: None,
         };
         for i in 0..=receivers {
             let conn = ConnId(i as u64);

@@ -152,6 +152,7 @@ impl Session {
                     client_version: env!("CARGO_PKG_VERSION").to_owned(),
                     options: JoinOptions {
                         auto_subscribe: true,
+                        room: None,
                     },
                 };
                 let mut buf = BytesMut::new();

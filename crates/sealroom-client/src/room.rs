@@ -172,6 +172,7 @@ async fn handshake(
         client_version: env!("CARGO_PKG_VERSION").to_owned(),
         options: JoinOptions {
             auto_subscribe: true,
+            room: None,
         },
     };
     let mut buf = BytesMut::new();

@@ -26,6 +26,9 @@ pub const MAX_CONTROL_LEN: usize = 64 * 1024;
 pub struct JoinOptions {
     /// Subscribe to every track of every member by default (the usual case).
     pub auto_subscribe: bool,
+    /// The room the client means to enter; when set, a ticket that names another room is
+    /// refused with [`ErrorCode::WrongRoom`] (`None`: whatever room the ticket names).
+    pub room: Option<String>,
 }
 
 /// A member as the roster lists it.
@@ -381,6 +384,7 @@ mod tests {
             client_version: "0.1.0".into(),
             options: JoinOptions {
                 auto_subscribe: true,
+                room: Some("room-1".into()),
             },
         }
     }
@@ -543,8 +547,11 @@ mod tests {
         assert!(malformed(&[1, 12, 19, 0]));
         assert!(!malformed(&[1, 12, 18, 0]));
         // A bool that is neither 0 nor 1.
-        assert!(malformed(&[1, 0, 0, 0, 0, 2]));
-        assert!(!malformed(&[1, 0, 0, 0, 0, 1]));
+        assert!(malformed(&[1, 0, 0, 0, 0, 2, 0]));
+        assert!(!malformed(&[1, 0, 0, 0, 0, 1, 0]));
+        // An option tag that is neither 0 nor 1 (Join's requested room).
+        assert!(malformed(&[1, 0, 0, 0, 0, 1, 2]));
+        assert!(!malformed(&[1, 0, 0, 0, 0, 1, 1, 1, b'r']));
         // Invalid UTF-8 in a string.
         assert!(malformed(&[1, 9, 1, 0xff]));
         // Joined with a roster of 2^32 - 1 members in eight bytes: refused without

@@ -65,7 +65,7 @@
 //!     ticket: "eyJ...".into(),
 //!     client_name: "my-app".into(),
 //!     client_version: "1.0".into(),
-//!     options: JoinOptions { auto_subscribe: true },
+//!     options: JoinOptions { auto_subscribe: true, room: None },
 //! };
 //! let mut wire = Vec::new();
 //! join.encode_framed(&mut wire)?;

@@ -86,14 +86,26 @@ fn control_message() -> impl Strategy<Value = ControlMessage> {
     );
     let member_track = (any::<u32>(), any::<u32>());
     prop_oneof![
-        (".{0,64}", ".{0,16}", ".{0,16}", any::<bool>()).prop_map(
-            |(ticket, client_name, client_version, auto_subscribe)| ControlMessage::Join {
-                ticket,
-                client_name,
-                client_version,
-                options: JoinOptions { auto_subscribe },
-            }
-        ),
+        (
+            ".{0,64}",
+            ".{0,16}",
+            ".{0,16}",
+            any::<bool>(),
+            proptest::option::of(".{0,16}")
+        )
+            .prop_map(
+                |(ticket, client_name, client_version, auto_subscribe, room)| {
+                    ControlMessage::Join {
+                        ticket,
+                        client_name,
+                        client_version,
+                        options: JoinOptions {
+                            auto_subscribe,
+                            room,
+                        },
+                    }
+                }
+            ),
         (any::<u32>(), vec(member_info(), 0..4), limits).prop_map(|(member, roster, limits)| {
             ControlMessage::Joined {
                 member,

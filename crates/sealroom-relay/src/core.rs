@@ -716,6 +716,16 @@ impl RelayCore {
             .verifier
             .verify(ticket, now.unix_secs)
             .map_err(|err| (err.code(), verify_message(err.code())))?;
+        if options
+            .room
+            .as_ref()
+            .is_some_and(|room| *room != claims.room)
+        {
+            return Err((
+                ErrorCode::WrongRoom,
+                "the ticket names another room than the one requested",
+            ));
+        }
         let app = self
             .apps
             .get_mut(&claims.app)
@@ -1478,6 +1488,7 @@ mod tests {
             let ticket = self.ticket(app, user, room, grants);
             let options = JoinOptions {
                 auto_subscribe: true,
+                room: None,
             };
             let outcome = self.core.handle_join(conn, &ticket, &options, self.now);
             (conn, outcome)
@@ -1663,6 +1674,28 @@ mod tests {
     }
 
     #[test]
+    fn a_join_for_another_room_than_the_ticket_names_is_wrong_room() {
+        let mut h = Harness::new(Limits::default());
+        let ticket = h.ticket("app", "alice", "r", Grants::all());
+        let asking_for = |room: &str| JoinOptions {
+            auto_subscribe: true,
+            room: Some(room.to_owned()),
+        };
+        let conn = h.connect();
+        assert_eq!(
+            h.core.handle_join(conn, &ticket, &asking_for("r2"), h.now),
+            JoinOutcome::Refused(ErrorCode::WrongRoom)
+        );
+        assert_eq!(refusal(&h.outputs(), conn), Some(ErrorCode::WrongRoom));
+        assert_eq!(h.core.room_count(), 0);
+        let conn = h.connect();
+        assert_eq!(
+            h.core.handle_join(conn, &ticket, &asking_for("r"), h.now),
+            JoinOutcome::Joined
+        );
+    }
+
+    #[test]
     fn control_before_join_and_join_twice_are_violations() {
         let mut h = Harness::new(Limits::default());
         let conn = h.connect();
@@ -1752,6 +1785,7 @@ mod tests {
         let ticket = h.ticket("app", "b", "r", Grants::all());
         let options = JoinOptions {
             auto_subscribe: false,
+            room: None,
         };
         assert_eq!(
             h.core.handle_join(b, &ticket, &options, h.now),

@@ -57,7 +57,7 @@
 //! let now = Now { instant: Instant::now(), unix_secs: 1_800_000_000 };
 //! let apps = [AppConfig::new("my-app", "k1", b"secret".to_vec())];
 //! let mut core = RelayCore::new(&apps, Limits::default(), now.instant);
-//! let options = JoinOptions { auto_subscribe: true };
+//! let options = JoinOptions { auto_subscribe: true, room: None };
 //! let mut join = |core: &mut RelayCore, conn: ConnId, user: &str| {
 //!     let claims = TicketClaims::new("my-app", user, "room-1", now.unix_secs, 60, Grants::all());
 //!     let ticket = mint(&claims, "k1", b"secret").unwrap();

@@ -251,6 +251,7 @@ fn run(ops: Vec<Op>) {
                         client_version: String::new(),
                         options: JoinOptions {
                             auto_subscribe: user != 3,
+                            room: None,
                         },
                     },
                     now,

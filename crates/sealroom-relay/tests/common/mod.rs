@@ -176,6 +176,7 @@ impl Client {
             client_version: "0".to_owned(),
             options: JoinOptions {
                 auto_subscribe: true,
+                room: None,
             },
         };
         let mut buf = BytesMut::new();
