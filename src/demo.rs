@@ -221,16 +221,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let failures = report(&mut members_out);
     let stats = relay.stats();
     let kinds = [stats.audio, stats.video, stats.data];
+    let received_bytes: u64 = kinds.iter().map(|k| k.bytes_received).sum();
     let forwarded_bytes: u64 = kinds.iter().map(|k| k.bytes_forwarded).sum();
     let forwarded_frames: u64 = kinds.iter().map(|k| k.frames_forwarded).sum();
     println!(
-        "relay: forwarded {} in {forwarded_frames} frames (audio {}, video {}, data {}); \
-         it held no room key (sealroom-relay links no content cryptography) and the \
-         plaintext marker appeared {} times in the {} it received",
+        "relay: received {} of sealed frames and forwarded {} in {forwarded_frames} frames \
+         (audio {}, video {}, data {});",
+        human_bytes(received_bytes),
         human_bytes(forwarded_bytes),
         stats.audio.frames_forwarded,
         stats.video.frames_forwarded,
         stats.data.frames_forwarded,
+    );
+    println!(
+        "       it held no room key (sealroom-relay links no content cryptography), and the \
+         plaintext marker appeared {} times in the {} its payload tap saw",
         marker_seen.load(Ordering::Relaxed),
         human_bytes(tapped.load(Ordering::Relaxed)),
     );

@@ -65,3 +65,8 @@ pub use track::{AudioTrack, DataTrack, VideoTrack};
 
 pub use sealroom_frame::control::{ErrorCode, LeaveReason, SessionLimits, TrackInfo};
 pub use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
+
+/// The README's client example, compiled as a doctest so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
