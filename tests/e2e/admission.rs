@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sealroom_client::{
-    ErrorCode, Event, JoinError, MediaKind, RoomSecret, TicketSourceError, ticket_fn,
+    ErrorCode, Event, JoinError, JoinOptions, MediaKind, RoomSecret, TicketSourceError, ticket_fn,
 };
 use sealroom_relay::ticket::{Grants, TicketClaims, mint};
 
@@ -63,6 +63,23 @@ async fn bad_tickets_are_refused_with_their_reasons() -> anyhow::Result<()> {
     assert_eq!(
         refusal(&relay, "not a ticket".into()).await,
         Some(ErrorCode::BadTicket)
+    );
+
+    // A valid ticket for room "y" presented by a client that means to enter room "x".
+    let other_room = relay.ticket(app, "mallory", "y", Grants::all());
+    let refused = relay
+        .client()
+        .join_with(
+            relay.relay.local_addr(),
+            "localhost",
+            other_room,
+            &RoomSecret::generate(),
+            JoinOptions::default().room("x"),
+        )
+        .await;
+    assert_eq!(
+        refused.err().and_then(|err| err.code()),
+        Some(ErrorCode::WrongRoom)
     );
 
     // The relay is still whole: a good ticket gets in.

@@ -41,6 +41,48 @@ impl std::fmt::Debug for Trust {
     }
 }
 
+/// Options of one join, for [`Client::join_with`](crate::Client::join_with).
+///
+/// ```
+/// use sealroom_client::JoinOptions;
+///
+/// // Refuse (with `ErrorCode::WrongRoom`) a ticket that names any room but "standup".
+/// let options = JoinOptions::default().room("standup");
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    pub(crate) room: Option<String>,
+    pub(crate) auto_subscribe: bool,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        Self {
+            room: None,
+            auto_subscribe: true,
+        }
+    }
+}
+
+impl JoinOptions {
+    /// The room the application means to enter: the relay refuses a ticket that names
+    /// another one with [`ErrorCode::WrongRoom`](crate::ErrorCode::WrongRoom). Without it
+    /// the client enters whatever room its ticket names.
+    #[must_use]
+    pub fn room(mut self, room: impl Into<String>) -> Self {
+        self.room = Some(room.into());
+        self
+    }
+
+    /// Receive every track of every member without subscribing to each (default on).
+    #[must_use]
+    pub fn auto_subscribe(mut self, on: bool) -> Self {
+        self.auto_subscribe = on;
+        self
+    }
+}
+
 /// The text given as a certificate pin is not 64 hexadecimal digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a certificate pin is 64 hexadecimal digits (the SHA-256 of the certificate)")]

@@ -50,7 +50,7 @@ mod ticket;
 mod tls;
 mod track;
 
-pub use config::{ClientConfig, PinParseError, Trust};
+pub use config::{ClientConfig, JoinOptions, PinParseError, Trust};
 pub use error::{ClientError, JoinError, PublishError, RefreshError};
 pub use event::{DisconnectReason, Event, Events, Member, ReceivedFrame, UnopenedFrame};
 pub use room::{Client, DangerousRoom, Room};

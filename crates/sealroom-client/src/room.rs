@@ -8,14 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::BytesMut;
 use sealroom_crypto::RoomSecret;
 use sealroom_frame::ErrorCode;
-use sealroom_frame::control::{
-    ControlMessage, JoinOptions, MAX_CONTROL_LEN, SessionLimits, TrackInfo,
-};
+use sealroom_frame::control::{ControlMessage, MAX_CONTROL_LEN, SessionLimits, TrackInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::Deframer;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, JoinOptions};
 use crate::error::{ClientError, JoinError, PublishError, RefreshError};
 use crate::event::{Events, Member};
 use crate::keys::{Keys, TrackSealer};
@@ -60,7 +58,8 @@ impl Client {
         self.endpoint.local_addr()
     }
 
-    /// Connect to the relay at `relay` and join the room a ticket from `tickets` names.
+    /// Connect to the relay at `relay` and join the room a ticket from `tickets` names,
+    /// with default [`JoinOptions`].
     ///
     /// `server_name` is the relay's TLS name (checked with [`Trust::SystemRoots`](crate::Trust::SystemRoots)).
     /// Every frame this room publishes is sealed with keys derived from `secret`, and
@@ -75,13 +74,29 @@ impl Client {
         tickets: impl TicketSource,
         secret: &RoomSecret,
     ) -> Result<(Room, Events), JoinError> {
+        self.join_with(relay, server_name, tickets, secret, JoinOptions::default())
+            .await
+    }
+
+    /// [`join`](Self::join) with options (for example the room the application expects).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub async fn join_with(
+        &self,
+        relay: SocketAddr,
+        server_name: &str,
+        tickets: impl TicketSource,
+        secret: &RoomSecret,
+        options: JoinOptions,
+    ) -> Result<(Room, Events), JoinError> {
         let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
         let ticket = tickets.ticket(TicketRequest::join()).await?;
         let conn = self
             .endpoint
             .connect_with(self.quic.clone(), relay, server_name)?
             .await?;
-        let joined = match handshake(&conn, &self.config, ticket).await {
+        let joined = match handshake(&conn, &self.config, &options, ticket).await {
             Ok(joined) => joined,
             Err(err) => {
                 conn.close(0u32.into(), b"join failed");
@@ -163,6 +178,7 @@ struct Joined {
 async fn handshake(
     conn: &quinn::Connection,
     config: &ClientConfig,
+    options: &JoinOptions,
     ticket: String,
 ) -> Result<Joined, JoinError> {
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -170,9 +186,9 @@ async fn handshake(
         ticket,
         client_name: config.client_name.clone(),
         client_version: env!("CARGO_PKG_VERSION").to_owned(),
-        options: JoinOptions {
-            auto_subscribe: true,
-            room: None,
+        options: sealroom_frame::control::JoinOptions {
+            auto_subscribe: options.auto_subscribe,
+            room: options.room.clone(),
         },
     };
     let mut buf = BytesMut::new();
