@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 
 use super::net;
 
-/// Chunks queued towards one subscriber's copy of one stream before that copy is reset
-/// (64 KiB reads: about the relay's 1 MiB video group queue).
-const STREAM_QUEUE_CHUNKS: usize = 16;
+/// Bytes queued towards one subscriber's copy of one stream before that copy is reset (the
+/// relay's default video group queue).
+const STREAM_QUEUE_BYTES: usize = 1024 * 1024;
 
 #[derive(Default)]
 struct Rooms {
@@ -135,28 +135,49 @@ async fn connection(rooms: Arc<Rooms>, incoming: quinn::Incoming) -> anyhow::Res
     Ok(())
 }
 
+/// One subscriber's copy of an incoming stream.
+struct Copy {
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Set when the subscriber fell behind: the copy is reset.
+    stale: Arc<AtomicBool>,
+}
+
 /// Copy one incoming stream onto a new stream to every subscriber of the room.
 async fn copy_stream(rooms: Arc<Rooms>, room: u32, mut recv: quinn::RecvStream) {
     let priority = rooms.next_priority.fetch_add(1, Ordering::Relaxed);
-    let mut copies: Vec<(mpsc::Sender<Bytes>, Arc<AtomicBool>)> = rooms
+    let mut copies: Vec<Copy> = rooms
         .subscribers(room)
         .into_iter()
         .map(|subscriber| {
-            let (tx, rx) = mpsc::channel(STREAM_QUEUE_CHUNKS);
-            let stale = Arc::new(AtomicBool::new(false));
-            tokio::spawn(write_copy(subscriber, priority, rx, Arc::clone(&stale)));
-            (tx, stale)
+            let (tx, rx) = mpsc::unbounded_channel();
+            let copy = Copy {
+                tx,
+                queued: Arc::new(AtomicUsize::new(0)),
+                stale: Arc::new(AtomicBool::new(false)),
+            };
+            tokio::spawn(write_copy(
+                subscriber,
+                priority,
+                rx,
+                Arc::clone(&copy.queued),
+                Arc::clone(&copy.stale),
+            ));
+            copy
         })
         .collect();
     while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
-        // A subscriber whose copy is full is behind on this stream: its copy is reset, as
-        // the relay resets a stale group.
-        copies.retain(|(tx, stale)| {
-            let queued = tx.try_send(chunk.bytes.clone()).is_ok();
-            if !queued {
-                stale.store(true, Ordering::Relaxed);
+        let len = chunk.bytes.len();
+        // A subscriber whose copy holds too much is behind on this stream: its copy is
+        // reset, as the relay resets a stale group.
+        copies.retain(|copy| {
+            let queued = copy.queued.fetch_add(len, Ordering::Relaxed) + len;
+            if queued > STREAM_QUEUE_BYTES || copy.tx.send(chunk.bytes.clone()).is_err() {
+                copy.stale.store(true, Ordering::Relaxed);
+                return false;
             }
-            queued
+            true
         });
     }
 }
@@ -164,7 +185,8 @@ async fn copy_stream(rooms: Arc<Rooms>, room: u32, mut recv: quinn::RecvStream) 
 async fn write_copy(
     subscriber: quinn::Connection,
     priority: i32,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
     stale: Arc<AtomicBool>,
 ) {
     let Ok(mut send) = subscriber.open_uni().await else {
@@ -175,9 +197,11 @@ async fn write_copy(
         if stale.load(Ordering::Relaxed) {
             break;
         }
+        let len = chunk.len();
         if send.write_chunk(chunk).await.is_err() {
             return;
         }
+        queued.fetch_sub(len, Ordering::Relaxed);
     }
     if stale.load(Ordering::Relaxed) {
         let _ = send.reset(VarInt::from_u32(sealroom_relay::stream_code::STALE_GROUP));

@@ -80,6 +80,11 @@ pub(crate) struct LoadArgs {
     /// caps it at net.core.rmem_max / wmem_max).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     socket_buffer: usize,
+    /// Worker threads of the relay's (and the baseline's) async runtime, passed as
+    /// TOKIO_WORKER_THREADS; 0 keeps the default (one per core). One thread measures what
+    /// one core does and avoids cross-thread wake-ups.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
     /// Directory for the JSON results, the SVG plot, the generated relay config and the
     /// servers' logs.
     #[arg(long, default_value = "target/load")]
@@ -168,13 +173,18 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         results.ratios = Some(Ratios::of(relay, baseline));
     }
     println!(
-        "\nshape {:?}: {}; {} room(s) x (1 publisher + {} subscribers); {:.0} s window; {} cores",
+        "\nshape {:?}: {}; {} room(s) x (1 publisher + {} subscribers); {:.0} s window; {} cores; server threads {}",
         shape.name,
         shape.describe(),
         args.rooms,
         args.subscribers,
         args.duration,
-        cores
+        cores,
+        if args.server_threads == 0 {
+            "one per core".to_owned()
+        } else {
+            args.server_threads.to_string()
+        }
     );
     print!("{}", report::table(&results.runs, results.ratios.as_ref()));
     let stem = format!(
@@ -287,6 +297,7 @@ fn start_server(
                 &["relay", "--config", config],
                 &args.out.join("relay.log"),
                 true,
+                args.server_threads,
             )?;
             let entry = Entry::Relay {
                 app: APP.to_owned(),
@@ -318,6 +329,7 @@ fn start_server(
                 ],
                 &args.out.join("forwarder.log"),
                 false,
+                args.server_threads,
             )?;
             Ok((server, Entry::Forwarder))
         }
@@ -488,6 +500,13 @@ async fn throughput(
         arrivals += recorder.arrivals;
         arrival_bytes += recorder.arrival_bytes;
     }
+    if arrivals == 0 {
+        bail!(
+            "{}: no frame reached a subscriber in the measured window (see the logs in {})",
+            target.name(),
+            args.out.display()
+        );
+    }
     let expected = sent.frames * args.subscribers as u64;
     let cpu = (cpu_end.cpu_secs - cpu_start.cpu_secs).max(0.0);
     let egress_mbit = arrival_bytes as f64 * 8.0 / secs / 1e6;
@@ -505,16 +524,13 @@ async fn throughput(
         rooms: args.rooms,
         subscribers_per_room: args.subscribers,
         window_secs: secs,
+        server_threads: args.server_threads,
         ingress_mbit_s: sent.bytes as f64 * 8.0 / secs / 1e6,
         egress_mbit_s: egress_mbit,
         ingress_frames_s: sent.frames as f64 / secs,
         egress_frames_s: arrivals as f64 / secs,
         server_cpu_percent: cpu_percent,
-        server_cpu_us_per_egress_frame: if arrivals > 0 {
-            cpu * 1e6 / arrivals as f64
-        } else {
-            f64::NAN
-        },
+        server_cpu_us_per_egress_frame: cpu * 1e6 / arrivals as f64,
         server_cpu_percent_per_100mbit_egress: if egress_mbit > 0.0 {
             cpu_percent / (egress_mbit / 100.0)
         } else {

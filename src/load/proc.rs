@@ -23,11 +23,21 @@ pub(crate) struct Server {
 impl Server {
     /// Run this executable with `args`, its stderr going to `log`, and wait for the
     /// `listen:` line of its banner (and `internal:` when `expect_internal`).
-    pub(crate) fn spawn(args: &[&str], log: &Path, expect_internal: bool) -> anyhow::Result<Self> {
+    /// `threads` (when not 0) sets its runtime's worker threads.
+    pub(crate) fn spawn(
+        args: &[&str],
+        log: &Path,
+        expect_internal: bool,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the sealroom executable")?;
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if threads > 0 {
+            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

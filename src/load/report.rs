@@ -52,6 +52,8 @@ pub(crate) struct RunReport {
     pub(crate) rooms: usize,
     pub(crate) subscribers_per_room: usize,
     pub(crate) window_secs: f64,
+    /// Worker threads of the server's runtime (0: one per core).
+    pub(crate) server_threads: usize,
     pub(crate) ingress_mbit_s: f64,
     pub(crate) egress_mbit_s: f64,
     pub(crate) ingress_frames_s: f64,
