@@ -12,6 +12,9 @@ use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use sealroom_frame::Envelope;
+use sealroom_frame::sframe::{EncodedHeader, SframeHeader};
+
 use crate::suite::{CipherSuite, Hash, MAX_TAG_LEN, NONCE_LEN};
 
 /// Which cryptographic library does the work.
@@ -175,21 +178,61 @@ pub(crate) enum Cipher {
     },
 }
 
-/// Build the AEAD AAD (header || metadata) on the stack when it is small, which it always
-/// is for sealroom's 28-byte envelope metadata, and on the heap otherwise.
-fn with_aad<R>(header: &[u8], metadata: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    const STACK: usize = 64;
-    let len = header.len() + metadata.len();
-    if len <= STACK {
+/// The two parts of an SFrame AAD: the encoded header, then the metadata.
+#[derive(Clone, Copy)]
+pub(crate) struct AadParts<'a> {
+    header: &'a [u8],
+    /// The header zero-padded to its maximum length, when the caller has it that way:
+    /// lets the AAD be assembled with fixed-size moves.
+    padded: Option<&'a [u8; SframeHeader::MAX_LEN]>,
+    metadata: &'a [u8],
+}
+
+impl<'a> AadParts<'a> {
+    pub(crate) fn new(header: &'a EncodedHeader, metadata: &'a [u8]) -> Self {
+        Self {
+            header: header.as_bytes(),
+            padded: Some(header.as_array()),
+            metadata,
+        }
+    }
+
+    #[cfg(test)]
+    fn raw(header: &'a [u8], metadata: &'a [u8]) -> Self {
+        Self {
+            header,
+            padded: None,
+            metadata,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.header.len() + self.metadata.len()
+    }
+
+    /// Run `f` on `header || metadata` laid out contiguously: on the stack when it is
+    /// small, as it always is for sealroom's 28-byte envelope metadata, else on the heap.
+    fn with_contiguous<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        const STACK: usize = 64;
+        let header_len = self.header.len();
+        let len = self.len();
+        if len > STACK {
+            let mut aad = Vec::with_capacity(len);
+            aad.extend_from_slice(self.header);
+            aad.extend_from_slice(self.metadata);
+            return f(&aad);
+        }
         let mut aad = [0u8; STACK];
-        aad[..header.len()].copy_from_slice(header);
-        aad[header.len()..len].copy_from_slice(metadata);
+        match self.padded {
+            Some(padded) => aad[..SframeHeader::MAX_LEN].copy_from_slice(padded),
+            None => aad[..header_len].copy_from_slice(self.header),
+        }
+        // Fixed-size move for the envelope metadata; it overwrites the header's padding.
+        match <&[u8; Envelope::METADATA_LEN]>::try_from(self.metadata) {
+            Ok(meta) => aad[header_len..header_len + Envelope::METADATA_LEN].copy_from_slice(meta),
+            Err(_) => aad[header_len..len].copy_from_slice(self.metadata),
+        }
         f(&aad[..len])
-    } else {
-        let mut aad = Vec::with_capacity(len);
-        aad.extend_from_slice(header);
-        aad.extend_from_slice(metadata);
-        f(&aad)
     }
 }
 
@@ -277,12 +320,12 @@ impl Cipher {
     fn ctr_hmac_tag(
         &self,
         nonce: &[u8; NONCE_LEN],
-        header: &[u8],
-        metadata: &[u8],
+        aad: AadParts<'_>,
         ct: &[u8],
         tag_len: usize,
     ) -> Zeroizing<[u8; 32]> {
-        let prefix = mac_prefix(header.len() + metadata.len(), ct.len(), tag_len, nonce);
+        let (header, metadata) = (aad.header, aad.metadata);
+        let prefix = mac_prefix(aad.len(), ct.len(), tag_len, nonce);
         let mut full = Zeroizing::new([0u8; 32]);
         match self {
             Self::RustCtrHmac { mac, .. } => {
@@ -334,26 +377,25 @@ impl Cipher {
     pub(crate) fn seal(
         &self,
         nonce: &[u8; NONCE_LEN],
-        header: &[u8],
-        metadata: &[u8],
+        aad: AadParts<'_>,
         in_out: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), Refused> {
         match self {
-            Self::RustGcm128(aead) => with_aad(header, metadata, |aad| {
+            Self::RustGcm128(aead) => aad.with_contiguous(|aad| {
                 let t = aead
                     .encrypt_inout_detached(&(*nonce).into(), aad, in_out.into())
                     .map_err(|_| Refused)?;
                 copy_tag(tag, &t)
             }),
-            Self::RustGcm256(aead) => with_aad(header, metadata, |aad| {
+            Self::RustGcm256(aead) => aad.with_contiguous(|aad| {
                 let t = aead
                     .encrypt_inout_detached(&(*nonce).into(), aad, in_out.into())
                     .map_err(|_| Refused)?;
                 copy_tag(tag, &t)
             }),
             #[cfg(feature = "aws-lc")]
-            Self::AwsGcm(key) => with_aad(header, metadata, |aad| {
+            Self::AwsGcm(key) => aad.with_contiguous(|aad| {
                 use aws_lc_rs::aead::{Aad, Nonce};
                 let t = key
                     .seal_in_place_separate_tag(
@@ -366,13 +408,13 @@ impl Cipher {
             }),
             Self::RustCtrHmac { tag_len, .. } => {
                 self.ctr_apply(nonce, in_out)?;
-                let full = self.ctr_hmac_tag(nonce, header, metadata, in_out, *tag_len);
+                let full = self.ctr_hmac_tag(nonce, aad, in_out, *tag_len);
                 copy_tag(tag, full.get(..*tag_len).ok_or(Refused)?)
             }
             #[cfg(feature = "aws-lc")]
             Self::AwsCtrHmac { tag_len, .. } => {
                 self.ctr_apply(nonce, in_out)?;
-                let full = self.ctr_hmac_tag(nonce, header, metadata, in_out, *tag_len);
+                let full = self.ctr_hmac_tag(nonce, aad, in_out, *tag_len);
                 copy_tag(tag, full.get(..*tag_len).ok_or(Refused)?)
             }
         }
@@ -384,24 +426,23 @@ impl Cipher {
     pub(crate) fn open(
         &self,
         nonce: &[u8; NONCE_LEN],
-        header: &[u8],
-        metadata: &[u8],
+        aad: AadParts<'_>,
         in_out: &mut [u8],
         tag: &[u8],
     ) -> Result<(), Refused> {
         match self {
-            Self::RustGcm128(aead) => with_aad(header, metadata, |aad| {
+            Self::RustGcm128(aead) => aad.with_contiguous(|aad| {
                 let tag = <&[u8; MAX_TAG_LEN]>::try_from(tag).map_err(|_| Refused)?;
                 aead.decrypt_inout_detached(&(*nonce).into(), aad, in_out.into(), &(*tag).into())
                     .map_err(|_| Refused)
             }),
-            Self::RustGcm256(aead) => with_aad(header, metadata, |aad| {
+            Self::RustGcm256(aead) => aad.with_contiguous(|aad| {
                 let tag = <&[u8; MAX_TAG_LEN]>::try_from(tag).map_err(|_| Refused)?;
                 aead.decrypt_inout_detached(&(*nonce).into(), aad, in_out.into(), &(*tag).into())
                     .map_err(|_| Refused)
             }),
             #[cfg(feature = "aws-lc")]
-            Self::AwsGcm(key) => with_aad(header, metadata, |aad| {
+            Self::AwsGcm(key) => aad.with_contiguous(|aad| {
                 use aws_lc_rs::aead::{Aad, Nonce};
                 key.open_in_place_separate_tag(
                     Nonce::assume_unique_for_key(*nonce),
@@ -413,12 +454,12 @@ impl Cipher {
                 .map_err(|_| Refused)
             }),
             Self::RustCtrHmac { tag_len, .. } => {
-                self.ctr_hmac_verify(nonce, header, metadata, in_out, tag, *tag_len)?;
+                self.ctr_hmac_verify(nonce, aad, in_out, tag, *tag_len)?;
                 self.ctr_apply(nonce, in_out)
             }
             #[cfg(feature = "aws-lc")]
             Self::AwsCtrHmac { tag_len, .. } => {
-                self.ctr_hmac_verify(nonce, header, metadata, in_out, tag, *tag_len)?;
+                self.ctr_hmac_verify(nonce, aad, in_out, tag, *tag_len)?;
                 self.ctr_apply(nonce, in_out)
             }
         }
@@ -427,13 +468,12 @@ impl Cipher {
     fn ctr_hmac_verify(
         &self,
         nonce: &[u8; NONCE_LEN],
-        header: &[u8],
-        metadata: &[u8],
+        aad: AadParts<'_>,
         ct: &[u8],
         tag: &[u8],
         tag_len: usize,
     ) -> Result<(), Refused> {
-        let full = self.ctr_hmac_tag(nonce, header, metadata, ct, tag_len);
+        let full = self.ctr_hmac_tag(nonce, aad, ct, tag_len);
         let expected = full.get(..tag_len).ok_or(Refused)?;
         if tag.len() == tag_len && bool::from(expected.ct_eq(tag)) {
             Ok(())
@@ -493,7 +533,7 @@ mod tests {
                 // The AAD may be split anywhere between header and metadata.
                 let (head, meta) = aad.split_at(aad.len() / 3);
                 cipher
-                    .seal(&nonce, head, meta, &mut body, &mut tag)
+                    .seal(&nonce, AadParts::raw(head, meta), &mut body, &mut tag)
                     .expect("seal");
                 assert_eq!(
                     [body.clone(), tag.clone()].concat(),
@@ -501,15 +541,32 @@ mod tests {
                     "{backend:?}"
                 );
                 cipher
-                    .open(&nonce, &aad, b"", &mut body, &tag)
+                    .open(&nonce, AadParts::raw(&aad, b""), &mut body, &tag)
                     .expect("open");
                 assert_eq!(body, unhex(&v.pt));
                 let last = tag.len() - 1;
                 tag[last] ^= 1;
                 assert_eq!(
-                    cipher.open(&nonce, &aad, b"", &mut body, &tag),
+                    cipher.open(&nonce, AadParts::raw(&aad, b""), &mut body, &tag),
                     Err(Refused)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn padded_and_plain_aad_assembly_agree() {
+        for kid in [0u64, 8, 1 << 40, u64::MAX] {
+            for ctr in [0u64, 300, u64::MAX] {
+                let header = SframeHeader::new(kid, ctr).encode_array();
+                for meta_len in [0usize, 1, 28, 29, 47, 48, 100] {
+                    let metadata = vec![0x3c; meta_len];
+                    let fast = AadParts::new(&header, &metadata).with_contiguous(<[u8]>::to_vec);
+                    let plain =
+                        AadParts::raw(header.as_bytes(), &metadata).with_contiguous(<[u8]>::to_vec);
+                    assert_eq!(fast, plain);
+                    assert_eq!(fast, [header.as_bytes(), &metadata].concat());
+                }
             }
         }
     }
@@ -523,18 +580,23 @@ mod tests {
                 let mut body = b"payload".to_vec();
                 let mut tag = vec![0u8; suite.tag_len()];
                 cipher
-                    .seal(&[0; 12], b"h", &metadata, &mut body, &mut tag)
+                    .seal(
+                        &[0; 12],
+                        AadParts::raw(b"h", &metadata),
+                        &mut body,
+                        &mut tag,
+                    )
                     .expect("seal");
                 let mut other = metadata.clone();
                 other[299] = 0;
                 let mut copy = body.clone();
                 assert!(
                     cipher
-                        .open(&[0; 12], b"h", &other, &mut copy, &tag)
+                        .open(&[0; 12], AadParts::raw(b"h", &other), &mut copy, &tag)
                         .is_err()
                 );
                 cipher
-                    .open(&[0; 12], b"h", &metadata, &mut body, &tag)
+                    .open(&[0; 12], AadParts::raw(b"h", &metadata), &mut body, &tag)
                     .expect("open");
                 assert_eq!(body, b"payload");
             }

@@ -2,10 +2,10 @@
 
 use std::ops::Range;
 
-use sealroom_frame::sframe::SframeHeader;
+use sealroom_frame::sframe::{EncodedHeader, SframeHeader};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::backend::{Backend, Cipher, hkdf_expand, hkdf_extract};
+use crate::backend::{AadParts, Backend, Cipher, hkdf_expand, hkdf_extract};
 use crate::buffer::FrameBuffer;
 use crate::error::{OpenError, SealError};
 use crate::suite::{CipherSuite, MAX_KEY_LEN, MAX_TAG_LEN, NONCE_LEN};
@@ -144,7 +144,7 @@ impl KeyContext {
         let header = SframeHeader::new(self.kid, ctr).encode_array();
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(plaintext);
-        let end = self.seal_tail(ctr, metadata, out, start, header.len())?;
+        let end = self.seal_tail(ctr, metadata, out, start, &header)?;
         Ok(start..end)
     }
 
@@ -157,8 +157,9 @@ impl KeyContext {
     /// The caller must never use one `ctr` twice with this context.
     ///
     /// # Errors
-    /// [`SealError::NoHeadroom`], [`SealError::OutOfBounds`], [`SealError::TooLong`];
-    /// [`SealError::Backend`] never for valid sizes. On error `buf` holds what it held.
+    /// [`SealError::NoHeadroom`], [`SealError::OutOfBounds`], [`SealError::TooLong`],
+    /// with `buf` unchanged; [`SealError::Backend`] never for valid sizes (it leaves the
+    /// header slot and the plaintext zeroed).
     pub fn seal_in_place<B: FrameBuffer>(
         &self,
         ctr: u64,
@@ -181,21 +182,33 @@ impl KeyContext {
                 have: plaintext_at,
             });
         };
-        let mut saved = [0u8; SframeHeader::MAX_LEN];
-        let saved = &mut saved[..header.len()];
-        let slot = &mut buf.as_mut_slice()[start..plaintext_at];
-        saved.copy_from_slice(slot);
+        self.seal_encoded(ctr, &header, metadata, buf, start)
+    }
+
+    /// Seal `buf[start + header.len()..]` in place after writing `header` (the encoding
+    /// of this context's KID and `ctr`) at `start`; the caller has checked the bounds.
+    /// Returns `start`.
+    pub(crate) fn seal_encoded<B: FrameBuffer>(
+        &self,
+        ctr: u64,
+        header: &EncodedHeader,
+        metadata: &[u8],
+        buf: &mut B,
+        start: usize,
+    ) -> Result<usize, SealError> {
+        let end = start + header.len();
+        let slot = &mut buf.as_mut_slice()[start..end];
         slot.copy_from_slice(header.as_bytes());
-        match self.seal_tail(ctr, metadata, buf, start, header.len()) {
+        match self.seal_tail(ctr, metadata, buf, start, header) {
             Ok(_) => Ok(start),
             Err(err) => {
-                buf.as_mut_slice()[start..plaintext_at].copy_from_slice(saved);
+                buf.as_mut_slice()[start..end].zeroize();
                 Err(err)
             }
         }
     }
 
-    /// `buf[start..]` holds header (`header_len` bytes) then plaintext: encrypt the
+    /// `buf[start..]` holds `header` then plaintext: encrypt the
     /// plaintext, append the tag, return the new end. On error, overwrite what was
     /// encrypted with zeros and append nothing.
     fn seal_tail<B: FrameBuffer>(
@@ -204,19 +217,15 @@ impl KeyContext {
         metadata: &[u8],
         buf: &mut B,
         start: usize,
-        header_len: usize,
+        header: &EncodedHeader,
     ) -> Result<usize, SealError> {
         let tag_len = self.suite.tag_len();
         let nonce = self.nonce(ctr);
         let mut tag = [0u8; MAX_TAG_LEN];
         let tag = &mut tag[..tag_len];
-        let frame = &mut buf.as_mut_slice()[start..];
-        let (header, body) = frame.split_at_mut(header_len);
-        if self
-            .cipher
-            .seal(&nonce, header, metadata, body, tag)
-            .is_err()
-        {
+        let body = &mut buf.as_mut_slice()[start + header.len()..];
+        let aad = AadParts::new(header, metadata);
+        if self.cipher.seal(&nonce, aad, body, tag).is_err() {
             body.zeroize();
             return Err(SealError::Backend);
         }
@@ -242,8 +251,8 @@ impl KeyContext {
         if header.kid != self.kid {
             return Err(OpenError::AuthenticationFailed);
         }
-        let (head, body) = sframe.split_at_mut(header_len);
-        let plain = self.open_body(header.ctr, metadata, head, body)?;
+        let body = &mut sframe[header_len..];
+        let plain = self.open_body(&header, metadata, body)?;
         Ok((header, header_len..header_len + plain))
     }
 
@@ -262,8 +271,7 @@ impl KeyContext {
         if header.kid != self.kid {
             return Err(OpenError::AuthenticationFailed);
         }
-        let (head, body) = sframe.split_at(header_len);
-        let plain = self.open_copy(header.ctr, metadata, head, body, out)?;
+        let plain = self.open_copy(&header, metadata, &sframe[header_len..], out)?;
         Ok((header, plain))
     }
 
@@ -271,15 +279,14 @@ impl KeyContext {
     /// plaintext range in `out`.
     pub(crate) fn open_copy<B: FrameBuffer>(
         &self,
-        ctr: u64,
+        header: &SframeHeader,
         metadata: &[u8],
-        header: &[u8],
         body: &[u8],
         out: &mut B,
     ) -> Result<Range<usize>, OpenError> {
         let start = out.len();
         out.extend_from_slice(body);
-        match self.open_body(ctr, metadata, header, &mut out.as_mut_slice()[start..]) {
+        match self.open_body(header, metadata, &mut out.as_mut_slice()[start..]) {
             Ok(plain) => {
                 out.resize_zeroed(start + plain);
                 Ok(start..start + plain)
@@ -293,19 +300,27 @@ impl KeyContext {
 
     /// Verify and decrypt `body` (ciphertext || tag, at least a tag long) in place;
     /// returns the plaintext length. Zeroes `body` on failure.
+    ///
+    /// The AAD uses `header` re-encoded rather than the received bytes: the codec accepts
+    /// only minimal encodings, so the two are identical (the header fuzz target and the
+    /// RFC vectors check that), and the re-encoding is a fixed-size array.
     pub(crate) fn open_body(
         &self,
-        ctr: u64,
+        header: &SframeHeader,
         metadata: &[u8],
-        header: &[u8],
         body: &mut [u8],
     ) -> Result<usize, OpenError> {
+        let ctr = header.ctr;
+        let header = header.encode_array();
         let Some(ct_len) = body.len().checked_sub(self.suite.tag_len()) else {
             return Err(OpenError::Malformed);
         };
         let (ct, tag) = body.split_at_mut(ct_len);
         let nonce = self.nonce(ctr);
-        match self.cipher.open(&nonce, header, metadata, ct, tag) {
+        match self
+            .cipher
+            .open(&nonce, AadParts::new(&header, metadata), ct, tag)
+        {
             Ok(()) => Ok(ct_len),
             Err(_) => {
                 body.zeroize();

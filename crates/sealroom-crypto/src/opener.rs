@@ -298,9 +298,9 @@ impl Opener {
         sframe: &mut [u8],
     ) -> Result<Opened, OpenError> {
         let (header, header_len) = parse(self.schedule.suite(), sframe)?;
-        let (head, body) = sframe.split_at_mut(header_len);
+        let body = &mut sframe[header_len..];
         let (plain, epoch) = self.open_with(header.kid, header.ctr, |ctx| {
-            ctx.open_body(header.ctr, metadata, head, body)
+            ctx.open_body(&header, metadata, body)
         })?;
         Ok(opened(
             header.kid,
@@ -321,9 +321,9 @@ impl Opener {
         out: &mut B,
     ) -> Result<Opened, OpenError> {
         let (header, header_len) = parse(self.schedule.suite(), sframe)?;
-        let (head, body) = sframe.split_at(header_len);
+        let body = &sframe[header_len..];
         let (plain, epoch) = self.open_with(header.kid, header.ctr, |ctx| {
-            ctx.open_copy(header.ctr, metadata, head, body, out)
+            ctx.open_copy(&header, metadata, body, out)
         })?;
         Ok(opened(header.kid, epoch, header.ctr, plain))
     }

@@ -187,7 +187,7 @@ impl Sealer {
     /// # Errors
     /// [`SealError::RotationRequired`] at the usage limit; [`SealError::NoHeadroom`],
     /// [`SealError::OutOfBounds`], [`SealError::TooLong`] for bad arguments. Nothing is
-    /// changed in `buf` on error.
+    /// changed in `buf` on these errors.
     pub fn seal_in_place<B: FrameBuffer>(
         &mut self,
         metadata: &[u8],
@@ -201,13 +201,13 @@ impl Sealer {
                 len,
             });
         };
-        let needed = self.header_len();
-        if plaintext_at < needed {
+        let header = SframeHeader::new(self.ctx.kid(), self.next_ctr).encode_array();
+        let Some(start) = plaintext_at.checked_sub(header.len()) else {
             return Err(SealError::NoHeadroom {
-                needed,
+                needed: header.len(),
                 have: plaintext_at,
             });
-        }
+        };
         if plaintext_len > crate::MAX_PLAINTEXT_LEN {
             return Err(SealError::TooLong {
                 len: plaintext_len,
@@ -215,7 +215,7 @@ impl Sealer {
             });
         }
         let ctr = self.take_ctr(plaintext_len)?;
-        self.ctx.seal_in_place(ctr, metadata, buf, plaintext_at)
+        self.ctx.seal_encoded(ctr, &header, metadata, buf, start)
     }
 
     /// Start a new sending session in the same epoch: a fresh random session id, so a new

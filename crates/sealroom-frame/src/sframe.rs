@@ -51,6 +51,12 @@ impl EncodedHeader {
         self.bytes.get(..self.len).unwrap_or(&self.bytes)
     }
 
+    /// The encoded header in the first [`Self::len`] bytes of a fixed array, zeros after:
+    /// lets callers copy it with one fixed-size move.
+    pub fn as_array(&self) -> &[u8; SframeHeader::MAX_LEN] {
+        &self.bytes
+    }
+
     /// Length of the encoded header in bytes.
     #[allow(clippy::len_without_is_empty)] // never empty: the config byte is always there
     pub fn len(&self) -> usize {
@@ -96,13 +102,12 @@ fn config_bits(value: u64, ext_len: usize) -> u8 {
     }
 }
 
-/// Write the low `len` bytes (1 to 8) of `value` big-endian at `out[at..at + len]`, as
-/// one fixed 8-byte store of the left-aligned value (the bytes after `len` are zeros and
-/// are overwritten by whatever follows). `out` must have 8 bytes from `at`.
-fn put_be(value: u64, len: usize, out: &mut [u8; SframeHeader::MAX_LEN], at: usize) {
-    let aligned = value << (8 * (8 - len));
-    if let Some(slot) = out.get_mut(at..at + 8) {
-        slot.copy_from_slice(&aligned.to_be_bytes());
+/// `value`'s low `len` bytes (0 to 8) moved to the top of a `u64`, so that its big-endian
+/// bytes start with them; zero for `len == 0`.
+fn left_aligned(value: u64, len: usize) -> u64 {
+    match len {
+        1..=8 => value << (64 - 8 * len),
+        _ => 0,
     }
 }
 
@@ -126,9 +131,18 @@ fn read_field(
             have: input.len(),
         });
     };
-    let value = field
-        .iter()
-        .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
+    let value = match input.get(*at..*at + 8) {
+        // One wide load when the input goes on for 8 bytes, the common case.
+        Some(wide) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(wide);
+            // len is 1..=8 here.
+            u64::from_be_bytes(word) >> (64 - 8 * len)
+        }
+        None => field
+            .iter()
+            .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte)),
+    };
     if extended_len(value) != len {
         return Err(non_minimal);
     }
@@ -156,13 +170,11 @@ impl SframeHeader {
         let ctr_len = extended_len(self.ctr);
         let mut bytes = [0u8; Self::MAX_LEN];
         bytes[0] = (config_bits(self.kid, kid_len) << 4) | config_bits(self.ctr, ctr_len);
-        // Both stores fit: 1 + kid_len + 8 <= 17.
-        if kid_len > 0 {
-            put_be(self.kid, kid_len, &mut bytes, 1);
-        }
-        if ctr_len > 0 {
-            put_be(self.ctr, ctr_len, &mut bytes, 1 + kid_len);
-        }
+        // KID bytes then CTR bytes, as one 16-byte big-endian store (no partial stores
+        // into the array for a later wide load to stall on).
+        let fields = (u128::from(left_aligned(self.kid, kid_len)) << 64)
+            | (u128::from(left_aligned(self.ctr, ctr_len)) << (64 - 8 * kid_len));
+        bytes[1..].copy_from_slice(&fields.to_be_bytes());
         EncodedHeader {
             bytes,
             len: 1 + kid_len + ctr_len,
