@@ -233,6 +233,18 @@ pub struct Limits {
     /// Bytes of incomplete incoming frames one connection may have buffered over all its
     /// media streams; the stream that goes over is stopped (default 4 MiB).
     pub max_incoming_buffer_bytes: usize,
+    /// Unidirectional streams one connection may open per second; a stream over the rate
+    /// is refused (stopped) and counted as a `too_many_streams` violation (default 200).
+    pub incoming_streams_per_sec: u32,
+    /// Stream opening burst above the steady rate (default 400).
+    pub incoming_streams_burst: u32,
+    /// Milliseconds a frame that has started arriving (on a media or the control stream)
+    /// may take to complete; a media stream that misses it is stopped, a control stream
+    /// that misses it ends the connection; counted as `stalled_frame` (default 10 000).
+    pub incomplete_frame_timeout_ms: u64,
+    /// Milliseconds during which further keyframe requests for the same publisher track
+    /// are coalesced into the one already passed on (default 500).
+    pub keyframe_request_interval_ms: u64,
     /// Control messages queued towards one connection before it is removed as a slow
     /// consumer (default 256).
     pub control_queue_len: usize,
@@ -289,6 +301,10 @@ impl Default for Limits {
             ticket_leeway_secs: 30,
             max_incoming_streams: 256,
             max_incoming_buffer_bytes: 4 * 1024 * 1024,
+            incoming_streams_per_sec: 200,
+            incoming_streams_burst: 400,
+            incomplete_frame_timeout_ms: 10_000,
+            keyframe_request_interval_ms: 500,
             control_queue_len: 256,
             datagram_queue_len: 64,
             video_group_queue_bytes: 1024 * 1024,
@@ -324,6 +340,16 @@ impl Limits {
         Duration::from_millis(self.keep_alive_ms)
     }
 
+    /// The incomplete frame timeout as a duration.
+    pub fn incomplete_frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.incomplete_frame_timeout_ms)
+    }
+
+    /// The keyframe request interval as a duration.
+    pub fn keyframe_request_interval(&self) -> Duration {
+        Duration::from_millis(self.keyframe_request_interval_ms)
+    }
+
     /// Limits with every rate limit lifted (for load tests and benches).
     #[must_use]
     pub fn unlimited_rates(mut self) -> Self {
@@ -335,6 +361,8 @@ impl Limits {
         self.media_bytes_burst = u32::MAX;
         self.control_messages_per_sec = u32::MAX;
         self.joins_per_app_per_sec = u32::MAX;
+        self.incoming_streams_per_sec = u32::MAX;
+        self.incoming_streams_burst = u32::MAX;
         self
     }
 }

@@ -228,6 +228,135 @@ impl DropReason {
     }
 }
 
+/// A way a connection broke the protocol. Each is counted
+/// (`sealroom_violations_total{kind}`, [`RelayStats::violations`](crate::RelayStats)); the
+/// ones on the control plane end the connection, the ones on a media stream end that stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Violation {
+    /// A control message other than `Join` before `Join` (publishing before joining, say):
+    /// the connection is closed with `ProtocolViolation`.
+    BeforeJoin,
+    /// `Join` on a connection that already joined: the member is removed with
+    /// `ProtocolViolation`.
+    JoinTwice,
+    /// A message only the relay sends (`Joined`, `MemberJoined`, `GoAway`, ...): removed
+    /// with `ProtocolViolation`.
+    RelayOnly,
+    /// A control message that does not decode: removed with `ProtocolViolation`.
+    MalformedControl,
+    /// Broken control stream framing: removed with `ProtocolViolation`.
+    ControlFraming,
+    /// A control message over the size limit: removed with `FrameTooLarge`.
+    ControlTooLarge,
+    /// No `Join` within the join timeout: closed with `ProtocolViolation`.
+    NoJoin,
+    /// More incoming streams than allowed: over the stream opening rate (the stream is
+    /// refused and the member hears `RateLimited`), or past the QUIC stream limit (quinn
+    /// closes the connection).
+    TooManyStreams,
+    /// A frame that started but did not complete within `incomplete_frame_timeout_ms`
+    /// (a slowloris): a media stream is refused, a control stream ends the connection with
+    /// `ProtocolViolation`.
+    StalledFrame,
+    /// Any other breach of the QUIC specification; quinn closed the connection.
+    Quic,
+}
+
+impl Violation {
+    /// Every kind, for exporting zeroed counters.
+    pub const ALL: [Self; 10] = [
+        Self::BeforeJoin,
+        Self::JoinTwice,
+        Self::RelayOnly,
+        Self::MalformedControl,
+        Self::ControlFraming,
+        Self::ControlTooLarge,
+        Self::NoJoin,
+        Self::TooManyStreams,
+        Self::StalledFrame,
+        Self::Quic,
+    ];
+
+    /// A stable lowercase label (metrics, logs).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::BeforeJoin => "before_join",
+            Self::JoinTwice => "join_twice",
+            Self::RelayOnly => "relay_only",
+            Self::MalformedControl => "malformed_control",
+            Self::ControlFraming => "control_framing",
+            Self::ControlTooLarge => "control_too_large",
+            Self::NoJoin => "no_join",
+            Self::TooManyStreams => "too_many_streams",
+            Self::StalledFrame => "stalled_frame",
+            Self::Quic => "quic",
+        }
+    }
+
+    /// The reason a connection removed for this violation hears.
+    pub const fn error_code(self) -> ErrorCode {
+        match self {
+            Self::ControlTooLarge => ErrorCode::FrameTooLarge,
+            _ => ErrorCode::ProtocolViolation,
+        }
+    }
+
+    const fn message(self) -> &'static str {
+        match self {
+            Self::BeforeJoin => "the first message must be Join",
+            Self::JoinTwice => "already joined",
+            Self::RelayOnly => "a message only the relay sends",
+            Self::MalformedControl => "malformed control message",
+            Self::ControlFraming => "broken control stream framing",
+            Self::ControlTooLarge => "control message over the size limit",
+            Self::NoJoin => "no Join in time",
+            Self::TooManyStreams => "too many streams",
+            Self::StalledFrame => "a control message that never completed",
+            Self::Quic => "QUIC protocol violation",
+        }
+    }
+}
+
+/// What became of a control message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Acted on.
+    Handled,
+    /// The connection's first `Join`, decided.
+    Join(JoinOutcome),
+    /// A keyframe request.
+    Keyframe(KeyframeOutcome),
+    /// Dropped: over the member's control message rate (it hears `RateLimited`, at most
+    /// once a second).
+    RateLimited,
+    /// The connection broke the protocol and was removed.
+    Violation(Violation),
+    /// The connection is unknown (already removed); nothing happened.
+    Ignored,
+}
+
+/// What became of a keyframe request, from a member or from the relay on a slow
+/// receiver's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeOutcome {
+    /// Passed to the publisher.
+    Forwarded,
+    /// Dropped: the publisher was asked for a keyframe on this track less than
+    /// `keyframe_request_interval_ms` ago; that keyframe serves this request too.
+    Coalesced,
+    /// Dropped: no such publisher or video track in the room (or the requester's own).
+    Ignored,
+}
+
+/// What a pass of [`RelayCore::handle_timeout`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeoutOutcome {
+    /// Connections closed for not joining in time ([`Violation::NoJoin`]).
+    pub no_join: usize,
+    /// Members removed because their ticket expired.
+    pub tickets_expired: usize,
+}
+
 /// Whom an operator removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberTarget {
@@ -298,6 +427,10 @@ struct Conn {
     phase: ConnPhase,
     /// Whether `GoAway` was sent.
     told_to_go: bool,
+    /// Incoming streams this connection may still open.
+    streams: TokenBucket,
+    /// When `RateLimited` for too many streams was last sent (before or after joining).
+    streams_feedback: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -356,6 +489,9 @@ struct Member {
     control_messages: TokenBucket,
     /// When each kind of feedback error was last sent, indexed by `ErrorCode as usize`.
     feedback: [Option<Instant>; 32],
+    /// When this member (as a publisher) was last asked for a keyframe, per video track;
+    /// at most one entry per published track.
+    keyframe_asked: Vec<(TrackId, Instant)>,
 }
 
 impl Member {
@@ -561,19 +697,70 @@ impl RelayCore {
 
     /// A new connection arrived. During a drain it is told to go away at once.
     pub fn handle_connect(&mut self, conn: ConnId, now: Now) {
+        let rate = self.limits.incoming_streams_per_sec;
+        let burst = self.limits.incoming_streams_burst;
         self.conns.insert(
             conn,
             Conn {
                 phase: ConnPhase::Connected { since: now.instant },
                 told_to_go: false,
+                streams: TokenBucket::new(rate, burst, now.instant),
+                streams_feedback: None,
             },
         );
     }
 
+    /// `conn` opened an incoming (unidirectional) stream.
+    ///
+    /// # Errors
+    /// [`Violation::TooManyStreams`] when the connection opens streams faster than
+    /// `incoming_streams_per_sec` (burst `incoming_streams_burst`): the driver refuses the
+    /// stream; a member hears `RateLimited` at most once a second.
+    pub fn handle_incoming_stream(&mut self, conn: ConnId, now: Now) -> Result<(), Violation> {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return Err(Violation::TooManyStreams);
+        };
+        if state.streams.try_take(1, now.instant) {
+            return Ok(());
+        }
+        let quiet = state
+            .streams_feedback
+            .is_some_and(|at| now.instant.saturating_duration_since(at) < FEEDBACK_INTERVAL);
+        if !quiet {
+            state.streams_feedback = Some(now.instant);
+            self.outputs.push_back(Output::Send {
+                conn,
+                message: ControlMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    message: "too many streams opened; stream refused".to_owned(),
+                },
+            });
+        }
+        Err(Violation::TooManyStreams)
+    }
+
+    /// The driver caught `conn` breaking the protocol in a way that ends the connection
+    /// (a malformed control message, broken framing, a stalled control message): it hears
+    /// the violation's [`Violation::error_code`], its member leaves (the others see
+    /// `Removed`), and it is closed.
+    pub fn handle_violation(&mut self, conn: ConnId, violation: Violation) {
+        self.remove_connection(conn, violation.error_code(), violation.message());
+    }
+
     /// A control message arrived from `conn`.
-    pub fn handle_control(&mut self, conn: ConnId, message: ControlMessage, now: Now) {
+    ///
+    /// Before `Join` only `Join` is accepted; a member may send anything a client sends
+    /// except `Join`. Breaking either rule removes the connection with
+    /// `ProtocolViolation` ([`ControlOutcome::Violation`]). A member's messages are rate
+    /// limited (`control_messages_per_sec`, burst twice that).
+    pub fn handle_control(
+        &mut self,
+        conn: ConnId,
+        message: ControlMessage,
+        now: Now,
+    ) -> ControlOutcome {
         let Some(state) = self.conns.get(&conn) else {
-            return;
+            return ControlOutcome::Ignored;
         };
         let (room_key, member_id) = match &state.phase {
             ConnPhase::Connected { .. } => {
@@ -581,25 +768,33 @@ impl RelayCore {
                     ticket, options, ..
                 } = message
                 {
-                    let _ = self.handle_join(conn, &ticket, &options, now);
-                } else {
-                    self.refuse(
-                        conn,
-                        ErrorCode::ProtocolViolation,
-                        "the first message must be Join",
-                    );
+                    return ControlOutcome::Join(self.handle_join(conn, &ticket, &options, now));
                 }
-                return;
+                self.handle_violation(conn, Violation::BeforeJoin);
+                return ControlOutcome::Violation(Violation::BeforeJoin);
             }
             ConnPhase::Joined { room, member } => (room.clone(), *member),
         };
+        let violation = match &message {
+            ControlMessage::Join { .. } => Some(Violation::JoinTwice),
+            ControlMessage::Joined { .. }
+            | ControlMessage::MemberJoined(_)
+            | ControlMessage::MemberLeft { .. }
+            | ControlMessage::TicketRefreshed { .. }
+            | ControlMessage::GoAway { .. } => Some(Violation::RelayOnly),
+            _ => None,
+        };
+        if let Some(violation) = violation {
+            self.handle_violation(conn, violation);
+            return ControlOutcome::Violation(violation);
+        }
         let outputs = &mut self.outputs;
         let Some(me) = self
             .rooms
             .get_mut(&room_key)
             .and_then(|r| r.members.get_mut(&member_id))
         else {
-            return;
+            return ControlOutcome::Ignored;
         };
         if !me.control_messages.try_take(1, now.instant) {
             Self::feedback(
@@ -609,7 +804,7 @@ impl RelayCore {
                 "control message rate exceeded; message dropped",
                 now.instant,
             );
-            return;
+            return ControlOutcome::RateLimited;
         }
         let bound = self.subscription_bound();
         match message {
@@ -630,20 +825,9 @@ impl RelayCore {
                 }
             }
             ControlMessage::KeyframeRequest { member, track } => {
-                let publisher = self
-                    .rooms
-                    .get(&room_key)
-                    .and_then(|r| r.members.get(&member))
-                    .map(|m| m.conn);
-                if let Some(publisher) = publisher.filter(|_| member != member_id) {
-                    self.outputs.push_back(Output::Send {
-                        conn: publisher,
-                        message: ControlMessage::KeyframeRequest {
-                            member: member_id,
-                            track,
-                        },
-                    });
-                }
+                return ControlOutcome::Keyframe(
+                    self.ask_for_keyframe(&room_key, member_id, member, track, now),
+                );
             }
             ControlMessage::RefreshTicket { ticket } => {
                 self.refresh_ticket(conn, &room_key, member_id, &ticket, now);
@@ -662,9 +846,68 @@ impl RelayCore {
             | ControlMessage::MemberLeft { .. }
             | ControlMessage::TicketRefreshed { .. }
             | ControlMessage::GoAway { .. } => {
-                self.remove_connection(conn, ErrorCode::ProtocolViolation, "unexpected message");
+                // Refused above.
             }
         }
+        ControlOutcome::Handled
+    }
+
+    /// The relay dropped the rest of a video group of `sender`'s `track` because the
+    /// member on `receiver` fell behind: ask the publisher for a keyframe on the
+    /// receiver's behalf, so the receiver recovers at the next group instead of waiting
+    /// for the publisher's own next keyframe. Coalesced like members' requests.
+    pub fn handle_stale_group(
+        &mut self,
+        receiver: ConnId,
+        sender: MemberId,
+        track: TrackId,
+        now: Now,
+    ) -> KeyframeOutcome {
+        let Some((key, requester)) = self.membership(receiver).map(|(k, m)| (k.clone(), m)) else {
+            return KeyframeOutcome::Ignored;
+        };
+        self.ask_for_keyframe(&key, requester, sender, track, now)
+    }
+
+    /// Pass a keyframe request from `requester` to `publisher`'s video `track`, at most one
+    /// per publisher track every `keyframe_request_interval_ms`.
+    fn ask_for_keyframe(
+        &mut self,
+        key: &RoomKey,
+        requester: MemberId,
+        publisher: MemberId,
+        track: TrackId,
+        now: Now,
+    ) -> KeyframeOutcome {
+        let interval = self.limits.keyframe_request_interval();
+        let Some(target) = self
+            .rooms
+            .get_mut(key)
+            .and_then(|r| r.members.get_mut(&publisher))
+        else {
+            return KeyframeOutcome::Ignored;
+        };
+        let is_video = target
+            .track(track)
+            .is_some_and(|t| t.kind == MediaKind::Video);
+        if publisher == requester || !is_video {
+            return KeyframeOutcome::Ignored;
+        }
+        match target.keyframe_asked.iter_mut().find(|(t, _)| *t == track) {
+            Some((_, at)) if now.instant.saturating_duration_since(*at) < interval => {
+                return KeyframeOutcome::Coalesced;
+            }
+            Some((_, at)) => *at = now.instant,
+            None => target.keyframe_asked.push((track, now.instant)),
+        }
+        self.outputs.push_back(Output::Send {
+            conn: target.conn,
+            message: ControlMessage::KeyframeRequest {
+                member: requester,
+                track,
+            },
+        });
+        KeyframeOutcome::Forwarded
     }
 
     fn member_mut(&mut self, key: &RoomKey, member: MemberId) -> Option<&mut Member> {
@@ -843,6 +1086,7 @@ impl RelayCore {
                 now.instant,
             ),
             feedback: [None; 32],
+            keyframe_asked: Vec::new(),
         };
         let info = member.info(id);
         for other in room.members.values() {
@@ -946,7 +1190,10 @@ impl RelayCore {
         let count = me.tracks.len();
         match me.tracks.iter_mut().find(|t| t.track == track.track) {
             Some(existing) if existing.kind == track.kind => return,
-            Some(existing) => existing.kind = track.kind,
+            Some(existing) => {
+                existing.kind = track.kind;
+                me.keyframe_asked.retain(|(t, _)| *t != track.track);
+            }
             None if count >= max_tracks => {
                 Self::feedback(
                     &mut self.outputs,
@@ -979,6 +1226,7 @@ impl RelayCore {
         };
         let before = me.tracks.len();
         me.tracks.retain(|t| t.track != track);
+        me.keyframe_asked.retain(|(t, _)| *t != track);
         if me.tracks.len() == before {
             return;
         }
@@ -1162,7 +1410,7 @@ impl RelayCore {
 
     /// Advance time: connections that did not join within the join timeout are closed and
     /// members whose ticket expired (leeway included) are removed.
-    pub fn handle_timeout(&mut self, now: Now) {
+    pub fn handle_timeout(&mut self, now: Now) -> TimeoutOutcome {
         let join_timeout = self.limits.join_timeout();
         let late: Vec<ConnId> = self
             .conns
@@ -1176,8 +1424,12 @@ impl RelayCore {
                 _ => None,
             })
             .collect();
+        let mut outcome = TimeoutOutcome {
+            no_join: late.len(),
+            tickets_expired: 0,
+        };
         for conn in late {
-            self.remove_connection(conn, ErrorCode::ProtocolViolation, "no Join in time");
+            self.handle_violation(conn, Violation::NoJoin);
         }
         let leeway = self.limits.ticket_leeway_secs;
         let expired: Vec<ConnId> = self
@@ -1187,6 +1439,7 @@ impl RelayCore {
             .filter(|m| now.unix_secs >= m.ticket_exp.saturating_add(leeway))
             .map(|m| m.conn)
             .collect();
+        outcome.tickets_expired = expired.len();
         for conn in expired {
             self.remove_connection_with(
                 conn,
@@ -1195,6 +1448,7 @@ impl RelayCore {
                 LeaveReason::TicketExpired,
             );
         }
+        outcome
     }
 
     /// Remove `conn` with a typed reason: it is sent `Error{code}`, its member leaves (the
@@ -1693,6 +1947,250 @@ mod tests {
             h.core.handle_join(conn, &ticket, &asking_for("r"), h.now),
             JoinOutcome::Joined
         );
+    }
+
+    #[test]
+    fn control_messages_out_of_order_are_typed_violations() {
+        let mut h = Harness::new(Limits::default());
+        // Publishing before joining.
+        let early = h.connect();
+        let publish = ControlMessage::TrackPublished {
+            member: 1,
+            track: TrackInfo {
+                track: 1,
+                kind: MediaKind::Audio,
+            },
+        };
+        assert_eq!(
+            h.core.handle_control(early, publish.clone(), h.now),
+            ControlOutcome::Violation(Violation::BeforeJoin)
+        );
+        assert_eq!(
+            refusal(&h.outputs(), early),
+            Some(ErrorCode::ProtocolViolation)
+        );
+        assert_eq!(
+            h.core.handle_control(early, publish, h.now),
+            ControlOutcome::Ignored,
+            "the connection is gone"
+        );
+
+        // Joining twice, and a message only the relay sends.
+        let (a, ma) = h.join("a", "r");
+        let (b, _) = h.join("b", "r");
+        h.outputs();
+        let ticket = h.ticket("app", "a", "r", Grants::all());
+        let join = ControlMessage::Join {
+            ticket,
+            client_name: String::new(),
+            client_version: String::new(),
+            options: JoinOptions::default(),
+        };
+        assert_eq!(
+            h.core.handle_control(a, join, h.now),
+            ControlOutcome::Violation(Violation::JoinTwice)
+        );
+        let out = h.outputs();
+        assert_eq!(refusal(&out, a), Some(ErrorCode::ProtocolViolation));
+        assert!(out.contains(&Output::Send {
+            conn: b,
+            message: ControlMessage::MemberLeft {
+                member: ma,
+                reason: LeaveReason::Removed,
+            },
+        }));
+        let goaway = ControlMessage::GoAway {
+            code: ErrorCode::ShuttingDown,
+            reconnect_after_ms: 0,
+        };
+        assert_eq!(
+            h.core.handle_control(b, goaway, h.now),
+            ControlOutcome::Violation(Violation::RelayOnly)
+        );
+        assert_eq!(h.core.room_count(), 0);
+        // A join that is not admitted is a join outcome, not a violation.
+        let late = h.connect();
+        let forged = ControlMessage::Join {
+            ticket: "not a ticket".to_owned(),
+            client_name: String::new(),
+            client_version: String::new(),
+            options: JoinOptions::default(),
+        };
+        assert_eq!(
+            h.core.handle_control(late, forged, h.now),
+            ControlOutcome::Join(JoinOutcome::Refused(ErrorCode::BadTicket))
+        );
+    }
+
+    #[test]
+    fn control_messages_over_the_rate_are_dropped_with_feedback() {
+        let mut h = Harness::new(Limits {
+            control_messages_per_sec: 5,
+            ..Limits::default()
+        });
+        let (a, _) = h.join("a", "r");
+        h.outputs();
+        let outcomes: Vec<ControlOutcome> = (0..20)
+            .map(|_| {
+                h.core.handle_control(
+                    a,
+                    ControlMessage::Subscribe {
+                        member: 9,
+                        track: 1,
+                    },
+                    h.now,
+                )
+            })
+            .collect();
+        let handled = outcomes
+            .iter()
+            .filter(|o| **o == ControlOutcome::Handled)
+            .count();
+        assert_eq!(handled, 10, "a burst of twice the rate");
+        assert!(
+            outcomes[10..]
+                .iter()
+                .all(|o| *o == ControlOutcome::RateLimited)
+        );
+        let warnings = h
+            .sent_to(a)
+            .into_iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    ControlMessage::Error {
+                        code: ErrorCode::RateLimited,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(warnings, 1);
+        assert!(h.core.membership(a).is_some(), "the session continues");
+    }
+
+    #[test]
+    fn streams_opened_over_the_rate_are_refused() {
+        let mut h = Harness::new(Limits {
+            incoming_streams_per_sec: 10,
+            incoming_streams_burst: 20,
+            ..Limits::default()
+        });
+        let (a, _) = h.join("a", "r");
+        h.outputs();
+        let opened = (0..100)
+            .filter(|_| h.core.handle_incoming_stream(a, h.now).is_ok())
+            .count();
+        assert_eq!(opened, 20);
+        assert_eq!(
+            h.core.handle_incoming_stream(a, h.now),
+            Err(Violation::TooManyStreams)
+        );
+        let warnings: Vec<ControlMessage> = h.sent_to(a);
+        assert_eq!(warnings.len(), 1, "one warning a second: {warnings:?}");
+        assert!(matches!(
+            warnings[0],
+            ControlMessage::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ));
+        h.advance(1);
+        let opened = (0..100)
+            .filter(|_| h.core.handle_incoming_stream(a, h.now).is_ok())
+            .count();
+        assert_eq!(opened, 10, "the steady rate");
+        assert!(h.core.membership(a).is_some(), "the session continues");
+    }
+
+    #[test]
+    fn keyframe_requests_are_coalesced_per_publisher_track() {
+        let mut h = Harness::new(Limits {
+            keyframe_request_interval_ms: 500,
+            ..Limits::default()
+        });
+        let (a, ma) = h.join("a", "r");
+        let (b, mb) = h.join("b", "r");
+        let (c, mc) = h.join("c", "r");
+        assert!(h.frame(a, ma, MediaKind::Video, 1, 1000).is_ok());
+        assert!(h.frame(a, ma, MediaKind::Audio, 2, 100).is_ok());
+        h.outputs();
+        let ask = |h: &mut Harness, conn: ConnId, track: TrackId| {
+            h.core.handle_control(
+                conn,
+                ControlMessage::KeyframeRequest { member: ma, track },
+                h.now,
+            )
+        };
+        assert_eq!(
+            ask(&mut h, b, 1),
+            ControlOutcome::Keyframe(KeyframeOutcome::Forwarded)
+        );
+        assert_eq!(
+            h.sent_to(a),
+            vec![ControlMessage::KeyframeRequest {
+                member: mb,
+                track: 1,
+            }]
+        );
+        // Within the interval, from anyone (the relay included): coalesced.
+        assert_eq!(
+            ask(&mut h, c, 1),
+            ControlOutcome::Keyframe(KeyframeOutcome::Coalesced)
+        );
+        assert_eq!(
+            h.core.handle_stale_group(c, ma, 1, h.now),
+            KeyframeOutcome::Coalesced
+        );
+        // Not a video track, not a track at all, one's own track: ignored.
+        assert_eq!(
+            ask(&mut h, b, 2),
+            ControlOutcome::Keyframe(KeyframeOutcome::Ignored)
+        );
+        assert_eq!(
+            ask(&mut h, b, 7),
+            ControlOutcome::Keyframe(KeyframeOutcome::Ignored)
+        );
+        assert_eq!(
+            ask(&mut h, a, 1),
+            ControlOutcome::Keyframe(KeyframeOutcome::Ignored)
+        );
+        assert!(h.sent_to(a).is_empty());
+        // After the interval the relay asks on behalf of a receiver that fell behind.
+        h.now.instant += Duration::from_millis(500);
+        assert_eq!(
+            h.core.handle_stale_group(c, ma, 1, h.now),
+            KeyframeOutcome::Forwarded
+        );
+        assert_eq!(
+            h.sent_to(a),
+            vec![ControlMessage::KeyframeRequest {
+                member: mc,
+                track: 1,
+            }]
+        );
+        // A receiver that is no member asks for nothing.
+        assert_eq!(
+            h.core.handle_stale_group(ConnId(999), ma, 1, h.now),
+            KeyframeOutcome::Ignored
+        );
+    }
+
+    #[test]
+    fn connections_that_never_join_are_counted() {
+        let mut h = Harness::new(Limits::default());
+        h.connect();
+        h.connect();
+        h.join("a", "r");
+        h.advance(Limits::default().join_timeout_secs);
+        assert_eq!(
+            h.core.handle_timeout(h.now),
+            TimeoutOutcome {
+                no_join: 2,
+                tickets_expired: 0,
+            }
+        );
+        assert_eq!(h.core.connection_count(), 1);
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub mod admin; // operations: admin API (ops engineer)
 pub mod config;
 pub mod core;
 pub mod http; // operations: internal listener (ops engineer)
+pub mod incoming;
 pub mod mask; // operations: id masking for logs (ops engineer)
 pub mod metrics;
 mod outbox;
@@ -103,10 +104,10 @@ mod tls;
 
 pub use config::{AppConfig, Limits, RelayConfig, TicketSecret, TlsConfig};
 pub use core::{
-    AdminError, ConnId, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now, RelayCore,
-    RoomKey, RoomSummary,
+    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
+    MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
 };
-pub use metrics::{KindStats, Metrics, RelayStats};
+pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
 pub use outbox::{STREAM_TYPE_MEDIA, stream_code};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, mint};

@@ -18,6 +18,12 @@
 //! | `forward_delay_seconds`                 | histogram |           |
 //! | `queue_depth_high_water`                | gauge     |           |
 //! | `connection_queue_high_water`           | histogram |           |
+//! | `violations_total`                      | counter   | `kind`    |
+//! | `control_messages_rate_limited_total`   | counter   |           |
+//! | `keyframe_requests_total`               | counter   | `source`, `outcome` |
+//! | `queued_bytes`, `queued_bytes_high_water` | gauge   |           |
+//! | `connection_queued_bytes_high_water`    | gauge     |           |
+//! | `incoming_buffered_bytes`, `incoming_buffered_bytes_high_water` | gauge | |
 //!
 //! `frames_forwarded_total` counts one per receiver (a frame sent to three members counts
 //! three). `joins_total{outcome="joined"}` over `join_attempts_total` is the join success
@@ -25,8 +31,17 @@
 //! hand-over to the receiver's QUIC connection. `queue_depth_high_water` is the deepest any
 //! connection's outbound queue has been (frames); `connection_queue_high_water` records
 //! each connection's own high-water mark when it ends.
+//!
+//! `violations_total{kind}` counts protocol violations by [`Violation`] kind.
+//! `keyframe_requests_total{source="member"|"relay", outcome="forwarded"|"coalesced"}`
+//! counts keyframe requests from members and those the relay makes for a receiver that fell
+//! behind on a video group. `queued_bytes` is the relay's own accounting of frame bytes
+//! queued towards all connections (counted once per receiver, though receivers share the
+//! bytes), with its high-water mark; `connection_queued_bytes_high_water` is the most one
+//! connection ever had queued. `incoming_buffered_bytes` counts bytes of incomplete frames
+//! held from clients' media streams.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,7 +52,7 @@ use prometheus_client::registry::Registry;
 use sealroom_frame::control::ErrorCode;
 use sealroom_frame::envelope::MediaKind;
 
-use crate::core::{DropReason, JoinOutcome};
+use crate::core::{DropReason, JoinOutcome, KeyframeOutcome, Violation};
 
 /// Labels of the per-kind series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +64,67 @@ struct KindLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
+}
+
+/// Labels of the violation series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    kind: &'static str,
+}
+
+/// Labels of the keyframe request series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyframeLabels {
+    source: &'static str,
+    outcome: &'static str,
+}
+
+/// Who asked for a keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeSource {
+    /// A member sent `KeyframeRequest`.
+    Member,
+    /// The relay, for a receiver that fell behind on a video group.
+    Relay,
+}
+
+/// A gauge of bytes with its high-water mark, on plain atomics.
+#[derive(Debug, Default)]
+struct ByteGauge {
+    now: AtomicI64,
+    high_water: AtomicU64,
+    exported: Gauge,
+    exported_high_water: Gauge,
+}
+
+impl ByteGauge {
+    fn add(&self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let now = self
+            .now
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        let now = u64::try_from(now).unwrap_or(0);
+        if now > self.high_water.fetch_max(now, Ordering::Relaxed) {
+            self.exported_high_water
+                .set(i64::try_from(now).unwrap_or(i64::MAX));
+        }
+        self.exported.inc_by(bytes);
+    }
+
+    fn sub(&self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.now.fetch_sub(bytes, Ordering::Relaxed);
+        self.exported.dec_by(bytes);
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.now.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    fn high_water(&self) -> u64 {
+        self.high_water.load(Ordering::Relaxed)
+    }
 }
 
 /// Labels of the join outcome series.
@@ -100,6 +176,14 @@ pub struct Metrics {
     queue_high_water: Gauge,
     queue_high_water_max: AtomicU64,
     connection_queue_high_water: Histogram,
+    violations: Vec<(Violation, Counter)>,
+    control_rate_limited: Counter,
+    /// Indexed by `[source][outcome]`: member/relay, forwarded/coalesced.
+    keyframes: [[Counter; 2]; 2],
+    queued: ByteGauge,
+    connection_queued_high_water: AtomicU64,
+    connection_queued_high_water_gauge: Gauge,
+    incoming: ByteGauge,
 }
 
 /// Every join outcome, for exporting zeroed counters.
@@ -224,6 +308,65 @@ impl Metrics {
             connection_queue_high_water.clone(),
         );
 
+        let violations_family = Family::<ViolationLabels, Counter>::default();
+        let violations = Violation::ALL
+            .iter()
+            .map(|kind| {
+                let labels = ViolationLabels { kind: kind.label() };
+                (*kind, violations_family.get_or_create_owned(&labels))
+            })
+            .collect();
+        registry.register(
+            "violations",
+            "Protocol violations by kind (each ends a connection or a stream)",
+            violations_family,
+        );
+        let control_rate_limited = Counter::default();
+        registry.register(
+            "control_messages_rate_limited",
+            "Control messages dropped over a member's control message rate",
+            control_rate_limited.clone(),
+        );
+        let keyframes_family = Family::<KeyframeLabels, Counter>::default();
+        let keyframes = ["member", "relay"].map(|source| {
+            ["forwarded", "coalesced"].map(|outcome| {
+                keyframes_family.get_or_create_owned(&KeyframeLabels { source, outcome })
+            })
+        });
+        registry.register(
+            "keyframe_requests",
+            "Keyframe requests, from members or made by the relay for a receiver that fell behind, by outcome",
+            keyframes_family,
+        );
+        let queued = ByteGauge::default();
+        registry.register(
+            "queued_bytes",
+            "Frame bytes queued towards all connections (once per receiver)",
+            queued.exported.clone(),
+        );
+        registry.register(
+            "queued_bytes_high_water",
+            "Most frame bytes ever queued towards all connections at once",
+            queued.exported_high_water.clone(),
+        );
+        let connection_queued_high_water_gauge = Gauge::default();
+        registry.register(
+            "connection_queued_bytes_high_water",
+            "Most frame bytes ever queued towards one connection",
+            connection_queued_high_water_gauge.clone(),
+        );
+        let incoming = ByteGauge::default();
+        registry.register(
+            "incoming_buffered_bytes",
+            "Bytes of incomplete frames held from clients' media streams",
+            incoming.exported.clone(),
+        );
+        registry.register(
+            "incoming_buffered_bytes_high_water",
+            "Most bytes of incomplete incoming frames ever held at once",
+            incoming.exported_high_water.clone(),
+        );
+
         Self {
             registry,
             rooms,
@@ -237,6 +380,13 @@ impl Metrics {
             queue_high_water,
             queue_high_water_max: AtomicU64::new(0),
             connection_queue_high_water,
+            violations,
+            control_rate_limited,
+            keyframes,
+            queued,
+            connection_queued_high_water: AtomicU64::new(0),
+            connection_queued_high_water_gauge,
+            incoming,
         }
     }
 
@@ -313,6 +463,64 @@ impl Metrics {
         }
     }
 
+    /// A connection broke the protocol.
+    pub fn violation(&self, kind: Violation) {
+        if let Some((_, counter)) = self.violations.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+        }
+    }
+
+    /// A member's control message was dropped over its rate.
+    pub fn control_rate_limited(&self) {
+        self.control_rate_limited.inc();
+    }
+
+    /// A keyframe request from `source` ended with `outcome`.
+    pub fn keyframe_request(&self, source: KeyframeSource, outcome: KeyframeOutcome) {
+        let source = match source {
+            KeyframeSource::Member => 0,
+            KeyframeSource::Relay => 1,
+        };
+        let outcome = match outcome {
+            KeyframeOutcome::Forwarded => 0,
+            KeyframeOutcome::Coalesced => 1,
+            KeyframeOutcome::Ignored => return,
+        };
+        if let Some(counter) = self.keyframes.get(source).and_then(|s| s.get(outcome)) {
+            counter.inc();
+        }
+    }
+
+    /// `bytes` of frames were queued towards a connection that now has `connection_total`
+    /// queued.
+    pub fn bytes_queued(&self, bytes: usize, connection_total: usize) {
+        self.queued.add(bytes);
+        let total = connection_total as u64;
+        if total
+            > self
+                .connection_queued_high_water
+                .fetch_max(total, Ordering::Relaxed)
+        {
+            self.connection_queued_high_water_gauge
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// `bytes` of queued frames were written out or dropped.
+    pub fn bytes_dequeued(&self, bytes: usize) {
+        self.queued.sub(bytes);
+    }
+
+    /// Bytes of incomplete frames held from clients grew by `bytes`.
+    pub fn incoming_buffered(&self, bytes: usize) {
+        self.incoming.add(bytes);
+    }
+
+    /// Bytes of incomplete frames held from clients shrank by `bytes`.
+    pub fn incoming_released(&self, bytes: usize) {
+        self.incoming.sub(bytes);
+    }
+
     /// A connection ended; its outbound queue was at most `high_water` frames deep.
     pub fn connection_ended(&self, high_water: usize) {
         self.connection_queue_high_water.observe(high_water as f64);
@@ -350,8 +558,41 @@ impl Metrics {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             queue_depth_high_water: self.queue_high_water_max.load(Ordering::Relaxed),
+            violations: self
+                .violations
+                .iter()
+                .map(|(kind, counter)| (*kind, counter.get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            control_messages_rate_limited: self.control_rate_limited.get(),
+            keyframe_requests: KeyframeStats {
+                member_forwarded: self.keyframes[0][0].get(),
+                member_coalesced: self.keyframes[0][1].get(),
+                relay_forwarded: self.keyframes[1][0].get(),
+                relay_coalesced: self.keyframes[1][1].get(),
+            },
+            queued_bytes: self.queued.now(),
+            queued_bytes_high_water: self.queued.high_water(),
+            connection_queued_bytes_high_water: self
+                .connection_queued_high_water
+                .load(Ordering::Relaxed),
+            incoming_buffered_bytes: self.incoming.now(),
+            incoming_buffered_bytes_high_water: self.incoming.high_water(),
         }
     }
+}
+
+/// Keyframe requests by source and outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyframeStats {
+    /// Members' requests passed to the publisher.
+    pub member_forwarded: u64,
+    /// Members' requests coalesced into one passed on shortly before.
+    pub member_coalesced: u64,
+    /// Requests the relay made for a receiver that fell behind, passed to the publisher.
+    pub relay_forwarded: u64,
+    /// Requests the relay made, coalesced into one passed on shortly before.
+    pub relay_coalesced: u64,
 }
 
 /// Counters of one media kind.
@@ -390,6 +631,22 @@ pub struct RelayStats {
     pub joins: Vec<(JoinOutcome, u64)>,
     /// Deepest outbound queue of any connection, in frames.
     pub queue_depth_high_water: u64,
+    /// Protocol violations by kind (kinds that never happened are left out).
+    pub violations: Vec<(Violation, u64)>,
+    /// Control messages dropped over a member's rate.
+    pub control_messages_rate_limited: u64,
+    /// Keyframe requests by source and outcome.
+    pub keyframe_requests: KeyframeStats,
+    /// Frame bytes queued towards all connections now (once per receiver).
+    pub queued_bytes: u64,
+    /// Most frame bytes ever queued towards all connections at once.
+    pub queued_bytes_high_water: u64,
+    /// Most frame bytes ever queued towards one connection.
+    pub connection_queued_bytes_high_water: u64,
+    /// Bytes of incomplete frames held from clients' media streams now.
+    pub incoming_buffered_bytes: u64,
+    /// Most bytes of incomplete incoming frames ever held at once.
+    pub incoming_buffered_bytes_high_water: u64,
 }
 
 impl RelayStats {
@@ -407,6 +664,14 @@ impl RelayStats {
         self.dropped
             .iter()
             .find_map(|(r, n)| (*r == reason).then_some(*n))
+            .unwrap_or(0)
+    }
+
+    /// Violations of `kind`.
+    pub fn violations(&self, kind: Violation) -> u64 {
+        self.violations
+            .iter()
+            .find_map(|(k, n)| (*k == kind).then_some(*n))
             .unwrap_or(0)
     }
 

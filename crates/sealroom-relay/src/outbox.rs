@@ -90,6 +90,10 @@ pub(crate) enum Pushed {
     Queued,
     /// Dropped for this receiver (already counted).
     Dropped,
+    /// The receiver fell behind on a video group: the group's stream is being reset and
+    /// the rest of the group dropped (already counted); the publisher should be asked for
+    /// a keyframe.
+    Stale,
     /// The receiver cannot keep up with reliable data: remove it.
     SlowConsumer,
 }
@@ -241,6 +245,8 @@ pub(crate) struct Outbox {
     datagram_notify: Notify,
     lanes: Mutex<Lanes>,
     depth: AtomicUsize,
+    /// Frame bytes queued (every queue but the control queue).
+    bytes: AtomicUsize,
     high_water: AtomicUsize,
     audio_streams: AtomicUsize,
     reliable_bytes: AtomicUsize,
@@ -269,6 +275,7 @@ impl Outbox {
             datagram_notify: Notify::new(),
             lanes: Mutex::new(Lanes::default()),
             depth: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
             high_water: AtomicUsize::new(0),
             audio_streams: AtomicUsize::new(0),
             reliable_bytes: AtomicUsize::new(0),
@@ -401,21 +408,28 @@ impl Outbox {
         }
     }
 
-    fn queued(&self) {
+    /// One frame of `len` bytes was queued.
+    fn queued(&self, len: usize) {
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         if depth > self.high_water.fetch_max(depth, Ordering::Relaxed) {
             self.metrics.queue_depth(depth);
         }
+        let total = self.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        self.metrics.bytes_queued(len, total);
     }
 
-    fn dequeued(&self, n: usize) {
-        self.depth.fetch_sub(n, Ordering::Relaxed);
+    /// `frames` frames of `bytes` bytes in all left the queues.
+    fn dequeued(&self, frames: usize, bytes: usize) {
+        self.depth.fetch_sub(frames, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.metrics.bytes_dequeued(bytes);
     }
 
-    fn drop_frames(&self, frames: usize, reason: DropReason) {
-        if frames > 0 {
-            self.dequeued(frames);
-            self.metrics.frames_dropped_by(reason, frames as u64);
+    fn drop_frames(&self, frames: &[Forwarded], reason: DropReason) {
+        if !frames.is_empty() {
+            let bytes = frames.iter().map(|f| f.frame.len()).sum();
+            self.dequeued(frames.len(), bytes);
+            self.metrics.frames_dropped_by(reason, frames.len() as u64);
         }
     }
 
@@ -452,15 +466,15 @@ impl Outbox {
         if fits {
             let mut queue = lock(&self.datagrams);
             let dropped = if queue.len() >= self.limits.datagram_queue_len.max(1) {
-                queue.pop_front().is_some()
+                queue.pop_front()
             } else {
-                false
+                None
             };
             queue.push_back(frame.clone());
             drop(queue);
-            self.queued();
-            if dropped {
-                self.drop_frames(1, DropReason::QueueFull);
+            self.queued(frame.frame.len());
+            if let Some(dropped) = dropped {
+                self.drop_frames(&[dropped], DropReason::QueueFull);
             }
             self.datagram_notify.notify_one();
             return Pushed::Queued;
@@ -479,7 +493,7 @@ impl Outbox {
             state.frames.push_back(frame.clone());
             state.finish = true;
         }
-        self.queued();
+        self.queued(frame.frame.len());
         tokio::spawn(Arc::clone(self).run_stream(queue, AUDIO_STREAM_PRIORITY));
         Pushed::Queued
     }
@@ -506,10 +520,17 @@ impl Outbox {
         drop(lanes);
         {
             let mut state = lock(&queue.state);
+            if state.done {
+                // Its writer ended (the connection is going) after the lookup.
+                drop(state);
+                self.reliable_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.metrics.frame_dropped(DropReason::ReceiverGone);
+                return Pushed::Dropped;
+            }
             state.bytes += len;
             state.frames.push_back(frame.clone());
         }
-        self.queued();
+        self.queued(len);
         queue.notify.notify_one();
         Pushed::Queued
     }
@@ -561,7 +582,7 @@ impl Outbox {
             drop(state);
             self.metrics.frame_dropped(DropReason::StaleGroup);
             queue.notify.notify_one();
-            return Pushed::Dropped;
+            return Pushed::Stale;
         }
         state.bytes += len;
         state.frames.push_back(frame.clone());
@@ -569,7 +590,7 @@ impl Outbox {
             state.finish = true;
         }
         drop(state);
-        self.queued();
+        self.queued(len);
         queue.notify.notify_one();
         Pushed::Queued
     }
@@ -627,17 +648,20 @@ impl Outbox {
                 self.datagram_notify.notified().await;
                 continue;
             };
-            self.dequeued(1);
+            self.dequeued(1, frame.frame.len());
             match self.conn.send_datagram_wait(frame.frame.clone()).await {
                 Ok(()) => self.forwarded(&frame),
                 Err(SendDatagramError::TooLarge) => {
                     // The path MTU shrank after the frame was queued.
                     self.metrics.frame_dropped(DropReason::TooLarge);
                 }
-                Err(_) => {
-                    let rest = std::mem::take(&mut *lock(&self.datagrams));
+                Err(err) => {
+                    if matches!(err, SendDatagramError::ConnectionLost(_)) {
+                        self.closed.store(true, Ordering::Relaxed);
+                    }
+                    let rest: Vec<Forwarded> = std::mem::take(&mut *lock(&self.datagrams)).into();
                     self.metrics.frame_dropped(DropReason::ReceiverGone);
-                    self.drop_frames(rest.len(), DropReason::ReceiverGone);
+                    self.drop_frames(&rest, DropReason::ReceiverGone);
                     return;
                 }
             }
@@ -659,7 +683,7 @@ impl Outbox {
         } else {
             DropReason::ReceiverGone
         };
-        self.drop_frames(left.len(), reason);
+        self.drop_frames(&left, reason);
         match queue.kind {
             QueueKind::OneShot => {
                 self.audio_streams.fetch_sub(1, Ordering::Relaxed);
@@ -699,7 +723,7 @@ impl Outbox {
                     continue;
                 }
             };
-            self.dequeued(1);
+            self.dequeued(1, frame.frame.len());
             if let Some(counter) = self.byte_counter(queue.kind) {
                 counter.fetch_sub(frame.frame.len(), Ordering::Relaxed);
             }
@@ -744,6 +768,10 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         self.metrics.connection_ended(self.high_water());
+        // Whatever is still counted as queued (frames pushed while the connection was
+        // going) goes with the outbox.
+        self.metrics
+            .bytes_dequeued(self.bytes.load(Ordering::Relaxed));
     }
 }
 

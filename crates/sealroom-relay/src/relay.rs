@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
-use quinn::{ConnectionError, ReadError, VarInt};
+use bytes::Bytes;
+use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
 use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::{DeframeError, Deframer};
@@ -18,12 +18,13 @@ use tracing::Instrument;
 
 use crate::config::{Limits, RelayConfig};
 use crate::core::{
-    AdminError, ConnId, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now, Output,
-    RelayCore, RoomKey, RoomSummary,
+    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
+    Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
+use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
-use crate::metrics::{Metrics, RelayStats};
-use crate::outbox::{Forwarded, Outbox, Pushed, STREAM_TYPE_MEDIA, stream_code};
+use crate::metrics::{KeyframeSource, Metrics, RelayStats};
+use crate::outbox::{Forwarded, Outbox, Pushed, stream_code};
 use crate::tls::{self, Identity, StartError};
 
 /// A test hook that sees every byte the relay receives from clients.
@@ -127,17 +128,15 @@ impl Shared {
         );
     }
 
-    fn join(&self, conn: ConnId, message: ControlMessage) {
+    /// A control message from `conn`, acted on and counted.
+    fn control(&self, conn: ConnId, message: ControlMessage) -> ControlOutcome {
         let now = Now::system();
         let outcome = {
             let mut state = self.state();
-            let outcome = match &message {
-                ControlMessage::Join {
-                    ticket, options, ..
-                } => state.core.handle_join(conn, ticket, options, now),
-                _ => return,
-            };
-            if let Some((room, member, user)) = state.core.member_identity(conn) {
+            let outcome = state.core.handle_control(conn, message, now);
+            if let ControlOutcome::Join(JoinOutcome::Joined) = outcome
+                && let Some((room, member, user)) = state.core.member_identity(conn)
+            {
                 // Every later line of this connection carries who it is, masked.
                 let span = tracing::Span::current();
                 span.record("member", member);
@@ -152,9 +151,28 @@ impl Shared {
                 );
             }
             state.flush();
-            self.update_gauges(&state);
+            if matches!(outcome, ControlOutcome::Join(_)) {
+                self.update_gauges(&state);
+            }
             outcome
         };
+        match outcome {
+            ControlOutcome::Join(join) => self.joined(join, now.unix_secs),
+            ControlOutcome::Keyframe(keyframe) => {
+                self.metrics
+                    .keyframe_request(KeyframeSource::Member, keyframe);
+            }
+            ControlOutcome::RateLimited => self.metrics.control_rate_limited(),
+            ControlOutcome::Violation(violation) => {
+                tracing::debug!(violation = violation.label(), "protocol violation");
+                self.metrics.violation(violation);
+            }
+            ControlOutcome::Handled | ControlOutcome::Ignored => {}
+        }
+        outcome
+    }
+
+    fn joined(&self, outcome: JoinOutcome, unix_secs: u64) {
         match outcome {
             JoinOutcome::Joined => tracing::info!("joined"),
             JoinOutcome::Refused(code) => tracing::info!(reason = ?code, "join refused"),
@@ -166,14 +184,34 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         if let Some(hook) = hook {
-            hook(outcome, now.unix_secs);
+            hook(outcome, unix_secs);
         }
     }
 
-    fn control(&self, conn: ConnId, message: ControlMessage) {
+    /// `conn` broke the protocol in a way that ends it: count, tell, remove.
+    fn violation(&self, conn: ConnId, violation: Violation) {
+        tracing::debug!(violation = violation.label(), "protocol violation");
+        self.metrics.violation(violation);
         let mut state = self.state();
-        state.core.handle_control(conn, message, Now::system());
+        state.core.handle_violation(conn, violation);
         state.flush();
+    }
+
+    /// `conn` opened an incoming stream; `false` when it must be refused.
+    fn incoming_stream(&self, conn: ConnId) -> bool {
+        let result = {
+            let mut state = self.state();
+            let result = state.core.handle_incoming_stream(conn, Now::system());
+            state.flush();
+            result
+        };
+        match result {
+            Ok(()) => true,
+            Err(violation) => {
+                self.metrics.violation(violation);
+                false
+            }
+        }
     }
 
     fn remove(&self, conn: ConnId, code: ErrorCode, message: &str) {
@@ -231,10 +269,28 @@ impl Shared {
         }
         let frame = Forwarded::new(bytes, envelope, arrived);
         let mut slow = Vec::new();
+        let mut stale = Vec::new();
         for outbox in targets.iter() {
-            if outbox.push(&frame) == Pushed::SlowConsumer {
-                slow.push(outbox.id);
+            match outbox.push(&frame) {
+                Pushed::SlowConsumer => slow.push(outbox.id),
+                Pushed::Stale => stale.push(outbox.id),
+                Pushed::Queued | Pushed::Dropped => {}
             }
+        }
+        if !stale.is_empty() {
+            // Those receivers lose the rest of the group: ask the publisher for a keyframe
+            // on their behalf so they recover at the next group.
+            let now = Now::system();
+            let mut state = self.state();
+            for receiver in stale {
+                let outcome =
+                    state
+                        .core
+                        .handle_stale_group(receiver, envelope.sender, envelope.track, now);
+                self.metrics
+                    .keyframe_request(KeyframeSource::Relay, outcome);
+            }
+            state.flush();
         }
         for conn in slow {
             self.remove(
@@ -255,9 +311,13 @@ impl Shared {
 
     fn tick(&self) {
         let mut state = self.state();
-        state.core.handle_timeout(Now::system());
+        let outcome = state.core.handle_timeout(Now::system());
         state.flush();
         self.update_gauges(&state);
+        drop(state);
+        for _ in 0..outcome.no_join {
+            self.metrics.violation(Violation::NoJoin);
+        }
     }
 }
 
@@ -581,6 +641,19 @@ fn leave_reason(err: &ConnectionError) -> LeaveReason {
     }
 }
 
+/// The violation behind a connection quinn closed because the peer broke QUIC.
+fn quic_violation(err: &ConnectionError) -> Option<Violation> {
+    match err {
+        ConnectionError::TransportError(err)
+            if err.code == TransportErrorCode::STREAM_LIMIT_ERROR =>
+        {
+            Some(Violation::TooManyStreams)
+        }
+        ConnectionError::TransportError(_) => Some(Violation::Quic),
+        _ => None,
+    }
+}
+
 async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
     let join_timeout = shared.limits.join_timeout();
     let conn = match tokio::time::timeout(join_timeout, async { incoming.accept()?.await }).await {
@@ -625,11 +698,18 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
         state.flush();
     }
     let incoming_buffered = Arc::new(AtomicUsize::new(0));
-    let reason = tokio::select! {
+    let mut reason = tokio::select! {
         reason = read_control(&shared, id, recv) => reason,
         reason = read_datagrams(&shared, id, &conn) => reason,
         reason = accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
     };
+    if let Some(violation) = conn.close_reason().as_ref().and_then(quic_violation) {
+        // quinn closed the connection because the peer broke QUIC (more streams than the
+        // relay allows, say).
+        tracing::debug!(violation = violation.label(), "protocol violation");
+        shared.metrics.violation(violation);
+        reason = LeaveReason::Removed;
+    }
     {
         let mut state = shared.state();
         state.core.handle_disconnect(id, reason);
@@ -646,8 +726,23 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
 
 async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) -> LeaveReason {
     let mut deframer = Deframer::new(MAX_CONTROL_LEN);
+    let mut deadline = FrameDeadline::new(shared.limits.incomplete_frame_timeout());
     loop {
-        let chunk = match recv.read_chunk(READ_CHUNK, true).await {
+        let read = recv.read_chunk(READ_CHUNK, true);
+        let read = match deadline.deadline() {
+            Some(at) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        // A control message started and never completed.
+                        shared.violation(id, Violation::StalledFrame);
+                        return LeaveReason::Removed;
+                    }
+                }
+            }
+            None => read.await,
+        };
+        let chunk = match read {
             Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
                 // The client finished its control stream: it is leaving.
@@ -658,33 +753,36 @@ async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) 
         };
         shared.tap(&chunk);
         deframer.push(chunk);
+        let mut completed = false;
         loop {
             match deframer.next_frame() {
-                Ok(Some(bytes)) => match ControlMessage::decode(&bytes) {
-                    Ok(message @ ControlMessage::Join { .. }) => shared.join(id, message),
-                    Ok(message) => shared.control(id, message),
-                    Err(err) => {
-                        tracing::debug!(%err, "malformed control message");
-                        shared.remove(
-                            id,
-                            ErrorCode::ProtocolViolation,
-                            "malformed control message",
-                        );
+                Ok(Some(bytes)) => {
+                    completed = true;
+                    let outcome = match ControlMessage::decode(&bytes) {
+                        Ok(message) => shared.control(id, message),
+                        Err(err) => {
+                            tracing::debug!(%err, "malformed control message");
+                            shared.violation(id, Violation::MalformedControl);
+                            return LeaveReason::Removed;
+                        }
+                    };
+                    if let ControlOutcome::Violation(_) = outcome {
                         return LeaveReason::Removed;
                     }
-                },
+                }
                 Ok(None) => break,
                 Err(err) => {
                     tracing::debug!(%err, "broken control stream framing");
-                    let code = match err {
-                        DeframeError::Oversize { .. } => ErrorCode::FrameTooLarge,
-                        _ => ErrorCode::ProtocolViolation,
+                    let violation = match err {
+                        DeframeError::Oversize { .. } => Violation::ControlTooLarge,
+                        _ => Violation::ControlFraming,
                     };
-                    shared.remove(id, code, "broken control stream framing");
+                    shared.violation(id, violation);
                     return LeaveReason::Removed;
                 }
             }
         }
+        deadline.update(completed, deframer.buffered_len() > 0, Instant::now());
     }
 }
 
@@ -708,7 +806,12 @@ async fn accept_streams(
 ) -> LeaveReason {
     loop {
         match conn.accept_uni().await {
-            Ok(recv) => {
+            Ok(mut recv) => {
+                if !shared.incoming_stream(id) {
+                    // Over the stream opening rate: refused before it costs anything.
+                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+                    continue;
+                }
                 let shared = Arc::clone(shared);
                 let buffered = Arc::clone(buffered);
                 tokio::spawn(
@@ -716,6 +819,7 @@ async fn accept_streams(
                         let mut budget = Budget {
                             shared: &buffered,
                             mine: 0,
+                            metrics: &shared.metrics,
                         };
                         read_media_stream(&shared, id, recv, &mut budget).await;
                     }
@@ -748,6 +852,7 @@ impl GroupInFlight {
 struct Budget<'a> {
     shared: &'a AtomicUsize,
     mine: usize,
+    metrics: &'a Metrics,
 }
 
 impl Budget<'_> {
@@ -757,10 +862,13 @@ impl Budget<'_> {
         if now >= self.mine {
             let more = now - self.mine;
             let total = self.shared.fetch_add(more, Ordering::Relaxed) + more;
+            self.metrics.incoming_buffered(more);
             self.mine = now;
             total <= limit
         } else {
-            self.shared.fetch_sub(self.mine - now, Ordering::Relaxed);
+            let less = self.mine - now;
+            self.shared.fetch_sub(less, Ordering::Relaxed);
+            self.metrics.incoming_released(less);
             self.mine = now;
             true
         }
@@ -770,6 +878,7 @@ impl Budget<'_> {
 impl Drop for Budget<'_> {
     fn drop(&mut self) {
         self.shared.fetch_sub(self.mine, Ordering::Relaxed);
+        self.metrics.incoming_released(self.mine);
     }
 }
 
@@ -779,15 +888,31 @@ async fn read_media_stream(
     mut recv: quinn::RecvStream,
     budget: &mut Budget<'_>,
 ) {
-    let mut deframer = Deframer::new(shared.limits.max_frame_len);
-    let mut typed = false;
+    let mut reader = MediaStreamReader::new(
+        shared.limits.max_frame_len,
+        shared.limits.incomplete_frame_timeout(),
+        Instant::now(),
+    );
     let mut targets = Vec::new();
     let mut group: Option<GroupInFlight> = None;
-    loop {
-        let mut chunk = match recv.read_chunk(READ_CHUNK, true).await {
+    let refusal = loop {
+        let read = recv.read_chunk(READ_CHUNK, true);
+        let read = match reader.deadline() {
+            Some(at) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
+                    Ok(read) => read,
+                    Err(_) => match reader.handle_timeout(Instant::now()) {
+                        Ok(()) => continue,
+                        Err(err) => break err,
+                    },
+                }
+            }
+            None => read.await,
+        };
+        let chunk = match read {
             Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
-                if deframer.finish().is_err() {
+                if reader.finish().is_err() {
                     shared.metrics.frame_dropped(DropReason::Malformed);
                 }
                 if let Some(group) = &group {
@@ -804,73 +929,29 @@ async fn read_media_stream(
             Err(_) => return,
         };
         shared.tap(&chunk);
-        if !typed {
-            if chunk.is_empty() {
-                continue;
-            }
-            if chunk[0] != STREAM_TYPE_MEDIA {
-                shared.metrics.frame_dropped(DropReason::Malformed);
-                let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
-                return;
-            }
-            chunk.advance(1);
-            typed = true;
+        if let Err(err) = reader.handle_chunk(chunk) {
+            break err;
         }
-        deframer.push(chunk);
-        loop {
-            match deframer.next_frame() {
+        let now = Instant::now();
+        let polled = loop {
+            match reader.poll_frame(now) {
                 Ok(Some(bytes)) => {
                     let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
                         continue;
                     };
-                    if envelope.kind != MediaKind::Video {
-                        continue;
-                    }
-                    let same = group.as_ref().is_some_and(|g| {
-                        g.sender == envelope.sender
-                            && g.track == envelope.track
-                            && g.group == envelope.group
-                    });
-                    if !same {
-                        if let Some(previous) = group.take() {
-                            previous.end(false);
-                        }
-                        group = Some(GroupInFlight {
-                            sender: envelope.sender,
-                            track: envelope.track,
-                            group: envelope.group,
-                            receivers: Vec::new(),
-                        });
-                    }
-                    if let Some(group) = &mut group {
-                        for outbox in &targets {
-                            if !group.receivers.iter().any(|o| o.id == outbox.id) {
-                                group.receivers.push(Arc::clone(outbox));
-                            }
-                        }
+                    if envelope.kind == MediaKind::Video {
+                        track_group(&mut group, &envelope, &targets);
                     }
                 }
-                Ok(None) => break,
-                Err(DeframeError::Oversize { .. }) => {
-                    shared.oversize(id);
-                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
-                    if let Some(group) = &group {
-                        group.end(true);
-                    }
-                    return;
-                }
-                Err(_) => {
-                    shared.metrics.frame_dropped(DropReason::Malformed);
-                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
-                    if let Some(group) = &group {
-                        group.end(true);
-                    }
-                    return;
-                }
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
             }
+        };
+        if let Err(err) = polled {
+            break err;
         }
         if !budget.set(
-            deframer.buffered_len(),
+            reader.buffered_len(),
             shared.limits.max_incoming_buffer_bytes,
         ) {
             // Too many incomplete frames held for this connection (a peer trickling
@@ -882,5 +963,64 @@ async fn read_media_stream(
             }
             return;
         }
+    };
+    match refusal {
+        StreamError::Oversize { .. } => shared.oversize(id),
+        StreamError::Stalled => {
+            tracing::debug!("a frame on a media stream never completed");
+            shared.metrics.violation(Violation::StalledFrame);
+        }
+        StreamError::UnknownType(_) | StreamError::Framing(_) => {
+            shared.metrics.frame_dropped(DropReason::Malformed);
+        }
+    }
+    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+    if let Some(group) = &group {
+        group.end(true);
+    }
+}
+
+/// Follow which video group an incoming stream carries and which receivers its frames
+/// went to, so that the end (or reset) of the stream reaches them.
+fn track_group(group: &mut Option<GroupInFlight>, envelope: &Envelope, targets: &[Arc<Outbox>]) {
+    let same = group.as_ref().is_some_and(|g| {
+        g.sender == envelope.sender && g.track == envelope.track && g.group == envelope.group
+    });
+    if !same {
+        if let Some(previous) = group.take() {
+            previous.end(false);
+        }
+        *group = Some(GroupInFlight {
+            sender: envelope.sender,
+            track: envelope.track,
+            group: envelope.group,
+            receivers: Vec::new(),
+        });
+    }
+    if let Some(group) = group {
+        for outbox in targets {
+            if !group.receivers.iter().any(|o| o.id == outbox.id) {
+                group.receivers.push(Arc::clone(outbox));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_breaches_are_typed_violations() {
+        let too_many =
+            ConnectionError::TransportError(TransportErrorCode::STREAM_LIMIT_ERROR.into());
+        assert_eq!(quic_violation(&too_many), Some(Violation::TooManyStreams));
+        let flow = ConnectionError::TransportError(TransportErrorCode::FLOW_CONTROL_ERROR.into());
+        assert_eq!(quic_violation(&flow), Some(Violation::Quic));
+        assert_eq!(quic_violation(&ConnectionError::TimedOut), None);
+        assert_eq!(
+            leave_reason(&ConnectionError::TimedOut),
+            LeaveReason::TimedOut
+        );
     }
 }

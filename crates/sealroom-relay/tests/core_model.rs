@@ -319,22 +319,26 @@ fn run(ops: Vec<Op>) {
                 conn,
                 track,
                 kind: k,
-            } => core.handle_control(
-                ConnId(conn),
-                ControlMessage::TrackPublished {
-                    member: 0,
-                    track: TrackInfo {
-                        track,
-                        kind: kind(k),
+            } => {
+                core.handle_control(
+                    ConnId(conn),
+                    ControlMessage::TrackPublished {
+                        member: 0,
+                        track: TrackInfo {
+                            track,
+                            kind: kind(k),
+                        },
                     },
-                },
-                now,
-            ),
-            Op::Unpublish { conn, track } => core.handle_control(
-                ConnId(conn),
-                ControlMessage::TrackUnpublished { member: 0, track },
-                now,
-            ),
+                    now,
+                );
+            }
+            Op::Unpublish { conn, track } => {
+                core.handle_control(
+                    ConnId(conn),
+                    ControlMessage::TrackUnpublished { member: 0, track },
+                    now,
+                );
+            }
             Op::Subscribe {
                 conn,
                 member,
@@ -372,7 +376,9 @@ fn run(ops: Vec<Op>) {
                         .insert(ConnId(conn), (key.clone(), member, Grants::all()));
                 }
             }
-            Op::Leave(c) => core.handle_control(ConnId(c), ControlMessage::Leave, now),
+            Op::Leave(c) => {
+                core.handle_control(ConnId(c), ControlMessage::Leave, now);
+            }
             Op::Disconnect(c) => {
                 let conn = ConnId(c);
                 core.handle_disconnect(conn, sealroom_frame::control::LeaveReason::TimedOut);
@@ -382,7 +388,7 @@ fn run(ops: Vec<Op>) {
             }
             Op::Advance(secs) => {
                 now = now.plus_secs(secs);
-                core.handle_timeout(now);
+                let _ = core.handle_timeout(now);
             }
             Op::Kick { app, room, user } => {
                 let _ = core.kick(

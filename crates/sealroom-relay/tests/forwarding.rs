@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{APP_A, APP_B, Client, relay, ticket};
+use common::{APP_A, APP_B, Client, WAIT, relay, ticket};
 use sealroom_frame::control::{ControlMessage, LeaveReason, TrackInfo};
 use sealroom_frame::envelope::{Flags, MediaKind};
 use sealroom_relay::DropReason;
@@ -173,6 +173,19 @@ async fn track_publication_and_unsubscribe() -> anyhow::Result<()> {
     let a_in_roster = c.roster.iter().find(|m| m.member == a.member);
     assert_eq!(a_in_roster.map(|m| m.tracks.clone()), Some(vec![audio]));
 
+    // A video track, for the keyframe request below.
+    a.send_control(&ControlMessage::TrackPublished {
+        member: 0,
+        track: TrackInfo {
+            track: 2,
+            kind: MediaKind::Video,
+        },
+    })
+    .await?;
+    b.expect_control(
+        |m| matches!(m, ControlMessage::TrackPublished { track, .. } if track.track == 2),
+    )
+    .await?;
     b.send_control(&ControlMessage::Unsubscribe {
         member: a.member,
         track: 1,
@@ -200,11 +213,27 @@ async fn keyframe_requests_reach_the_publisher() -> anyhow::Result<()> {
     let relay = relay().await;
     let mut a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
     let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
-    b.send_control(&ControlMessage::KeyframeRequest {
-        member: a.member,
-        track: 7,
-    })
+    for (track, kind) in [(7, MediaKind::Video), (8, MediaKind::Audio)] {
+        a.send_control(&ControlMessage::TrackPublished {
+            member: 0,
+            track: TrackInfo { track, kind },
+        })
+        .await?;
+    }
+    b.expect_control(
+        |m| matches!(m, ControlMessage::TrackPublished { track, .. } if track.track == 8),
+    )
     .await?;
+    // An audio track and a track that does not exist have no keyframes: ignored. The
+    // second request for track 7 comes within the coalescing interval: dropped, the
+    // publisher's answer to the first serves both.
+    for track in [8, 9, 7, 7] {
+        b.send_control(&ControlMessage::KeyframeRequest {
+            member: a.member,
+            track,
+        })
+        .await?;
+    }
     let request = a
         .expect_control(|m| matches!(m, ControlMessage::KeyframeRequest { .. }))
         .await?;
@@ -215,5 +244,15 @@ async fn keyframe_requests_reach_the_publisher() -> anyhow::Result<()> {
             track: 7,
         }
     );
+    // The coalesced request is counted once the relay has read it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while relay.stats().keyframe_requests.member_coalesced == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let stats = relay.stats();
+    assert_eq!(stats.keyframe_requests.member_forwarded, 1);
+    assert_eq!(stats.keyframe_requests.member_coalesced, 1);
     Ok(())
 }

@@ -1,0 +1,298 @@
+//! Reading what a client sends on a stream, without I/O and with time as an input: the
+//! media stream's type byte, its framing, and the deadline by which a frame that has started
+//! arriving must be complete.
+//!
+//! The deadline is what stops a slowloris: a peer that sends the first bytes of a frame and
+//! then trickles or stops would otherwise hold a stream slot and the bytes buffered for it
+//! for as long as its connection lives. The driver waits for the next chunk or for
+//! [`MediaStreamReader::deadline`], whichever comes first, and on the deadline calls
+//! [`MediaStreamReader::handle_timeout`].
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use sealroom_frame::stream::{DeframeError, Deframer};
+
+use crate::outbox::STREAM_TYPE_MEDIA;
+
+/// When the frame in progress on a stream must be complete.
+///
+/// The clock starts when a frame's first byte arrives (for a media stream, when the stream
+/// opens: its type byte is due) and stops when no incomplete frame is left. A chunk that
+/// completes a frame and starts the next restarts it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDeadline {
+    timeout: Duration,
+    started: Option<Instant>,
+}
+
+impl FrameDeadline {
+    /// A deadline of `timeout` per frame, not running.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            started: None,
+        }
+    }
+
+    /// After a chunk was taken in at `now`: whether a frame completed with it, and whether
+    /// an incomplete frame is left.
+    pub fn update(&mut self, completed: bool, incomplete: bool, now: Instant) {
+        self.started = match (incomplete, self.started) {
+            (false, _) => None,
+            (true, Some(started)) if !completed => Some(started),
+            (true, _) => Some(now),
+        };
+    }
+
+    /// When the incomplete frame must be done; `None` when there is none.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.started.map(|started| started + self.timeout)
+    }
+
+    /// Whether the incomplete frame is late at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|deadline| now >= deadline)
+    }
+}
+
+/// Why a media stream was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The first byte is not the media stream type.
+    #[error("unknown stream type {0:#04x}")]
+    UnknownType(u8),
+    /// A length prefix over the frame size limit.
+    #[error("frame of {len} bytes over the limit of {max}")]
+    Oversize {
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Broken framing (a non-minimal length prefix, or the stream ended inside a frame).
+    #[error("broken framing: {0}")]
+    Framing(DeframeError),
+    /// A frame started and did not complete in time.
+    #[error("a frame did not complete in time")]
+    Stalled,
+}
+
+impl From<DeframeError> for StreamError {
+    fn from(err: DeframeError) -> Self {
+        match err {
+            DeframeError::Oversize { len, max } => Self::Oversize { len, max },
+            other => Self::Framing(other),
+        }
+    }
+}
+
+/// One incoming unidirectional media stream: `0x01`, then length-prefixed envelope frames.
+#[derive(Debug)]
+pub struct MediaStreamReader {
+    deframer: Deframer,
+    typed: bool,
+    completed: bool,
+    deadline: FrameDeadline,
+}
+
+impl MediaStreamReader {
+    /// A reader for a stream opened at `now`, with frames of at most `max_frame_len` bytes
+    /// that must each complete within `timeout` of their first byte.
+    pub fn new(max_frame_len: usize, timeout: Duration, now: Instant) -> Self {
+        let mut deadline = FrameDeadline::new(timeout);
+        deadline.update(false, true, now);
+        Self {
+            deframer: Deframer::new(max_frame_len),
+            typed: false,
+            completed: false,
+            deadline,
+        }
+    }
+
+    /// Take in the next chunk of the stream.
+    ///
+    /// # Errors
+    /// [`StreamError::UnknownType`] when the stream does not start with the media type.
+    pub fn handle_chunk(&mut self, mut chunk: Bytes) -> Result<(), StreamError> {
+        if !self.typed {
+            let Some(&first) = chunk.first() else {
+                return Ok(());
+            };
+            if first != STREAM_TYPE_MEDIA {
+                return Err(StreamError::UnknownType(first));
+            }
+            chunk.advance(1);
+            self.typed = true;
+        }
+        self.deframer.push(chunk);
+        Ok(())
+    }
+
+    /// The next whole frame, or `None` when more bytes are needed; call until `None` after
+    /// every chunk, with the time the chunk arrived.
+    ///
+    /// # Errors
+    /// [`StreamError::Oversize`] or [`StreamError::Framing`]; the stream cannot be trusted
+    /// after either.
+    pub fn poll_frame(&mut self, now: Instant) -> Result<Option<Bytes>, StreamError> {
+        match self.deframer.next_frame()? {
+            Some(frame) => {
+                self.completed = true;
+                Ok(Some(frame))
+            }
+            None => {
+                let incomplete = !self.typed || self.deframer.buffered_len() > 0;
+                self.deadline.update(self.completed, incomplete, now);
+                self.completed = false;
+                Ok(None)
+            }
+        }
+    }
+
+    /// When the frame in progress must be complete; `None` when none is in progress.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline.deadline()
+    }
+
+    /// Time passed.
+    ///
+    /// # Errors
+    /// [`StreamError::Stalled`] when the frame in progress missed its deadline.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), StreamError> {
+        if self.deadline.is_expired(now) {
+            Err(StreamError::Stalled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Bytes of the incomplete frame held.
+    pub fn buffered_len(&self) -> usize {
+        self.deframer.buffered_len()
+    }
+
+    /// The stream ended.
+    ///
+    /// # Errors
+    /// [`StreamError::Framing`] when it ended inside a frame.
+    pub fn finish(&self) -> Result<(), StreamError> {
+        self.deframer.finish().map_err(StreamError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use sealroom_frame::stream::write_frame;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn framed(payloads: &[&[u8]]) -> Bytes {
+        let mut buf = BytesMut::new();
+        for payload in payloads {
+            write_frame(payload, &mut buf);
+        }
+        buf.freeze()
+    }
+
+    fn frames(reader: &mut MediaStreamReader, now: Instant) -> Vec<Bytes> {
+        std::iter::from_fn(|| reader.poll_frame(now).expect("well framed")).collect()
+    }
+
+    #[test]
+    fn a_stream_that_never_sends_its_type_byte_stalls() {
+        let t0 = Instant::now();
+        let mut reader = MediaStreamReader::new(1000, TIMEOUT, t0);
+        assert_eq!(reader.deadline(), Some(t0 + TIMEOUT));
+        reader.handle_chunk(Bytes::new()).expect("empty chunk");
+        assert!(frames(&mut reader, t0).is_empty());
+        assert_eq!(reader.handle_timeout(t0 + TIMEOUT / 2), Ok(()));
+        assert_eq!(
+            reader.handle_timeout(t0 + TIMEOUT),
+            Err(StreamError::Stalled)
+        );
+    }
+
+    #[test]
+    fn whole_frames_stop_the_clock_and_a_partial_one_starts_it() {
+        let t0 = Instant::now();
+        let mut reader = MediaStreamReader::new(1000, TIMEOUT, t0);
+        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        stream.extend_from_slice(&framed(&[b"one", b"two"]));
+        reader.handle_chunk(stream.freeze()).expect("typed");
+        assert_eq!(frames(&mut reader, t0), vec!["one", "two"]);
+        assert_eq!(reader.deadline(), None, "nothing in progress: no deadline");
+        // Idle for an hour between frames is fine (a reliable data stream).
+        let t1 = t0 + Duration::from_secs(3600);
+        assert_eq!(reader.handle_timeout(t1), Ok(()));
+
+        // Half of a frame: the clock runs from its first byte, and trickling more bytes
+        // does not restart it.
+        let whole = framed(&[b"a frame that arrives slowly"]);
+        reader.handle_chunk(whole.slice(..5)).expect("chunk");
+        assert!(frames(&mut reader, t1).is_empty());
+        assert_eq!(reader.deadline(), Some(t1 + TIMEOUT));
+        let t2 = t1 + TIMEOUT / 2;
+        reader.handle_chunk(whole.slice(5..10)).expect("chunk");
+        assert!(frames(&mut reader, t2).is_empty());
+        assert_eq!(reader.deadline(), Some(t1 + TIMEOUT));
+        assert_eq!(reader.buffered_len(), 10);
+        assert_eq!(
+            reader.handle_timeout(t1 + TIMEOUT),
+            Err(StreamError::Stalled)
+        );
+    }
+
+    #[test]
+    fn a_chunk_that_ends_one_frame_and_starts_another_restarts_the_clock() {
+        let t0 = Instant::now();
+        let mut reader = MediaStreamReader::new(1000, TIMEOUT, t0);
+        let stream = {
+            let mut buf = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+            buf.extend_from_slice(&framed(&[b"first", b"second"]));
+            buf.freeze()
+        };
+        // The type byte and part of the first frame.
+        reader.handle_chunk(stream.slice(..4)).expect("chunk");
+        assert!(frames(&mut reader, t0).is_empty());
+        assert_eq!(reader.deadline(), Some(t0 + TIMEOUT));
+        // The rest of the first frame and part of the second, later.
+        let t1 = t0 + Duration::from_secs(8);
+        reader.handle_chunk(stream.slice(4..10)).expect("chunk");
+        assert_eq!(frames(&mut reader, t1), vec!["first"]);
+        assert_eq!(reader.deadline(), Some(t1 + TIMEOUT));
+        reader.handle_chunk(stream.slice(10..)).expect("chunk");
+        assert_eq!(frames(&mut reader, t1), vec!["second"]);
+        assert_eq!(reader.deadline(), None);
+        assert_eq!(reader.finish(), Ok(()));
+    }
+
+    #[test]
+    fn wrong_type_oversize_and_truncation_are_typed() {
+        let t0 = Instant::now();
+        let mut reader = MediaStreamReader::new(10, TIMEOUT, t0);
+        assert_eq!(
+            reader.handle_chunk(Bytes::from_static(&[0x02, 1, 2])),
+            Err(StreamError::UnknownType(0x02))
+        );
+
+        let mut reader = MediaStreamReader::new(10, TIMEOUT, t0);
+        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        stream.extend_from_slice(&framed(&[&[0u8; 11]]));
+        reader.handle_chunk(stream.freeze()).expect("typed");
+        assert!(matches!(
+            reader.poll_frame(t0),
+            Err(StreamError::Oversize { len: 11, max: 10 })
+        ));
+
+        let mut reader = MediaStreamReader::new(10, TIMEOUT, t0);
+        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        stream.extend_from_slice(&framed(&[b"12345"])[..3]);
+        reader.handle_chunk(stream.freeze()).expect("typed");
+        assert!(frames(&mut reader, t0).is_empty());
+        assert!(matches!(reader.finish(), Err(StreamError::Framing(_))));
+    }
+}
