@@ -113,3 +113,47 @@ async fn a_client_pinning_another_certificate_does_not_connect() -> anyhow::Resu
     assert_eq!(relay.relay.stats().join_attempts, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_video_group_was_dropped_asks_for_a_keyframe() -> anyhow::Result<()> {
+    // A group queue smaller than one frame: the relay drops the rest of any group whose
+    // next frame would not fit, and resets that group's stream towards the receiver.
+    let limits = sealroom_relay::Limits {
+        video_group_queue_bytes: 2000,
+        ..sealroom_relay::Limits::default().unlimited_rates()
+    };
+    let relay = TestRelay::with_limits(limits).await?;
+    let secret = RoomSecret::generate();
+    let alice = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+
+    let camera = alice.room.publish_video(7).await?;
+    camera.send(Bytes::from_static(b"small keyframe"), true)?;
+    bob.log
+        .wait_for("the keyframe", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Frame(f) if f.sender == alice.id))
+        })
+        .await?;
+    camera.send(Bytes::from(vec![7u8; 3000]), false)?;
+
+    alice
+        .log
+        .wait_for("a keyframe request from bob", |events| {
+            events.iter().any(|e| {
+                *e == Event::KeyframeRequested {
+                    track: 7,
+                    by: bob.id,
+                }
+            })
+        })
+        .await?;
+    assert_eq!(bob.room.stats().keyframes_requested, 1);
+    assert_eq!(
+        bob.frames_from(alice.id).len(),
+        1,
+        "the oversized frame was dropped"
+    );
+    Ok(())
+}

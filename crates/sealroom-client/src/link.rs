@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode};
-use sealroom_frame::envelope::{Envelope, Frame, MemberId};
+use sealroom_frame::envelope::{Envelope, Frame, MediaKind, MemberId};
 use sealroom_frame::stream::{Deframer, write_len_prefix};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -25,11 +25,16 @@ use crate::stats::bump;
 /// First byte of a unidirectional media stream.
 pub(crate) const MEDIA_STREAM: u8 = 0x01;
 
-/// Stream error code: the stream is not something this client understands.
-const STREAM_REFUSED: u32 = 1;
+/// Stream error code (docs/TRANSPORT.md): the relay dropped the rest of a video group this
+/// member fell behind on.
+const STREAM_STALE_GROUP: u32 = 0x01;
 
-/// Stream error code: a newer video group superseded this one.
-pub(crate) const STREAM_STALE: u32 = 2;
+/// Stream error code (docs/TRANSPORT.md): the publisher abandoned this video group for a
+/// newer one.
+pub(crate) const STREAM_GROUP_RESET: u32 = 0x02;
+
+/// Stream error code (docs/TRANSPORT.md): an incoming stream broke the framing or a limit.
+const STREAM_REFUSED: u32 = 0x03;
 
 /// Largest chunk read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -427,6 +432,10 @@ async fn stream_acceptor(shared: Arc<Shared>, conn: Connection, events: mpsc::Se
 
 /// Read one media stream: a type byte, then length-prefixed frames. Stream frames are
 /// delivered in order, waiting for room in the event queue (backpressure, no loss).
+///
+/// When the relay resets a video group this member fell behind on, the member asks the
+/// group's publisher for a keyframe so that the picture recovers without waiting for the
+/// next scheduled one.
 async fn media_stream_reader(
     shared: Arc<Shared>,
     mut recv: RecvStream,
@@ -435,6 +444,7 @@ async fn media_stream_reader(
     let (member, max_len) = link_params(&shared);
     let mut deframer = Deframer::new(max_len);
     let mut typed = false;
+    let mut video_from = None;
     loop {
         let mut chunk = match recv.read_chunk(READ_CHUNK, true).await {
             Ok(Some(chunk)) => chunk.bytes,
@@ -444,14 +454,26 @@ async fn media_stream_reader(
                 }
                 return;
             }
-            // Reset by the relay (a stale video group) or connection lost.
+            Err(quinn::ReadError::Reset(code))
+                if code.into_inner() == u64::from(STREAM_STALE_GROUP) =>
+            {
+                if let Some((publisher, track)) = video_from {
+                    bump(&shared.stats.keyframes_requested);
+                    let _ = shared.control.try_send(ControlMessage::KeyframeRequest {
+                        member: publisher,
+                        track,
+                    });
+                }
+                return;
+            }
+            // Reset by the publisher, or the connection is gone.
             Err(_) => return,
         };
         if !typed {
-            if chunk.is_empty() {
+            let Some(&first) = chunk.first() else {
                 continue;
-            }
-            if chunk[0] != MEDIA_STREAM {
+            };
+            if first != MEDIA_STREAM {
                 bump(&shared.stats.malformed);
                 let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
                 return;
@@ -463,9 +485,15 @@ async fn media_stream_reader(
         loop {
             match deframer.next_frame() {
                 Ok(Some(bytes)) => {
-                    if let Some(event) = handle_frame(&shared, &bytes, member, max_len)
-                        && events.send(event).await.is_err()
+                    let Some(event) = handle_frame(&shared, &bytes, member, max_len) else {
+                        continue;
+                    };
+                    if let Event::Frame(frame) = &event
+                        && frame.kind == MediaKind::Video
                     {
+                        video_from = Some((frame.sender, frame.track));
+                    }
+                    if events.send(event).await.is_err() {
                         return;
                     }
                 }

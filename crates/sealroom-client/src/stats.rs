@@ -27,6 +27,9 @@ pub struct RoomStats {
     pub malformed: u64,
     /// Datagram frames dropped because the application's event queue was full.
     pub events_dropped: u64,
+    /// Keyframes asked for because the relay dropped the rest of a video group this member
+    /// fell behind on.
+    pub keyframes_requested: u64,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +44,7 @@ pub(crate) struct Counters {
     pub(crate) open_failures: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) keyframes_requested: AtomicU64,
 }
 
 /// Add one to a counter.
@@ -70,6 +74,7 @@ impl Counters {
             open_failures: get(&self.open_failures),
             malformed: get(&self.malformed),
             events_dropped: get(&self.events_dropped),
+            keyframes_requested: get(&self.keyframes_requested),
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::PublishError;
 use crate::keys::{self, TrackSealer};
-use crate::link::{Link, LinkState, STREAM_STALE, write_frame};
+use crate::link::{Link, LinkState, STREAM_GROUP_RESET, write_frame};
 use crate::room::Shared;
 use crate::stats::bump;
 
@@ -363,7 +363,7 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
                 .frames_not_sent
                 .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
             if let Some(mut old) = open.take() {
-                let _ = old.stream.reset(VarInt::from_u32(STREAM_STALE));
+                let _ = old.stream.reset(VarInt::from_u32(STREAM_GROUP_RESET));
                 bump(&shared.stats.stale_groups_reset);
             }
         }
