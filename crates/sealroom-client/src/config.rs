@@ -13,6 +13,8 @@ pub enum Trust {
     Pinned([u8; 32]),
     /// Verify the relay certificate chain against the operating system's trust store and
     /// the server name given to [`Client::join`](crate::Client::join).
+    /// [`Client::new`](crate::Client::new) fails with a TLS error on a machine with no
+    /// trusted roots.
     SystemRoots,
 }
 

@@ -141,8 +141,9 @@ mod tests {
     }
 
     #[test]
-    fn both_trust_modes_build_a_quic_config() {
+    fn a_pin_builds_a_quic_config_without_any_system_roots() {
+        // System roots are not asserted: a minimal machine may have no CA store, in which
+        // case `Client::new` reports a TLS error rather than trusting nothing silently.
         assert!(quic_client_config(&Trust::Pinned([7; 32])).is_ok());
-        assert!(quic_client_config(&Trust::SystemRoots).is_ok());
     }
 }
