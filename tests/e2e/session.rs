@@ -157,3 +157,28 @@ async fn a_receiver_whose_video_group_was_dropped_asks_for_a_keyframe() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_room_leaves_it() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let secret = RoomSecret::generate();
+    let alice = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+    let bob_id = bob.id;
+    let bob_log = bob.log.clone();
+    drop(bob);
+    alice
+        .log
+        .wait_for("bob left", |events| {
+            events.iter().any(|e| {
+                matches!(e, Event::MemberLeft { member, reason: LeaveReason::Left, .. } if *member == bob_id)
+            })
+        })
+        .await?;
+    bob_log
+        .wait_for("bob's session end", |events| {
+            events.contains(&Event::Disconnected(DisconnectReason::Left))
+        })
+        .await?;
+    Ok(())
+}

@@ -142,7 +142,14 @@ impl Client {
             control_rx,
             events_tx,
         ));
-        Ok((Room { shared }, Events { rx: events_rx }))
+        let guard = Arc::new(LeaveOnDrop(shared.clone()));
+        Ok((
+            Room {
+                shared,
+                _guard: guard,
+            },
+            Events { rx: events_rx },
+        ))
     }
 
     /// Close every connection of this client and wait until the relay acknowledged.
@@ -307,10 +314,22 @@ impl Shared {
 /// A joined room. Cheap to clone; every clone is the same session.
 ///
 /// Frames published through its tracks are sealed before they leave the process; frames
-/// from other members arrive, opened, on the [`Events`] returned with it.
+/// from other members arrive, opened, on the [`Events`] returned with it. Dropping the
+/// last clone leaves the room, as [`leave`](Self::leave) does without waiting.
 #[derive(Clone)]
 pub struct Room {
     pub(crate) shared: Arc<Shared>,
+    _guard: Arc<LeaveOnDrop>,
+}
+
+/// Leaves the room when the last [`Room`] clone is dropped (tracks and the driver hold
+/// the shared state, not this).
+struct LeaveOnDrop(Arc<Shared>);
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.0.leave.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Room {
