@@ -5,6 +5,9 @@
 //! higher priority) and the relay's transport parameters. What the relay costs beyond it is
 //! the price of rooms, admission, envelopes, limits and metrics.
 //!
+//! It binds its UDP socket with the relay's own function (same buffer sizes) and uses the
+//! relay's transport parameters.
+//!
 //! Run as a separate process by `sealroom load --baseline` (`sealroom load --serve-forwarder`)
 //! so its CPU and memory are read from `/proc` exactly as the relay's are. It exits when its
 //! standard input closes (when the load generator goes away).
@@ -46,11 +49,11 @@ impl Rooms {
 }
 
 /// Serve until standard input closes.
-pub(crate) async fn serve(cert: &Path, key: &Path, socket_buffer: usize) -> anyhow::Result<()> {
+pub(crate) async fn serve(cert: &Path, key: &Path) -> anyhow::Result<()> {
     let limits = Limits::default();
     let config = net::server_config(cert, key, sealroom_relay::transport_config(&limits))?;
-    let (socket, _, _) =
-        net::udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), socket_buffer)?;
+    // The relay's socket, bound the relay's way (same buffer sizes).
+    let (socket, _, _) = sealroom_relay::udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     let runtime = quinn::default_runtime().context("no async runtime for quinn")?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

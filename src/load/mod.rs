@@ -76,8 +76,9 @@ pub(crate) struct LoadArgs {
     /// every client its own socket).
     #[arg(long, default_value_t = 10)]
     clients_per_socket: usize,
-    /// Receive and send buffer of every UDP socket this command opens, bytes (the kernel
-    /// caps it at net.core.rmem_max / wmem_max).
+    /// Receive and send buffer of every simulated client's UDP socket, bytes (the kernel
+    /// caps it at net.core.rmem_max / wmem_max and doubles it). The relay and the baseline
+    /// use the relay's own setting.
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     socket_buffer: usize,
     /// Worker threads of the relay's (and the baseline's) async runtime, passed as
@@ -122,7 +123,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
             bail!("--serve-forwarder needs --cert and --key");
         };
-        return forwarder::serve(cert, key, args.socket_buffer).await;
+        return forwarder::serve(cert, key).await;
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -315,18 +316,8 @@ fn start_server(
                 .key_path
                 .to_str()
                 .context("non-UTF-8 output path")?;
-            let buffer = args.socket_buffer.to_string();
             let server = Server::spawn(
-                &[
-                    "load",
-                    "--serve-forwarder",
-                    "--cert",
-                    cert,
-                    "--key",
-                    key,
-                    "--socket-buffer",
-                    &buffer,
-                ],
+                &["load", "--serve-forwarder", "--cert", cert, "--key", key],
                 &args.out.join("forwarder.log"),
                 false,
                 args.server_threads,
@@ -391,6 +382,8 @@ async fn throughput(
         entry,
         live: Arc::clone(&live),
     };
+    let (_, server_recv_buffer, server_send_buffer) =
+        sealroom_relay::udp_socket(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let (_, client_recv_buffer, client_send_buffer) = net::udp_socket(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         args.socket_buffer,
@@ -556,6 +549,8 @@ async fn throughput(
         send_failures: sent.failed,
         generator_cpu_percent: 100.0 * (own_end.cpu_secs - own_start.cpu_secs) / secs,
         udp: udp_end.since(udp_start),
+        server_socket_recv_buffer: server_recv_buffer,
+        server_socket_send_buffer: server_send_buffer,
         client_socket_recv_buffer: client_recv_buffer,
         client_socket_send_buffer: client_send_buffer,
         curve: report::curve(&latency),

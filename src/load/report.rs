@@ -81,6 +81,9 @@ pub(crate) struct RunReport {
     pub(crate) generator_cpu_percent: f64,
     /// Kernel UDP buffer errors over the window (whole machine).
     pub(crate) udp: UdpCounters,
+    /// UDP buffers the kernel grants the server's socket (the relay's request, made here).
+    pub(crate) server_socket_recv_buffer: usize,
+    pub(crate) server_socket_send_buffer: usize,
     pub(crate) client_socket_recv_buffer: usize,
     pub(crate) client_socket_send_buffer: usize,
     /// Latency at percentiles, for plotting: (percentile, microseconds).

@@ -111,4 +111,4 @@ pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats}
 pub use outbox::{STREAM_TYPE_MEDIA, stream_code};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, mint};
-pub use tls::{ALPN, StartError, transport_config};
+pub use tls::{ALPN, StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};

@@ -348,7 +348,15 @@ impl Relay {
         let identity = Identity::load(&config.tls)?;
         let cert_der = identity.leaf_der();
         let server_config = tls::server_config(identity, &config.limits)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+        let (socket, recv_buffer, send_buffer) = tls::udp_socket(config.listen)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )?;
         let local_addr = endpoint.local_addr()?;
         let metrics = Arc::new(Metrics::new());
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
@@ -381,7 +389,7 @@ impl Relay {
                 }
             }
         });
-        tracing::info!(%local_addr, "relay listening");
+        tracing::info!(%local_addr, recv_buffer, send_buffer, "relay listening");
         Ok(Self {
             shared,
             endpoint,

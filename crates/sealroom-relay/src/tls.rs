@@ -1,5 +1,6 @@
 //! The relay's TLS identity and the quinn server configuration built on it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Limits, TlsConfig};
 
@@ -123,4 +125,30 @@ pub fn transport_config(limits: &Limits) -> TransportConfig {
     transport.datagram_receive_buffer_size(Some(256 * 1024));
     transport.datagram_send_buffer_size(64 * 1024);
     transport
+}
+
+/// Receive and send buffer the relay asks for on its UDP socket. The kernel's default (about
+/// 200 KiB) overflows under bursts of fan-out and ACKs; the kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max` (raise those on a busy node) and doubles it.
+pub const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A UDP socket bound to `listen` with [`UDP_SOCKET_BUFFER`] buffers (best effort: a smaller
+/// grant is not an error). Returns the socket and the receive and send buffer sizes the
+/// kernel granted. Public so that the load generator's bare quinn baseline binds exactly the
+/// same way.
+///
+/// # Errors
+/// The socket cannot be created or bound.
+pub fn udp_socket(listen: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize, usize)> {
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    socket.bind(&listen.into())?;
+    let recv = socket.recv_buffer_size()?;
+    let send = socket.send_buffer_size()?;
+    Ok((socket.into(), recv, send))
 }
