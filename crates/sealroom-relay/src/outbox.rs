@@ -470,9 +470,10 @@ impl Outbox {
             } else {
                 None
             };
+            // Count before the frame becomes visible to the writer, which counts it out.
+            self.queued(frame.frame.len());
             queue.push_back(frame.clone());
             drop(queue);
-            self.queued(frame.frame.len());
             if let Some(dropped) = dropped {
                 self.drop_frames(&[dropped], DropReason::QueueFull);
             }
@@ -528,9 +529,9 @@ impl Outbox {
                 return Pushed::Dropped;
             }
             state.bytes += len;
+            self.queued(len);
             state.frames.push_back(frame.clone());
         }
-        self.queued(len);
         queue.notify.notify_one();
         Pushed::Queued
     }
@@ -585,12 +586,12 @@ impl Outbox {
             return Pushed::Stale;
         }
         state.bytes += len;
+        self.queued(len);
         state.frames.push_back(frame.clone());
         if envelope.flags.contains(Flags::END_OF_GROUP) {
             state.finish = true;
         }
         drop(state);
-        self.queued(len);
         queue.notify.notify_one();
         Pushed::Queued
     }
