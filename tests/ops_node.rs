@@ -289,7 +289,10 @@ async fn sigterm_tells_members_to_go_away_and_exits_zero() -> anyhow::Result<()>
     let (_alice, mut events) = join(&node, &client, ticket(APP, KID, SECRET, ALICE, ROOM)).await?;
 
     node.terminate();
+    // GoAway is not the end of the session: the client leaves the draining relay and
+    // tries to come back (here the node is gone for good, so it keeps trying).
     let reason = next_event(&mut events, |e| match e {
+        Event::ConnectionLost(reason) => Some(reason.clone()),
         Event::Disconnected(reason) => Some(reason.clone()),
         _ => None,
     })
@@ -304,6 +307,14 @@ async fn sigterm_tells_members_to_go_away_and_exits_zero() -> anyhow::Result<()>
         ),
         "{reason}"
     );
+    assert!(reason.is_recoverable(), "{reason}");
+    let attempt = next_event(&mut events, |e| match e {
+        Event::Reconnecting { attempt } => Some(*attempt),
+        Event::Disconnected(reason) => panic!("session ended instead of reconnecting: {reason}"),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(attempt, 1);
     let status = node.wait()?;
     assert!(
         status.success(),

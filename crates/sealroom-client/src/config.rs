@@ -118,6 +118,11 @@ pub struct ClientConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) leave_timeout: Duration,
     pub(crate) client_name: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_initial: Duration,
+    pub(crate) reconnect_max_delay: Duration,
+    pub(crate) reconnect_max_attempts: u32,
+    pub(crate) reconnect_give_up_after: Duration,
 }
 
 impl ClientConfig {
@@ -138,6 +143,11 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(30),
             leave_timeout: Duration::from_secs(2),
             client_name: String::from("sealroom-client"),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_initial: Duration::from_millis(250),
+            reconnect_max_delay: Duration::from_secs(10),
+            reconnect_max_attempts: 20,
+            reconnect_give_up_after: Duration::from_secs(120),
         }
     }
 
@@ -236,6 +246,42 @@ impl ClientConfig {
     #[must_use]
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = name.into();
+        self
+    }
+
+    /// How long one connection attempt (QUIC handshake and join) may take on a rejoin
+    /// before it counts as failed. Default 10 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Backoff between reconnect attempts after a lost connection: the first wait is
+    /// `initial`, each failed attempt doubles it up to `max`, and every wait is jittered
+    /// (a random 50 to 100 % of it) so that the members of a restarted relay do not all
+    /// come back at once. Defaults 250 ms and 10 s.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.reconnect_initial = initial;
+        self.reconnect_max_delay = max.max(initial);
+        self
+    }
+
+    /// Reconnect attempts after one lost connection before the session ends with
+    /// [`DisconnectReason::GaveUp`](crate::DisconnectReason::GaveUp); 0 turns reconnecting
+    /// off (a lost connection ends the session). Default 20.
+    #[must_use]
+    pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
+        self.reconnect_max_attempts = attempts;
+        self
+    }
+
+    /// Time after a lost connection past which no new reconnect attempt starts, whatever
+    /// the attempt count. Default 120 s.
+    #[must_use]
+    pub fn reconnect_give_up_after(mut self, limit: Duration) -> Self {
+        self.reconnect_give_up_after = limit;
         self
     }
 

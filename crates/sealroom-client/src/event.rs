@@ -11,6 +11,8 @@ use sealroom_frame::control::{ErrorCode, LeaveReason, TrackInfo};
 use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
 use tokio::sync::mpsc;
 
+use crate::ticket::TicketSourceError;
+
 /// A member of the room as the client knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -87,6 +89,17 @@ pub enum DisconnectReason {
         /// What was wrong.
         detail: String,
     },
+    /// The application's ticket source gave no ticket for a rejoin.
+    NoTicket(TicketSourceError),
+    /// The connection was lost and every reconnect attempt failed
+    /// ([`ClientConfig::reconnect_attempts`](crate::ClientConfig::reconnect_attempts),
+    /// [`ClientConfig::reconnect_give_up_after`](crate::ClientConfig::reconnect_give_up_after)).
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last attempt failed (or the connection loss, when none was made).
+        last: Box<Self>,
+    },
 }
 
 impl DisconnectReason {
@@ -97,6 +110,28 @@ impl DisconnectReason {
             _ => None,
         }
     }
+
+    /// Whether the client reconnects after a connection ended for this reason: a lost
+    /// transport, a relay that closed without a reason or is shutting down (restart,
+    /// [`ErrorCode::ShuttingDown`] in `GoAway`), an internal relay error. A deliberate
+    /// removal (kicked, replaced, room dismissed, ticket expired, too slow), a protocol
+    /// violation, leaving, and giving up are final.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            Self::Relay { code, .. } => recoverable_code(*code),
+            Self::Closed | Self::ConnectionLost { .. } => true,
+            Self::Left | Self::Protocol { .. } | Self::NoTicket(_) | Self::GaveUp { .. } => false,
+        }
+    }
+}
+
+/// Codes after which a new connection may succeed: the relay is going away or overloaded,
+/// not refusing this member.
+pub(crate) fn recoverable_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::RateLimited
+    )
 }
 
 impl fmt::Display for DisconnectReason {
@@ -109,6 +144,10 @@ impl fmt::Display for DisconnectReason {
             Self::Closed => f.write_str("relay closed the connection"),
             Self::ConnectionLost { detail } => write!(f, "connection lost: {detail}"),
             Self::Protocol { detail } => write!(f, "protocol violation by the relay: {detail}"),
+            Self::NoTicket(error) => write!(f, "{error}"),
+            Self::GaveUp { attempts, last } => {
+                write!(f, "gave up reconnecting after {attempts} attempts: {last}")
+            }
         }
     }
 }
@@ -167,7 +206,32 @@ pub enum Event {
         /// The relay's explanation.
         message: String,
     },
-    /// The session ended; no events follow.
+    /// The application's ticket source could not give a ticket to refresh the session
+    /// before its ticket expires (or gave the one already in use). Unless a refresh
+    /// succeeds later ([`Room::refresh_ticket`](crate::Room::refresh_ticket)), the relay
+    /// removes this member at expiry with [`ErrorCode::TicketExpired`].
+    TicketRefreshFailed(TicketSourceError),
+    /// The connection to the relay was lost for a reason the client recovers from; it
+    /// reconnects ([`Event::Reconnecting`]). Frames published until it recovers are
+    /// handled as [`RoomStats::frames_dropped_offline`](crate::RoomStats::frames_dropped_offline)
+    /// says.
+    ConnectionLost(DisconnectReason),
+    /// A reconnect attempt starts (the first is 1).
+    Reconnecting {
+        /// The attempt number since the connection was lost.
+        attempt: u32,
+    },
+    /// The client is back in the room on a new connection, with a fresh ticket; its tracks
+    /// are published again and its subscription choices restored.
+    Recovered {
+        /// This member's id on the new connection (the relay may assign a new one).
+        member: MemberId,
+        /// The other members now in the room (their ids may have changed too).
+        members: Vec<Member>,
+    },
+    /// The session is over for good; no events follow. Reasons the client recovers from
+    /// ([`DisconnectReason::is_recoverable`]) end here only when reconnecting is off or
+    /// gave up ([`DisconnectReason::GaveUp`]).
     Disconnected(DisconnectReason),
 }
 

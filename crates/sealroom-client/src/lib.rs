@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod keys;
 mod link;
+mod refresh;
 mod room;
 mod session;
 mod stats;

@@ -5,22 +5,28 @@
 //! tracks, the event queue, the control queue) lives in [`Shared`] so that a reconnect can
 //! start a new link without the application noticing more than an event.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use quinn::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
-use sealroom_frame::control::{ControlMessage, ErrorCode};
-use sealroom_frame::envelope::{Envelope, Frame, MediaKind, MemberId};
+use sealroom_frame::control::{ControlMessage, ErrorCode, TrackInfo};
+use sealroom_frame::envelope::{Envelope, Frame, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::{Deframer, write_len_prefix};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinSet;
 
-use crate::error::PublishError;
-use crate::event::{DisconnectReason, Event, ReceivedFrame, UnopenedFrame};
-use crate::room::Shared;
-use crate::session::Outcome;
+use crate::error::{JoinError, PublishError};
+use crate::event::{
+    DisconnectReason, Event, Member, ReceivedFrame, UnopenedFrame, recoverable_code,
+};
+use crate::room::{Dialer, Joined, Shared};
+use crate::session::{Outcome, Session};
 use crate::stats::bump;
+use crate::ticket::{TicketReason, TicketRequest};
 
 /// First byte of a unidirectional media stream.
 pub(crate) const MEDIA_STREAM: u8 = 0x01;
@@ -54,6 +60,8 @@ pub(crate) struct Link {
 pub(crate) enum LinkState {
     /// Joined on this connection.
     Up(Link),
+    /// The connection was lost; reconnecting.
+    Down,
     /// The session is over.
     Ended,
 }
@@ -190,18 +198,229 @@ pub(crate) struct ControlStreams {
     pub(crate) deframer: Deframer,
 }
 
-/// Drive a joined connection until the session ends, then emit
-/// [`Event::Disconnected`] as the last event.
-pub(crate) async fn drive(
+/// How one connection ended.
+struct ConnectionEnd {
+    closed: ConnectionError,
+    announced: Option<DisconnectReason>,
+    leaving: bool,
+    /// The relay's suggested delay before reconnecting (`GoAway`).
+    retry_after: Option<Duration>,
+}
+
+/// What the relay announced before the connection ended.
+#[derive(Default)]
+struct Ending {
+    reason: Option<DisconnectReason>,
+    retry_after: Option<Duration>,
+}
+
+type SharedEnding = Arc<std::sync::Mutex<Ending>>;
+
+fn ending_lock(ending: &SharedEnding) -> std::sync::MutexGuard<'_, Ending> {
+    ending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Run a room session from its first joined connection to its end: drive each connection,
+/// reconnect (with backoff, a fresh ticket and the tracks published again) when one is
+/// lost for a reason the client recovers from, and emit [`Event::Disconnected`] as the
+/// last event.
+pub(crate) async fn run(
     shared: Arc<Shared>,
+    dialer: Dialer,
     conn: Connection,
     control: ControlStreams,
     control_rx: mpsc::Receiver<ControlMessage>,
     events: mpsc::Sender<Event>,
 ) {
-    let ending = Arc::new(std::sync::Mutex::new(None::<DisconnectReason>));
+    let control_rx = Arc::new(tokio::sync::Mutex::new(control_rx));
+    let mut current = (conn, control);
+    let reason = loop {
+        let (conn, control) = current;
+        let end = drive(&shared, conn, control, &control_rx, &events).await;
+        let reason = disconnect_reason(end.closed, end.announced, end.leaving);
+        if !reason.is_recoverable() || shared.config.reconnect_max_attempts == 0 {
+            break reason;
+        }
+        tracing::info!(%reason, "connection lost, reconnecting");
+        shared.link.send_replace(LinkState::Down);
+        let _ = events.send(Event::ConnectionLost(reason.clone())).await;
+        match reconnect(&shared, &dialer, reason, end.retry_after, &events).await {
+            Ok(rejoined) => {
+                // Whatever was queued for the old connection names old member ids.
+                if let Ok(mut rx) = control_rx.try_lock() {
+                    while rx.try_recv().is_ok() {}
+                }
+                current = rejoined;
+            }
+            Err(reason) => break reason,
+        }
+    };
+    tracing::debug!(%reason, "room session ended");
+    shared.link.send_replace(LinkState::Ended);
+    let _ = events.send(Event::Disconnected(reason)).await;
+}
+
+/// Reconnect attempts after a lost connection, until one rejoins, the relay refuses this
+/// member for good, the application leaves, or the attempts run out.
+async fn reconnect(
+    shared: &Arc<Shared>,
+    dialer: &Dialer,
+    lost: DisconnectReason,
+    retry_after: Option<Duration>,
+    events: &mpsc::Sender<Event>,
+) -> Result<(Connection, ControlStreams), DisconnectReason> {
+    let config = &shared.config;
+    let started = Instant::now();
+    let mut delay = config
+        .reconnect_initial
+        .max(retry_after.unwrap_or_default())
+        .min(config.reconnect_max_delay);
+    let mut last = lost;
+    let mut attempts = 0;
+    while attempts < config.reconnect_max_attempts {
+        tokio::select! {
+            () = tokio::time::sleep(jitter(delay, attempts)) => {}
+            () = shared.leave.notified() => return Err(DisconnectReason::Left),
+        }
+        if started.elapsed() >= config.reconnect_give_up_after {
+            break;
+        }
+        attempts += 1;
+        delay = delay.saturating_mul(2).min(config.reconnect_max_delay);
+        let _ = events.send(Event::Reconnecting { attempt: attempts }).await;
+        let attempt = async {
+            let request = shared.ticket_requests.fetch_add(1, Ordering::Relaxed);
+            let ticket = shared
+                .tickets
+                .ticket(TicketRequest::new(TicketReason::Rejoin, request))
+                .await?;
+            dialer.dial(ticket).await
+        };
+        let result = tokio::select! {
+            result = attempt => result,
+            () = shared.leave.notified() => return Err(DisconnectReason::Left),
+        };
+        let (conn, joined) = match result {
+            Ok(joined) => joined,
+            Err(JoinError::Refused { code, message }) if !recoverable_code(code) => {
+                return Err(DisconnectReason::Relay { code, message });
+            }
+            Err(err) => {
+                tracing::debug!(%err, attempt = attempts, "reconnect attempt failed");
+                last = join_failure(err);
+                continue;
+            }
+        };
+        match install(shared, &conn, joined).await {
+            Some((control, member, members)) => {
+                bump(&shared.stats.reconnects);
+                tracing::info!(member, attempts, "reconnected");
+                let _ = events.send(Event::Recovered { member, members }).await;
+                return Ok((conn, control));
+            }
+            None => {
+                conn.close(0u32.into(), b"rejoin failed");
+                last = DisconnectReason::ConnectionLost {
+                    detail: String::from("connection lost while rejoining"),
+                };
+            }
+        }
+    }
+    Err(DisconnectReason::GaveUp {
+        attempts,
+        last: Box::new(last),
+    })
+}
+
+/// A random 50 to 100 % of `delay`, so that the members of a restarted relay spread out.
+fn jitter(delay: Duration, salt: u32) -> Duration {
+    let random = RandomState::new().hash_one(salt);
+    let permille = 500 + u32::try_from(random % 501).unwrap_or(500);
+    delay.mul_f64(f64::from(permille) / 1000.0)
+}
+
+/// The reason a failed rejoin attempt reports (in [`DisconnectReason::GaveUp`]).
+fn join_failure(err: JoinError) -> DisconnectReason {
+    match err {
+        JoinError::Refused { code, message } => DisconnectReason::Relay { code, message },
+        JoinError::Ticket(error) => DisconnectReason::NoTicket(error),
+        JoinError::Protocol(detail) => DisconnectReason::Protocol { detail },
+        JoinError::Connect(err) => DisconnectReason::ConnectionLost {
+            detail: err.to_string(),
+        },
+        JoinError::Connection(err) => DisconnectReason::ConnectionLost {
+            detail: err.to_string(),
+        },
+    }
+}
+
+/// Make a rejoined connection the session's link: the new member id and roster, the
+/// tracks published again and the subscription choices restored (written on the control
+/// stream before anything else), the ticket's new lifetime. `None` when the connection
+/// broke meanwhile.
+async fn install(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    joined: Joined,
+) -> Option<(ControlStreams, MemberId, Vec<Member>)> {
+    let Joined {
+        member,
+        roster,
+        limits,
+        mut control_send,
+        control_recv,
+        deframer,
+    } = joined;
+    let session = Session::new(member, roster, limits, shared.config.max_roster);
+    let mut buf = BytesMut::new();
+    let mut tracks: Vec<(TrackId, MediaKind)> =
+        shared.tracks().iter().map(|(t, k)| (*t, *k)).collect();
+    tracks.sort_unstable_by_key(|(track, _)| *track);
+    for (track, kind) in tracks {
+        let message = ControlMessage::TrackPublished {
+            member,
+            track: TrackInfo { track, kind },
+        };
+        let _ = message.encode_framed(&mut buf);
+    }
+    let members = session.members();
+    for message in shared.subscription_messages(&members) {
+        let _ = message.encode_framed(&mut buf);
+    }
+    if !buf.is_empty() && control_send.write_all(&buf).await.is_err() {
+        return None;
+    }
+    *shared.session() = session;
+    shared.set_ticket_lifetime(limits.ticket_expires_in_secs);
+    shared.link.send_replace(LinkState::Up(Link {
+        conn: conn.clone(),
+        member,
+        max_frame_len: shared.frame_limit(&limits),
+    }));
+    Some((
+        ControlStreams {
+            send: control_send,
+            recv: control_recv,
+            deframer,
+        },
+        member,
+        members,
+    ))
+}
+
+/// Drive one joined connection until it ends.
+async fn drive(
+    shared: &Arc<Shared>,
+    conn: Connection,
+    control: ControlStreams,
+    control_rx: &Arc<tokio::sync::Mutex<mpsc::Receiver<ControlMessage>>>,
+    events: &mpsc::Sender<Event>,
+) -> ConnectionEnd {
+    let ending = SharedEnding::default();
     let mut tasks = JoinSet::new();
-    tasks.spawn(control_writer(control.send, control_rx));
+    tasks.spawn(control_writer(control.send, control_rx.clone()));
     tasks.spawn(control_reader(
         shared.clone(),
         conn.clone(),
@@ -241,14 +460,13 @@ pub(crate) async fn drive(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
-    let announced = ending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
-    let reason = disconnect_reason(closed, announced, leaving);
-    tracing::debug!(%reason, "room session ended");
-    shared.link.send_replace(LinkState::Ended);
-    let _ = events.send(Event::Disconnected(reason)).await;
+    let mut ending = ending_lock(&ending);
+    ConnectionEnd {
+        closed,
+        announced: ending.reason.take(),
+        leaving,
+        retry_after: ending.retry_after.take(),
+    }
 }
 
 /// What the application is told when a connection ends.
@@ -293,8 +511,13 @@ fn disconnect_reason(
     }
 }
 
-/// Send queued control messages; finish the stream after `Leave`.
-async fn control_writer(mut send: SendStream, mut rx: mpsc::Receiver<ControlMessage>) {
+/// Send queued control messages; finish the stream after `Leave`. The queue outlives the
+/// connection: the writer of the next connection takes it over.
+async fn control_writer(
+    mut send: SendStream,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<ControlMessage>>>,
+) {
+    let mut rx = rx.lock_owned().await;
     let mut buf = BytesMut::new();
     while let Some(message) = rx.recv().await {
         buf.clear();
@@ -319,7 +542,7 @@ async fn control_reader(
     mut recv: RecvStream,
     mut deframer: Deframer,
     events: mpsc::Sender<Event>,
-    ending: Arc<std::sync::Mutex<Option<DisconnectReason>>>,
+    ending: SharedEnding,
 ) {
     let violation = loop {
         let message = match read_control(&mut recv, &mut deframer).await {
@@ -332,19 +555,43 @@ async fn control_reader(
         match outcome {
             Outcome::Nothing => {}
             Outcome::Event(event) => {
+                match &event {
+                    Event::TicketRefreshed { expires_in_secs } => {
+                        shared.set_ticket_lifetime(*expires_in_secs);
+                    }
+                    Event::MemberJoined(member) => {
+                        for message in shared.subscription_messages(std::slice::from_ref(member)) {
+                            let _ = shared.control.try_send(message);
+                        }
+                    }
+                    _ => {}
+                }
                 if events.send(event).await.is_err() {
                     return;
                 }
             }
             Outcome::Ending(reason) => {
-                *ending.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                ending_lock(&ending).reason = Some(reason);
+            }
+            Outcome::GoAway {
+                reason,
+                retry_after,
+            } => {
+                // The relay is draining: leave now and reconnect (elsewhere, or here once
+                // it is back) rather than wait to be closed at its deadline.
+                {
+                    let mut ending = ending_lock(&ending);
+                    ending.reason = Some(reason);
+                    ending.retry_after = Some(retry_after);
+                }
+                conn.close(0u32.into(), b"going away");
+                return;
             }
             Outcome::Violation(detail) => break detail,
         }
     };
     tracing::warn!(%violation, "relay broke the control protocol");
-    *ending.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(DisconnectReason::Protocol { detail: violation });
+    ending_lock(&ending).reason = Some(DisconnectReason::Protocol { detail: violation });
     conn.close(
         ErrorCode::ProtocolViolation.close_code().into(),
         b"protocol violation",

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use sealroom_crypto::RoomSecret;
@@ -92,17 +93,15 @@ impl Client {
     ) -> Result<(Room, Events), JoinError> {
         let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
         let ticket = tickets.ticket(TicketRequest::join()).await?;
-        let conn = self
-            .endpoint
-            .connect_with(self.quic.clone(), relay, server_name)?
-            .await?;
-        let joined = match handshake(&conn, &self.config, &options, ticket).await {
-            Ok(joined) => joined,
-            Err(err) => {
-                conn.close(0u32.into(), b"join failed");
-                return Err(err);
-            }
+        let dialer = Dialer {
+            endpoint: self.endpoint.clone(),
+            quic: self.quic.clone(),
+            relay,
+            server_name: server_name.to_owned(),
+            options,
+            config: self.config.clone(),
         };
+        let (conn, joined) = dialer.connect(ticket.clone()).await?;
         let Joined {
             member,
             roster,
@@ -126,13 +125,22 @@ impl Client {
             control: control_tx,
             session: Mutex::new(Session::new(member, roster, limits, self.config.max_roster)),
             tracks: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
+            ticket_lifetime: watch::Sender::new(None),
             stats: Counters::default(),
             leave: Notify::new(),
             tickets,
             ticket_requests: AtomicU32::new(1),
         });
-        tokio::spawn(link::drive(
+        shared.set_ticket_lifetime(limits.ticket_expires_in_secs);
+        tokio::spawn(crate::refresh::run(
             shared.clone(),
+            events_tx.clone(),
+            ticket,
+        ));
+        tokio::spawn(link::run(
+            shared.clone(),
+            dialer,
             conn,
             link::ControlStreams {
                 send: control_send,
@@ -172,13 +180,50 @@ fn transport_config(config: &ClientConfig) -> quinn::TransportConfig {
 }
 
 /// What the relay's `Joined` carries, and the control stream to keep using.
-struct Joined {
-    member: MemberId,
-    roster: Vec<sealroom_frame::control::MemberInfo>,
-    limits: SessionLimits,
-    control_send: quinn::SendStream,
-    control_recv: quinn::RecvStream,
-    deframer: Deframer,
+pub(crate) struct Joined {
+    pub(crate) member: MemberId,
+    pub(crate) roster: Vec<sealroom_frame::control::MemberInfo>,
+    pub(crate) limits: SessionLimits,
+    pub(crate) control_send: quinn::SendStream,
+    pub(crate) control_recv: quinn::RecvStream,
+    pub(crate) deframer: Deframer,
+}
+
+/// Where and how a room session connects: kept for rejoining after a lost connection.
+pub(crate) struct Dialer {
+    endpoint: quinn::Endpoint,
+    quic: quinn::ClientConfig,
+    relay: SocketAddr,
+    server_name: String,
+    options: JoinOptions,
+    config: Arc<ClientConfig>,
+}
+
+impl Dialer {
+    /// Connect and join with `ticket`.
+    async fn connect(&self, ticket: String) -> Result<(quinn::Connection, Joined), JoinError> {
+        let conn = self
+            .endpoint
+            .connect_with(self.quic.clone(), self.relay, &self.server_name)?
+            .await?;
+        match handshake(&conn, &self.config, &self.options, ticket).await {
+            Ok(joined) => Ok((conn, joined)),
+            Err(err) => {
+                conn.close(0u32.into(), b"join failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Connect and join with `ticket` within [`ClientConfig::connect_timeout`] (a rejoin).
+    pub(crate) async fn dial(
+        &self,
+        ticket: String,
+    ) -> Result<(quinn::Connection, Joined), JoinError> {
+        tokio::time::timeout(self.config.connect_timeout, self.connect(ticket))
+            .await
+            .unwrap_or(Err(JoinError::Connection(quinn::ConnectionError::TimedOut)))
+    }
 }
 
 /// Open the control stream, send `Join`, read the answer.
@@ -261,6 +306,13 @@ pub(crate) struct Shared {
     pub(crate) session: Mutex<Session>,
     /// This member's published tracks, to re-announce after a reconnect.
     pub(crate) tracks: Mutex<HashMap<TrackId, MediaKind>>,
+    /// The application's subscription choices by (user, track), restored when member ids
+    /// change (a rejoin) and applied to a user who comes back. Bounded by
+    /// [`ClientConfig::max_remote_tracks`].
+    pub(crate) subscriptions: Mutex<HashMap<(String, TrackId), bool>>,
+    /// When the current ticket was announced and how long it lives (from `Joined` or
+    /// `TicketRefreshed`); the refresh task watches it.
+    pub(crate) ticket_lifetime: watch::Sender<Option<(tokio::time::Instant, Duration)>>,
     pub(crate) stats: Counters,
     pub(crate) leave: Notify,
     /// Where fresh tickets come from (rejoin, refresh).
@@ -292,8 +344,76 @@ impl Shared {
     pub(crate) fn current_link(&self) -> Option<Link> {
         match &*self.link.borrow() {
             LinkState::Up(link) => Some(link.clone()),
-            LinkState::Ended => None,
+            LinkState::Down | LinkState::Ended => None,
         }
+    }
+
+    /// Whether the connection is down and the client reconnecting.
+    pub(crate) fn is_down(&self) -> bool {
+        matches!(*self.link.borrow(), LinkState::Down)
+    }
+
+    /// The frame limit in force with the relay's announced `limits`.
+    pub(crate) fn frame_limit(&self, limits: &SessionLimits) -> usize {
+        (limits.max_frame_len as usize).min(self.config.max_frame_len)
+    }
+
+    /// The relay announced a ticket lifetime (join, rejoin or refresh).
+    pub(crate) fn set_ticket_lifetime(&self, expires_in_secs: u64) {
+        self.ticket_lifetime.send_replace(Some((
+            tokio::time::Instant::now(),
+            Duration::from_secs(expires_in_secs),
+        )));
+    }
+
+    fn subscriptions(&self) -> MutexGuard<'_, HashMap<(String, TrackId), bool>> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remember the application's choice for `member`'s `track` by the member's user id.
+    fn remember_subscription(&self, member: MemberId, track: TrackId, subscribed: bool) {
+        let Some(user) = self
+            .session()
+            .members()
+            .into_iter()
+            .find(|m| m.id == member)
+            .map(|m| m.user)
+        else {
+            return;
+        };
+        let mut choices = self.subscriptions();
+        let key = (user, track);
+        if !choices.contains_key(&key) && choices.len() >= self.config.max_remote_tracks {
+            tracing::warn!("subscription choices full, this one is not restored on rejoin");
+            return;
+        }
+        choices.insert(key, subscribed);
+    }
+
+    /// The `Subscribe`/`Unsubscribe` messages that restore the application's choices for
+    /// `members` (under their current ids).
+    pub(crate) fn subscription_messages(&self, members: &[Member]) -> Vec<ControlMessage> {
+        let choices = self.subscriptions();
+        if choices.is_empty() {
+            return Vec::new();
+        }
+        let mut messages = Vec::new();
+        for member in members {
+            for ((user, track), subscribed) in choices.iter() {
+                if *user != member.user {
+                    continue;
+                }
+                let (member, track) = (member.id, *track);
+                messages.push(if *subscribed {
+                    ControlMessage::Subscribe { member, track }
+                } else {
+                    ControlMessage::Unsubscribe { member, track }
+                });
+            }
+        }
+        messages
     }
 
     pub(crate) fn is_ended(&self) -> bool {
@@ -303,6 +423,11 @@ impl Shared {
     pub(crate) async fn send_control(&self, message: ControlMessage) -> Result<(), PublishError> {
         if self.is_ended() {
             return Err(PublishError::Closed);
+        }
+        if self.is_down() {
+            // Member ids change on rejoin: what matters (published tracks, subscription
+            // choices) is restored from this client's state once it is back.
+            return Ok(());
         }
         self.control
             .send(message)
@@ -423,6 +548,7 @@ impl Room {
     /// # Errors
     /// [`PublishError::Closed`] after the session ended.
     pub async fn subscribe(&self, member: MemberId, track: TrackId) -> Result<(), PublishError> {
+        self.shared.remember_subscription(member, track, true);
         self.shared
             .send_control(ControlMessage::Subscribe { member, track })
             .await
@@ -433,6 +559,7 @@ impl Room {
     /// # Errors
     /// [`PublishError::Closed`] after the session ended.
     pub async fn unsubscribe(&self, member: MemberId, track: TrackId) -> Result<(), PublishError> {
+        self.shared.remember_subscription(member, track, false);
         self.shared
             .send_control(ControlMessage::Unsubscribe { member, track })
             .await

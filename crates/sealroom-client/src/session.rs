@@ -6,6 +6,7 @@
 //! here without a network.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use sealroom_frame::control::{ControlMessage, ErrorCode, MemberInfo, SessionLimits};
 use sealroom_frame::envelope::MemberId;
@@ -21,6 +22,13 @@ pub(crate) enum Outcome {
     Event(Event),
     /// The relay announced the end of the session; it will close the connection.
     Ending(DisconnectReason),
+    /// The relay asked this member to go away (it is draining); reconnect after the delay.
+    GoAway {
+        /// The relay's reason.
+        reason: DisconnectReason,
+        /// The relay's suggested delay before reconnecting.
+        retry_after: Duration,
+    },
     /// The relay broke the protocol; end the session.
     Violation(String),
 }
@@ -152,10 +160,16 @@ impl Session {
             ControlMessage::Error { code, message } => {
                 Outcome::Event(Event::Refused { code, message })
             }
-            ControlMessage::GoAway { code, .. } => Outcome::Ending(DisconnectReason::Relay {
+            ControlMessage::GoAway {
                 code,
-                message: String::from("relay is going away"),
-            }),
+                reconnect_after_ms,
+            } => Outcome::GoAway {
+                reason: DisconnectReason::Relay {
+                    code,
+                    message: String::from("relay is going away"),
+                },
+                retry_after: Duration::from_millis(u64::from(reconnect_after_ms)),
+            },
             ControlMessage::Joined { .. } => Outcome::Violation(String::from("second joined")),
             ControlMessage::Join { .. }
             | ControlMessage::Subscribe { .. }

@@ -30,6 +30,13 @@ pub struct RoomStats {
     /// Keyframes asked for because the relay dropped the rest of a video group this member
     /// fell behind on.
     pub keyframes_requested: u64,
+    /// Audio, video and unreliable data frames dropped because the connection was down
+    /// (reconnecting). Reliable data messages are not dropped: they wait in the track's
+    /// bounded queue ([`ClientConfig::data_queue`](crate::ClientConfig::data_queue)) and
+    /// are sent on the new connection.
+    pub frames_dropped_offline: u64,
+    /// Connections lost and recovered by reconnecting.
+    pub reconnects: u64,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +52,8 @@ pub(crate) struct Counters {
     pub(crate) malformed: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) keyframes_requested: AtomicU64,
+    pub(crate) frames_dropped_offline: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
 }
 
 /// Add one to a counter.
@@ -75,6 +84,8 @@ impl Counters {
             malformed: get(&self.malformed),
             events_dropped: get(&self.events_dropped),
             keyframes_requested: get(&self.keyframes_requested),
+            frames_dropped_offline: get(&self.frames_dropped_offline),
+            reconnects: get(&self.reconnects),
         }
     }
 }

@@ -69,12 +69,12 @@ struct TrackCore {
 impl TrackCore {
     /// Refuse a payload that can never be sent within the relay's frame limit.
     fn check_len(&self, payload: &Bytes) -> Result<(), PublishError> {
+        if self.shared.is_ended() {
+            return Err(PublishError::Closed);
+        }
         let len = keys::sealed_frame_len(payload.len());
-        let max = self
-            .shared
-            .current_link()
-            .ok_or(PublishError::Closed)?
-            .max_frame_len;
+        let limits = self.shared.session().limits();
+        let max = self.shared.frame_limit(&limits);
         if len > max {
             return Err(PublishError::TooLarge { len, max });
         }
@@ -188,15 +188,13 @@ impl DataTrack {
     /// [`PublishError::QueueFull`], [`PublishError::Closed`].
     pub fn send_unreliable(&self, message: impl Into<Bytes>) -> Result<(), PublishError> {
         let message = message.into();
-        let link = self
-            .core
-            .shared
-            .current_link()
-            .ok_or(PublishError::Closed)?;
-        let len = keys::sealed_frame_len(message.len());
-        let max = link.conn.max_datagram_size().unwrap_or(0);
-        if len > max {
-            return Err(PublishError::TooLarge { len, max });
+        // While reconnecting the message is queued and dropped (counted) by the writer.
+        if let Some(link) = self.core.shared.current_link() {
+            let len = keys::sealed_frame_len(message.len());
+            let max = link.conn.max_datagram_size().unwrap_or(0);
+            if len > max {
+                return Err(PublishError::TooLarge { len, max });
+            }
         }
         self.core
             .try_push(Outgoing::new(message, Flags::UNRELIABLE))
@@ -239,6 +237,31 @@ async fn next_item(
     tokio::select! {
         item = rx.recv() => item,
         _ = link.wait_for(|state| matches!(state, LinkState::Ended)) => None,
+    }
+}
+
+/// The link to send on; `None` (counted) while reconnecting or after the end.
+fn link_or_drop(shared: &Shared) -> Option<Link> {
+    let link = shared.current_link();
+    if link.is_none() {
+        if shared.is_down() {
+            bump(&shared.stats.frames_dropped_offline);
+        } else {
+            bump(&shared.stats.frames_not_sent);
+        }
+    }
+    link
+}
+
+/// The link to send on, waiting through a reconnect; `None` when the session ended.
+async fn link_or_wait(link_rx: &mut watch::Receiver<LinkState>) -> Option<Link> {
+    let state = link_rx
+        .wait_for(|state| !matches!(state, LinkState::Down))
+        .await
+        .ok()?;
+    match &*state {
+        LinkState::Up(link) => Some(link.clone()),
+        LinkState::Down | LinkState::Ended => None,
     }
 }
 
@@ -311,8 +334,7 @@ async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
     let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
-        let Some(link) = shared.current_link() else {
-            bump(&shared.stats.frames_not_sent);
+        let Some(link) = link_or_drop(&shared) else {
             continue;
         };
         let (group, seq) = numbering.next();
@@ -368,8 +390,7 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
             }
         }
         while let Some(item) = batch.pop_front() {
-            let Some(link) = shared.current_link() else {
-                bump(&shared.stats.frames_not_sent);
+            let Some(link) = link_or_drop(&shared) else {
                 continue;
             };
             let conn_id = link.conn.stable_id();
@@ -424,8 +445,14 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
     let mut numbering = Numbering::default();
     let mut open: Option<DataStream> = None;
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
-        let Some(link) = shared.current_link() else {
-            bump(&shared.stats.frames_not_sent);
+        // Reliable messages wait out a reconnect in the bounded track queue; unreliable
+        // ones are worthless late.
+        let link = if item.flags.contains(Flags::UNRELIABLE) {
+            link_or_drop(&shared)
+        } else {
+            link_or_wait(&mut link_rx).await
+        };
+        let Some(link) = link else {
             continue;
         };
         let (group, seq) = numbering.next();
