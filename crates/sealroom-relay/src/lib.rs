@@ -7,6 +7,8 @@
 //!
 //! - [`core`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
 //!   that tests and benches drive without a network;
+//! - [`incoming`]: reading what clients send on their streams, without I/O: the media
+//!   stream type, framing, and the deadline of a frame in progress (slowloris);
 //! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
 //! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
 //!   datagrams (see `docs/TRANSPORT.md`);
