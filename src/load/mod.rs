@@ -32,7 +32,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, watch};
 
 use client::{Ctx, Entry, Live, Recorder, Role, Session, Window, now_ns};
-use proc::{ProcSample, Server, UdpCounters};
+use proc::{MachineCpu, ProcSample, Server, UdpCounters};
 use report::{Ratios, Results, RunReport, ScaleReport};
 use shape::{Shape, ShapeName};
 
@@ -454,11 +454,13 @@ async fn throughput(
     let cpu_start = server.sample()?;
     let own_start = ProcSample::own()?;
     let udp_start = UdpCounters::read();
+    let machine_start = MachineCpu::read();
     let drops_start = drops(&server).await;
     tokio::time::sleep_until(t0 + warmup + measured).await;
     let cpu_end = server.sample()?;
     let own_end = ProcSample::own()?;
     let udp_end = UdpCounters::read();
+    let machine_end = MachineCpu::read();
     let drops_end = drops(&server).await;
     // Let the frames sent at the end of the window arrive (publishers keep sending, so the
     // conditions stay those of the window), then stop.
@@ -476,7 +478,14 @@ async fn throughput(
         eprintln!();
     }
     let peak = server.sample()?;
+    let mut quic = report::QuicCounts::default();
     for session in &subscribers {
+        let stats = session.conn.stats();
+        quic.packets_received += stats.udp_rx.datagrams;
+        quic.receive_syscalls += stats.udp_rx.ios;
+        quic.acks_sent += stats.frame_tx.acks;
+        quic.ack_frequency_frames_received += stats.frame_rx.ack_frequency;
+        quic.frames_delivered = live.frames_received.load(Ordering::Relaxed);
         session.close();
     }
     server.stop();
@@ -502,6 +511,8 @@ async fn throughput(
     }
     let expected = sent.frames * args.subscribers as u64;
     let cpu = (cpu_end.cpu_secs - cpu_start.cpu_secs).max(0.0);
+    let generator_cpu = (own_end.cpu_secs - own_start.cpu_secs).max(0.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let egress_mbit = arrival_bytes as f64 * 8.0 / secs / 1e6;
     let cpu_percent = 100.0 * cpu / secs;
     let server_dropped = drops_end
@@ -547,12 +558,17 @@ async fn throughput(
         },
         server_dropped,
         send_failures: sent.failed,
-        generator_cpu_percent: 100.0 * (own_end.cpu_secs - own_start.cpu_secs) / secs,
+        generator_cpu_percent: 100.0 * generator_cpu / secs,
+        others_cpu_percent: (100.0 * machine_end.busy_cores_since(machine_start, cores)
+            - cpu_percent
+            - 100.0 * generator_cpu / secs)
+            .max(0.0),
         udp: udp_end.since(udp_start),
         server_socket_recv_buffer: server_recv_buffer,
         server_socket_send_buffer: server_send_buffer,
         client_socket_recv_buffer: client_recv_buffer,
         client_socket_send_buffer: client_send_buffer,
+        subscriber_quic: quic,
         curve: report::curve(&latency),
     })
 }

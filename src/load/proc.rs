@@ -278,3 +278,42 @@ pub(crate) fn metric_by_label(text: &str, name: &str) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// The whole machine's CPU time from `/proc/stat`: busy and total jiffies over all cores.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MachineCpu {
+    busy: u64,
+    total: u64,
+}
+
+impl MachineCpu {
+    pub(crate) fn read() -> Self {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return Self::default();
+        };
+        let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+            return Self::default();
+        };
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user)
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        Self {
+            busy: total.saturating_sub(idle),
+            total,
+        }
+    }
+
+    /// Busy share of the machine between `earlier` and now, in cores (0 to the core count).
+    pub(crate) fn busy_cores_since(self, earlier: Self, cores: usize) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * cores as f64
+    }
+}

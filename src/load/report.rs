@@ -79,6 +79,9 @@ pub(crate) struct RunReport {
     pub(crate) send_failures: u64,
     /// CPU of this load generator over the window, percent of one core.
     pub(crate) generator_cpu_percent: f64,
+    /// CPU every other process on the machine used over the window, percent of one core (a
+    /// busy machine delays the server and the generator and inflates latency).
+    pub(crate) others_cpu_percent: f64,
     /// Kernel UDP buffer errors over the window (whole machine).
     pub(crate) udp: UdpCounters,
     /// UDP buffers the kernel grants the server's socket (the relay's request, made here).
@@ -86,9 +89,33 @@ pub(crate) struct RunReport {
     pub(crate) server_socket_send_buffer: usize,
     pub(crate) client_socket_recv_buffer: usize,
     pub(crate) client_socket_send_buffer: usize,
+    /// What the subscribers' QUIC connections counted over the whole run.
+    pub(crate) subscriber_quic: QuicCounts,
     /// Latency at percentiles, for plotting: (percentile, microseconds).
     #[serde(skip)]
     pub(crate) curve: Vec<(f64, f64)>,
+}
+
+/// QUIC counters summed over the subscribers' connections (the server's packets as they
+/// arrive, and the ACKs that go back to it), over the whole run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct QuicCounts {
+    /// Media frames the subscribers received.
+    pub(crate) frames_delivered: u64,
+    /// UDP datagrams (QUIC packets) the subscribers received from the server.
+    pub(crate) packets_received: u64,
+    /// Receive system calls they took (fewer than packets with GRO).
+    pub(crate) receive_syscalls: u64,
+    /// ACK frames they sent back.
+    pub(crate) acks_sent: u64,
+    /// ACK_FREQUENCY frames the server sent them.
+    pub(crate) ack_frequency_frames_received: u64,
+}
+
+impl QuicCounts {
+    fn per_frame(&self, n: u64) -> f64 {
+        n as f64 / self.frames_delivered.max(1) as f64
+    }
 }
 
 /// The figures of a connection-scale run.
@@ -258,6 +285,27 @@ pub(crate) fn table(runs: &[RunReport], ratios: Option<&Ratios>) -> String {
         None,
     ));
     rows.push((
+        "packets per egress frame",
+        col(&|r| {
+            format!(
+                "{:.2}",
+                r.subscriber_quic
+                    .per_frame(r.subscriber_quic.packets_received)
+            )
+        }),
+        None,
+    ));
+    rows.push((
+        "ACKs per egress frame",
+        col(&|r| {
+            format!(
+                "{:.2}",
+                r.subscriber_quic.per_frame(r.subscriber_quic.acks_sent)
+            )
+        }),
+        None,
+    ));
+    rows.push((
         "UDP buffer errors (rcv/snd)",
         col(&|r| format!("{}/{}", r.udp.rcvbuf_errors, r.udp.sndbuf_errors)),
         None,
@@ -265,6 +313,11 @@ pub(crate) fn table(runs: &[RunReport], ratios: Option<&Ratios>) -> String {
     rows.push((
         "generator CPU % of a core",
         col(&|r| format!("{:.1}", r.generator_cpu_percent)),
+        None,
+    ));
+    rows.push((
+        "other processes CPU % of a core",
+        col(&|r| format!("{:.1}", r.others_cpu_percent)),
         None,
     ));
     let label_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
