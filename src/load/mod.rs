@@ -455,13 +455,13 @@ async fn throughput(
     let own_start = ProcSample::own()?;
     let udp_start = UdpCounters::read();
     let machine_start = MachineCpu::read();
-    let drops_start = drops(&server).await;
+    let scraped_start = scrape(&server).await;
     tokio::time::sleep_until(t0 + warmup + measured).await;
     let cpu_end = server.sample()?;
     let own_end = ProcSample::own()?;
     let udp_end = UdpCounters::read();
     let machine_end = MachineCpu::read();
-    let drops_end = drops(&server).await;
+    let scraped_end = scrape(&server).await;
     // Let the frames sent at the end of the window arrive (publishers keep sending, so the
     // conditions stay those of the window), then stop.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -515,7 +515,10 @@ async fn throughput(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let egress_mbit = arrival_bytes as f64 * 8.0 / secs / 1e6;
     let cpu_percent = 100.0 * cpu / secs;
-    let server_dropped = drops_end
+    let relay_handover = handover(&scraped_start, &scraped_end);
+    let drops_start = scraped_start.drops;
+    let server_dropped = scraped_end
+        .drops
         .into_iter()
         .filter_map(|(reason, n)| {
             let before = drops_start.get(&reason).copied().unwrap_or(0);
@@ -569,21 +572,86 @@ async fn throughput(
         client_socket_recv_buffer: client_recv_buffer,
         client_socket_send_buffer: client_send_buffer,
         subscriber_quic: quic,
+        relay_handover,
         curve: report::curve(&latency),
     })
 }
 
-/// The relay's drop counters by reason (empty for the baseline, which counts nothing).
-async fn drops(server: &Server) -> BTreeMap<String, u64> {
+/// What the relay's metrics say at one moment (empty for the baseline, which has none).
+#[derive(Debug, Default)]
+struct Scraped {
+    /// Frames dropped by reason.
+    drops: BTreeMap<String, u64>,
+    /// The hand-over delay histogram: cumulative counts by upper bound (seconds), and the sum.
+    delay_buckets: Vec<(f64, u64)>,
+    delay_sum: f64,
+}
+
+async fn scrape(server: &Server) -> Scraped {
     let Some(internal) = server.internal else {
-        return BTreeMap::new();
+        return Scraped::default();
     };
-    match proc::scrape(internal).await {
-        Ok(text) => proc::metric_by_label(&text, "sealroom_frames_dropped_total")
+    let Ok(text) = proc::scrape(internal).await else {
+        return Scraped::default();
+    };
+    let prefix = "sealroom_forward_delay_seconds_bucket{le=\"";
+    let delay_buckets = text
+        .lines()
+        .filter_map(|l| {
+            let (bound, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect();
+    let delay_sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sealroom_forward_delay_seconds_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    Scraped {
+        drops: proc::metric_by_label(&text, "sealroom_frames_dropped_total")
             .into_iter()
             .collect(),
-        Err(_) => BTreeMap::new(),
+        delay_buckets,
+        delay_sum,
     }
+}
+
+/// The relay's own hand-over delay over the window (arrival to hand-over to the receiver's
+/// QUIC connection): mean, and the bucket bounds holding the median and the 99th percentile.
+fn handover(start: &Scraped, end: &Scraped) -> Option<report::Handover> {
+    let counts: Vec<(f64, u64)> = end
+        .delay_buckets
+        .iter()
+        .map(|(bound, n)| {
+            let before = start
+                .delay_buckets
+                .iter()
+                .find(|(b, _)| b == bound)
+                .map_or(0, |(_, n)| *n);
+            (*bound, n.saturating_sub(before))
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let bound_at = |q: f64| {
+        let target = (q * total as f64).ceil() as u64;
+        counts
+            .iter()
+            .find(|(_, n)| *n >= target)
+            .map_or(f64::INFINITY, |(b, _)| *b)
+    };
+    Some(report::Handover {
+        mean_us: (end.delay_sum - start.delay_sum) / total as f64 * 1e6,
+        p50_at_most_us: bound_at(0.5) * 1e6,
+        p99_at_most_us: bound_at(0.99) * 1e6,
+    })
 }
 
 /// Print a progress line every second until aborted.

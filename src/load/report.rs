@@ -89,11 +89,24 @@ pub(crate) struct RunReport {
     pub(crate) server_socket_send_buffer: usize,
     pub(crate) client_socket_recv_buffer: usize,
     pub(crate) client_socket_send_buffer: usize,
+    /// The relay's own hand-over delay (its metrics), over the window.
+    pub(crate) relay_handover: Option<Handover>,
     /// What the subscribers' QUIC connections counted over the whole run.
     pub(crate) subscriber_quic: QuicCounts,
     /// Latency at percentiles, for plotting: (percentile, microseconds).
     #[serde(skip)]
     pub(crate) curve: Vec<(f64, f64)>,
+}
+
+/// The relay's hand-over delay from its `forward_delay_seconds` histogram: arrival of a frame
+/// to its hand-over to one receiver's QUIC connection.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Handover {
+    pub(crate) mean_us: f64,
+    /// Upper bound of the histogram bucket holding the median.
+    pub(crate) p50_at_most_us: f64,
+    /// Upper bound of the bucket holding the 99th percentile.
+    pub(crate) p99_at_most_us: f64,
 }
 
 /// QUIC counters summed over the subscribers' connections (the server's packets as they
@@ -238,6 +251,17 @@ pub(crate) fn table(runs: &[RunReport], ratios: Option<&Ratios>) -> String {
         "latency p50 ms",
         col(&|r| format!("{:.3}", r.latency.p50_us / 1000.0)),
         ratios.and_then(|x| r(x.latency_p50)),
+    ));
+    rows.push((
+        "relay hand-over mean/p50/p99 us",
+        col(&|r| match r.relay_handover {
+            Some(h) => format!(
+                "{:.0} / <={:.0} / <={:.0}",
+                h.mean_us, h.p50_at_most_us, h.p99_at_most_us
+            ),
+            None => "-".to_owned(),
+        }),
+        None,
     ));
     rows.push((
         "latency p90 ms",
