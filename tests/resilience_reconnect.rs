@@ -1,0 +1,400 @@
+//! A dropped connection heals without the application writing retry code: the relay is
+//! stopped and started again on the same address, or drains with `GoAway`, and the clients
+//! reconnect, rejoin with a fresh ticket, publish their tracks again and keep talking; no
+//! frame fails to open and no (KID, CTR) pair is ever sealed twice. Removals the relay
+//! means (kicked) and refusals of the rejoin (a ticket with a bad signature) end the
+//! session without further attempts.
+
+mod resilience_support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sealroom_client::{DisconnectReason, ErrorCode, Event, RoomSecret, TicketReason};
+use sealroom_frame::sframe::SframeHeader;
+use sealroom_relay::MemberTarget;
+
+use resilience_support::{
+    CountingTickets, Headers, Identity, Member, any_port, forged_ticket, limits, room_holds,
+    room_key, ticket, until,
+};
+
+/// The users of the restart test.
+const USERS: [&str; 3] = ["alice", "bob", "carol"];
+
+fn lost(e: &Event) -> bool {
+    matches!(e, Event::ConnectionLost(_))
+}
+
+fn reconnecting(e: &Event) -> bool {
+    matches!(e, Event::Reconnecting { .. })
+}
+
+fn recovered(e: &Event) -> bool {
+    matches!(e, Event::Recovered { .. })
+}
+
+/// Whether an opened frame among `events` carried `text`.
+fn heard(events: &[Event], text: &str) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::Frame(f) if f.payload == text.as_bytes()))
+}
+
+fn could_not_open(e: &Event) -> bool {
+    matches!(e, Event::CouldNotOpen(_))
+}
+
+fn ended(e: &Event) -> bool {
+    matches!(e, Event::Disconnected(_))
+}
+
+/// No (KID, CTR) pair twice among the headers, and the headers of each KID split into
+/// what the first relay saw and what the second saw, the second's counters all above the
+/// first's (the sealer went on counting across the reconnect).
+fn assert_nonces_unique(before: &[SframeHeader], after: &[SframeHeader]) {
+    let mut seen = HashSet::new();
+    for header in before.iter().chain(after) {
+        assert!(
+            seen.insert((header.kid, header.ctr)),
+            "(KID {}, CTR {}) sealed twice",
+            header.kid,
+            header.ctr
+        );
+    }
+    let mut last_before: HashMap<u64, u64> = HashMap::new();
+    for header in before {
+        let last = last_before.entry(header.kid).or_default();
+        *last = (*last).max(header.ctr);
+    }
+    let mut continued = 0;
+    for header in after {
+        if let Some(last) = last_before.get(&header.kid) {
+            assert!(
+                header.ctr > *last,
+                "KID {} restarted its counter: {} after {}",
+                header.kid,
+                header.ctr,
+                last
+            );
+            continued += 1;
+        }
+    }
+    assert!(
+        continued > 0,
+        "no sending session spans the reconnect: the test proves nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Result<()> {
+    let identity = Identity::new("restart")?;
+    let first = identity.start_relay(any_port(), limits()).await?;
+    let addr = first.local_addr();
+    let before = Arc::new(Headers::default());
+    before.tap(&first);
+    let secret = RoomSecret::generate();
+
+    let mut members = Vec::new();
+    let mut sources = Vec::new();
+    for user in USERS {
+        let (counts, tickets) = CountingTickets::new(move |_| Ok(ticket(user, 3600)));
+        let member = Member::join(user, addr, identity.client_config(), tickets, &secret).await?;
+        members.push(member);
+        sources.push(counts);
+    }
+    room_holds(&first, &USERS).await?;
+    let mut chats = Vec::new();
+    let mut voices = Vec::new();
+    for member in &members {
+        chats.push(member.room.publish_data(1).await?);
+        voices.push(member.room.publish_audio(2).await?);
+    }
+    // Every member hears every other before the restart.
+    for (member, chat) in members.iter().zip(&chats) {
+        chat.send(Bytes::from(format!("{} before", member.name)))
+            .await?;
+    }
+    for member in &members {
+        for other in members.iter().filter(|o| o.name != member.name) {
+            let text = format!("{} before", other.name);
+            member
+                .log
+                .wait_for(&format!("{} hears {text}", member.name), |e| {
+                    heard(e, &text)
+                })
+                .await?;
+        }
+    }
+
+    first.shutdown().await;
+    for member in &members {
+        member
+            .log
+            .wait_for(&format!("{} loses the connection", member.name), |e| {
+                e.iter().any(lost)
+            })
+            .await?;
+    }
+    for member in &members {
+        let reason = member
+            .log
+            .snapshot()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::ConnectionLost(reason) => Some(reason),
+                _ => None,
+            })
+            .expect("lost");
+        assert_eq!(reason.code(), Some(ErrorCode::ShuttingDown), "{reason}");
+        assert!(!member.room.is_closed(), "{} gave up", member.name);
+    }
+    // While the relay is down: audio is dropped and counted, a reliable message waits in
+    // the track's queue.
+    voices[0].send(Bytes::from_static(b"into the void"))?;
+    chats[0]
+        .send(Bytes::from_static(b"alice while down"))
+        .await?;
+    until(
+        "alice counts the audio frame she could not send",
+        || members[0].room.stats().frames_dropped_offline == 1,
+        || format!("{:?}", members[0].room.stats()),
+    )
+    .await?;
+
+    let second = identity.start_relay(addr, limits()).await?;
+    let after = Arc::new(Headers::default());
+    after.tap(&second);
+    for member in &members {
+        member
+            .log
+            .wait_for(&format!("{} recovers", member.name), |e| {
+                e.iter().any(recovered)
+            })
+            .await?;
+    }
+    room_holds(&second, &USERS).await?;
+
+    for (member, counts) in members.iter().zip(&sources) {
+        let events = member.log.snapshot();
+        let attempts = events.iter().filter(|e| reconnecting(e)).count();
+        assert!(attempts >= 1, "{}: {events:?}", member.name);
+        assert_eq!(
+            counts.rejoins() as usize,
+            attempts,
+            "{}: one fresh ticket per attempt",
+            member.name
+        );
+        assert_eq!(
+            events.iter().filter(|e| lost(e)).count(),
+            1,
+            "{}",
+            member.name
+        );
+        assert_eq!(
+            events.iter().filter(|e| recovered(e)).count(),
+            1,
+            "{}",
+            member.name
+        );
+        assert_eq!(
+            events.iter().filter(|e| ended(e)).count(),
+            0,
+            "{}",
+            member.name
+        );
+        assert_eq!(member.room.stats().reconnects, 1);
+        // The new id is the one the relay now knows, and envelopes carry it.
+        let Some(Event::Recovered { member: id, .. }) = events.into_iter().find(recovered) else {
+            unreachable!("checked above");
+        };
+        assert_eq!(member.room.member_id(), id, "{}", member.name);
+    }
+    // The relay knows each member's tracks again (TrackPublished after the rejoin).
+    until(
+        "every member's two tracks are published on the new relay",
+        || {
+            second
+                .members(&room_key())
+                .unwrap_or_default()
+                .iter()
+                .all(|m| m.tracks == 2)
+        },
+        || format!("{:?}", second.members(&room_key())),
+    )
+    .await?;
+
+    // Traffic resumes in every direction, on the tracks published before the restart.
+    for (member, (chat, voice)) in members.iter().zip(chats.iter().zip(&voices)) {
+        chat.send(Bytes::from(format!("{} after", member.name)))
+            .await?;
+        voice.send(Bytes::from(format!("{} speaks", member.name)))?;
+    }
+    for member in &members {
+        for other in members.iter().filter(|o| o.name != member.name) {
+            let text = format!("{} after", other.name);
+            member
+                .log
+                .wait_for(&format!("{} hears {text}", member.name), |e| {
+                    heard(e, &text)
+                })
+                .await?;
+            let sender = other.room.member_id();
+            assert!(
+                member
+                    .log
+                    .frames()
+                    .iter()
+                    .any(|f| f.payload == text.as_bytes() && f.sender == sender),
+                "{} hears {} under the new id",
+                member.name,
+                other.name
+            );
+        }
+    }
+    // The message alice queued while the relay was down went out on the new connection:
+    // two messages and an audio frame before and after, the queued message, nothing else
+    // lost.
+    until(
+        "alice's queued message is sent on the new connection",
+        || members[0].room.stats().frames_sent == 4,
+        || format!("{:?}", members[0].room.stats()),
+    )
+    .await?;
+    assert_eq!(members[0].room.stats().frames_not_sent, 0);
+
+    for member in &members {
+        assert_eq!(member.log.count(could_not_open), 0, "{}", member.name);
+        assert_eq!(member.room.stats().open_failures, 0, "{}", member.name);
+    }
+    assert_nonces_unique(&before.snapshot(), &after.snapshot());
+    for member in &members {
+        member.room.leave().await;
+    }
+    second.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_away_turns_into_reconnects_and_final_removals_do_not() -> anyhow::Result<()> {
+    let identity = Identity::new("goaway")?;
+    let first = identity.start_relay(any_port(), limits()).await?;
+    let addr = first.local_addr();
+    let before = Arc::new(Headers::default());
+    before.tap(&first);
+    let secret = RoomSecret::generate();
+
+    let (dana_tickets, tickets) = CountingTickets::new(|_| Ok(ticket("dana", 3600)));
+    let dana = Member::join("dana", addr, identity.client_config(), tickets, &secret).await?;
+    let (_, tickets) = CountingTickets::new(|request| {
+        Ok(match request.reason {
+            // After the relay comes back, the backend hands out a ticket the relay refuses.
+            TicketReason::Rejoin => forged_ticket("mallory"),
+            _ => ticket("mallory", 3600),
+        })
+    });
+    let mallory = Member::join("mallory", addr, identity.client_config(), tickets, &secret).await?;
+    let (kevin_tickets, tickets) = CountingTickets::new(|_| Ok(ticket("kevin", 3600)));
+    let kevin = Member::join("kevin", addr, identity.client_config(), tickets, &secret).await?;
+    room_holds(&first, &["dana", "kevin", "mallory"]).await?;
+    let chat = dana.room.publish_data(1).await?;
+    chat.send(Bytes::from_static(b"before the drain")).await?;
+    kevin
+        .log
+        .wait_for("kevin hears dana", |e| heard(e, "before the drain"))
+        .await?;
+
+    // An operator's removal is final: no reconnect.
+    first.kick(&room_key(), &MemberTarget::User("kevin".into()), "bye")?;
+    kevin
+        .log
+        .wait_for("kevin is kicked", |e| e.iter().any(ended))
+        .await?;
+    let events = kevin.log.snapshot();
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Disconnected(DisconnectReason::Relay {
+                code: ErrorCode::Kicked,
+                ..
+            }))
+        ),
+        "{events:?}"
+    );
+    assert_eq!(kevin.log.count(lost) + kevin.log.count(reconnecting), 0);
+    assert_eq!(kevin_tickets.rejoins(), 0);
+    assert!(kevin.room.is_closed());
+
+    // GoAway: the members leave the draining relay at once (none is left to be removed at
+    // the drain deadline) and start reconnecting.
+    let remaining = first.drain(Duration::from_secs(20)).await;
+    assert_eq!(remaining, 0, "a member waited for the drain deadline");
+    for member in [&dana, &mallory] {
+        member
+            .log
+            .wait_for(&format!("{} reconnects after GoAway", member.name), |e| {
+                e.iter().any(lost) && e.iter().any(reconnecting)
+            })
+            .await?;
+        let reason = member
+            .log
+            .snapshot()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::ConnectionLost(reason) => Some(reason),
+                _ => None,
+            })
+            .expect("lost");
+        assert_eq!(reason.code(), Some(ErrorCode::ShuttingDown), "{reason}");
+        assert_eq!(member.log.count(ended), 0, "{}", member.name);
+    }
+    first.shutdown().await;
+
+    let second = identity.start_relay(addr, limits()).await?;
+    let after = Arc::new(Headers::default());
+    after.tap(&second);
+    dana.log
+        .wait_for("dana recovers", |e| e.iter().any(recovered))
+        .await?;
+    assert!(dana_tickets.rejoins() >= 1);
+    // Mallory's rejoin is refused with a typed reason that no retry can fix: the session
+    // ends there, after the one attempt that reached the relay.
+    mallory
+        .log
+        .wait_for("mallory's session ends", |e| e.iter().any(ended))
+        .await?;
+    let events = mallory.log.snapshot();
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Disconnected(DisconnectReason::Relay {
+                code: ErrorCode::BadSignature,
+                ..
+            }))
+        ),
+        "{events:?}"
+    );
+    assert_eq!(mallory.log.count(recovered), 0);
+    assert!(mallory.room.is_closed());
+    room_holds(&second, &["dana"]).await?;
+
+    chat.send(Bytes::from_static(b"after the drain")).await?;
+    until(
+        "dana's message after the drain reaches the new relay",
+        || !after.snapshot().is_empty(),
+        || String::from("no frame"),
+    )
+    .await?;
+    assert_eq!(dana.log.count(could_not_open), 0);
+    assert_nonces_unique(&before.snapshot(), &after.snapshot());
+    dana.room.leave().await;
+    dana.log
+        .wait_for("dana leaves", |e| {
+            e.last() == Some(&Event::Disconnected(DisconnectReason::Left))
+        })
+        .await?;
+    second.shutdown().await;
+    Ok(())
+}
