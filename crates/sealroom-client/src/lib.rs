@@ -30,6 +30,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The session survives its connection. When the connection drops, the relay restarts or
+//! sends `GoAway`, the client reconnects with exponential backoff and jitter
+//! ([`ClientConfig::reconnect_backoff`], [`ClientConfig::reconnect_attempts`]), rejoins with
+//! a ticket from its [`TicketSource`] ([`TicketReason::Rejoin`]), publishes its tracks again
+//! and restores the application's subscription choices; the application sees
+//! [`Event::ConnectionLost`], [`Event::Reconnecting`] and [`Event::Recovered`] (with the
+//! member id, which may change). Removals the relay means (kicked, replaced, room
+//! dismissed, ticket expired), a refused rejoin and leaving end the session for good with
+//! [`Event::Disconnected`]. Sealers outlive connections, so counters never repeat
+//! (`docs/SECURITY.md`). While reconnecting, audio, video and unreliable data are dropped
+//! and counted ([`RoomStats::frames_dropped_offline`]); reliable data waits in its track's
+//! bounded queue. The ticket is refreshed ahead of expiry ([`TicketReason::Refresh`],
+//! [`Event::TicketRefreshFailed`] when the source cannot).
+//!
 //! Transport: one QUIC connection per room (ALPN `sealroom/1`), control messages on the
 //! first bidirectional stream, audio on datagrams, video on one stream per group, reliable
 //! data on one stream per track (see `docs/PROTOCOL.md`). Every internal queue is bounded

@@ -767,6 +767,26 @@ mod tests {
     }
 
     #[test]
+    fn jitter_stays_within_half_and_all_of_the_delay() {
+        let delay = Duration::from_millis(400);
+        for salt in 0..200 {
+            let wait = jitter(delay, salt);
+            assert!(wait >= delay / 2 && wait <= delay, "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_rejoin_keeps_its_reason() {
+        let reason = join_failure(JoinError::Refused {
+            code: ErrorCode::BadSignature,
+            message: "bad".into(),
+        });
+        assert_eq!(reason.code(), Some(ErrorCode::BadSignature));
+        assert!(!recoverable_code(ErrorCode::BadSignature));
+        assert!(recoverable_code(ErrorCode::ShuttingDown));
+    }
+
+    #[test]
     fn close_code_names_the_reason() {
         let reason = disconnect_reason(
             app_close(ErrorCode::Replaced.close_code(), b"replaced"),

@@ -466,7 +466,8 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
-    /// This member's id, the `sender` of every envelope it publishes.
+    /// This member's id, the `sender` of every envelope it publishes. The relay may assign
+    /// a new one on a reconnect ([`Event::Recovered`](crate::Event::Recovered)).
     pub fn member_id(&self) -> MemberId {
         self.shared.session().me()
     }
@@ -545,6 +546,9 @@ impl Room {
 
     /// Receive `member`'s `track` again after [`unsubscribe`](Self::unsubscribe).
     ///
+    /// The choice is remembered by the member's user id and track, and restored after a
+    /// reconnect (when member ids change) and when the user comes back.
+    ///
     /// # Errors
     /// [`PublishError::Closed`] after the session ended.
     pub async fn subscribe(&self, member: MemberId, track: TrackId) -> Result<(), PublishError> {
@@ -554,7 +558,7 @@ impl Room {
             .await
     }
 
-    /// Stop receiving `member`'s `track`.
+    /// Stop receiving `member`'s `track`; remembered like [`subscribe`](Self::subscribe).
     ///
     /// # Errors
     /// [`PublishError::Closed`] after the session ended.

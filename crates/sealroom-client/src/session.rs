@@ -285,4 +285,45 @@ mod tests {
         let violation = session.handle_control(ControlMessage::Leave);
         assert!(matches!(violation, Outcome::Violation(_)));
     }
+
+    #[test]
+    fn go_away_means_reconnect_and_removals_are_final() {
+        let mut session = Session::new(1, Vec::new(), limits(), 2);
+        let outcome = session.handle_control(ControlMessage::GoAway {
+            code: ErrorCode::ShuttingDown,
+            reconnect_after_ms: 1500,
+        });
+        let Outcome::GoAway {
+            reason,
+            retry_after,
+        } = outcome
+        else {
+            panic!("go away not recognised: {outcome:?}");
+        };
+        assert!(reason.is_recoverable());
+        assert_eq!(retry_after, Duration::from_millis(1500));
+        for code in [
+            ErrorCode::Kicked,
+            ErrorCode::Replaced,
+            ErrorCode::RoomDismissed,
+            ErrorCode::TicketExpired,
+            ErrorCode::SlowConsumer,
+            ErrorCode::ProtocolViolation,
+        ] {
+            let ending = session.handle_control(ControlMessage::Error {
+                code,
+                message: String::new(),
+            });
+            let Outcome::Ending(reason) = ending else {
+                panic!("{code:?} does not end the session");
+            };
+            assert!(!reason.is_recoverable(), "{code:?} must not reconnect");
+        }
+        let shutdown = DisconnectReason::Relay {
+            code: ErrorCode::ShuttingDown,
+            message: String::new(),
+        };
+        assert!(shutdown.is_recoverable(), "a restarting relay is rejoined");
+        assert!(!DisconnectReason::Left.is_recoverable());
+    }
 }

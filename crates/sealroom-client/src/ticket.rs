@@ -1,8 +1,8 @@
 //! Where tickets come from: the application's backend, through an async callback.
 //!
-//! A ticket is asked for whenever the client needs one: for the first join, and (as the
-//! client learns to) for a rejoin after a lost connection or to refresh a session before
-//! its ticket expires. A fixed string serves for short sessions and tests.
+//! A ticket is asked for whenever the client needs one: for the first join, for a rejoin
+//! after a lost connection, and to refresh a session before its ticket expires. A fixed
+//! string serves for short sessions and tests (its session ends when the ticket expires).
 
 use std::fmt;
 use std::future::Future;
