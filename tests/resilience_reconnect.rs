@@ -108,9 +108,11 @@ async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Resul
     room_holds(&first, &USERS).await?;
     let mut chats = Vec::new();
     let mut voices = Vec::new();
+    let mut cameras = Vec::new();
     for member in &members {
         chats.push(member.room.publish_data(1).await?);
         voices.push(member.room.publish_audio(2).await?);
+        cameras.push(member.room.publish_video(3).await?);
     }
     // Every member hears every other before the restart.
     for (member, chat) in members.iter().zip(&chats) {
@@ -211,16 +213,25 @@ async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Resul
             unreachable!("checked above");
         };
         assert_eq!(member.room.member_id(), id, "{}", member.name);
+        // The client asks its own application for a keyframe on its video track, so that
+        // the others can decode it again.
+        member
+            .log
+            .wait_for(&format!("{} is asked for a keyframe", member.name), |e| {
+                e.iter()
+                    .any(|e| *e == Event::KeyframeRequested { track: 3, by: id })
+            })
+            .await?;
     }
     // The relay knows each member's tracks again (TrackPublished after the rejoin).
     until(
-        "every member's two tracks are published on the new relay",
+        "every member's three tracks are published on the new relay",
         || {
             second
                 .members(&room_key())
                 .unwrap_or_default()
                 .iter()
-                .all(|m| m.tracks == 2)
+                .all(|m| m.tracks == 3)
         },
         || format!("{:?}", second.members(&room_key())),
     )
@@ -270,6 +281,7 @@ async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Resul
         assert_eq!(member.room.stats().open_failures, 0, "{}", member.name);
     }
     assert_nonces_unique(&before.snapshot(), &after.snapshot());
+    drop(cameras);
     for member in &members {
         member.room.leave().await;
     }
@@ -396,5 +408,42 @@ async fn go_away_turns_into_reconnects_and_final_removals_do_not() -> anyhow::Re
         })
         .await?;
     second.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_returns_ends_the_session_after_the_configured_attempts()
+-> anyhow::Result<()> {
+    let identity = Identity::new("gone")?;
+    let relay = identity.start_relay(any_port(), limits()).await?;
+    let addr = relay.local_addr();
+    let secret = RoomSecret::generate();
+    let (counts, tickets) = CountingTickets::new(|_| Ok(ticket("gina", 3600)));
+    let config = identity
+        .client_config()
+        .reconnect_attempts(2)
+        .connect_timeout(Duration::from_millis(500));
+    let gina = Member::join("gina", addr, config, tickets, &secret).await?;
+    relay.shutdown().await;
+
+    gina.log
+        .wait_for("gina gives up", |e| e.iter().any(ended))
+        .await?;
+    let events = gina.log.snapshot();
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Disconnected(DisconnectReason::GaveUp {
+                attempts: 2,
+                ..
+            }))
+        ),
+        "{events:?}"
+    );
+    assert_eq!(gina.log.count(lost), 1);
+    assert_eq!(gina.log.count(reconnecting), 2);
+    assert_eq!(gina.log.count(recovered), 0);
+    assert_eq!(counts.rejoins(), 2, "a fresh ticket per attempt");
+    assert!(gina.room.is_closed());
     Ok(())
 }

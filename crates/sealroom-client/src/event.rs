@@ -185,7 +185,9 @@ pub enum Event {
     Frame(ReceivedFrame),
     /// A frame that could not be opened.
     CouldNotOpen(UnopenedFrame),
-    /// A member asks for a keyframe on one of this client's video tracks.
+    /// A member asks for a keyframe on one of this client's video tracks. After a
+    /// reconnect the client asks itself (`by` is this member's new id) for each of its
+    /// video tracks, so that the others can decode its video again.
     KeyframeRequested {
         /// The video track.
         track: TrackId,

@@ -246,14 +246,13 @@ pub(crate) async fn run(
         tracing::info!(%reason, "connection lost, reconnecting");
         shared.link.send_replace(LinkState::Down);
         let _ = events.send(Event::ConnectionLost(reason.clone())).await;
+        // Whatever was queued for the old connection names old member ids; nothing is
+        // queued while the link is down.
+        if let Ok(mut rx) = control_rx.try_lock() {
+            while rx.try_recv().is_ok() {}
+        }
         match reconnect(&shared, &dialer, reason, end.retry_after, &events).await {
-            Ok(rejoined) => {
-                // Whatever was queued for the old connection names old member ids.
-                if let Ok(mut rx) = control_rx.try_lock() {
-                    while rx.try_recv().is_ok() {}
-                }
-                current = rejoined;
-            }
+            Ok(rejoined) => current = rejoined,
             Err(reason) => break reason,
         }
     };
@@ -318,6 +317,20 @@ async fn reconnect(
                 bump(&shared.stats.reconnects);
                 tracing::info!(member, attempts, "reconnected");
                 let _ = events.send(Event::Recovered { member, members }).await;
+                // The others' decoders need a keyframe to pick up this member's video
+                // again: the next group starts on a new stream.
+                let mut video: Vec<TrackId> = shared
+                    .tracks()
+                    .iter()
+                    .filter(|(_, kind)| **kind == MediaKind::Video)
+                    .map(|(track, _)| *track)
+                    .collect();
+                video.sort_unstable();
+                for track in video {
+                    let _ = events
+                        .send(Event::KeyframeRequested { track, by: member })
+                        .await;
+                }
                 return Ok((conn, control));
             }
             None => {

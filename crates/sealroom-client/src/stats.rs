@@ -33,7 +33,8 @@ pub struct RoomStats {
     /// Audio, video and unreliable data frames dropped because the connection was down
     /// (reconnecting). Reliable data messages are not dropped: they wait in the track's
     /// bounded queue ([`ClientConfig::data_queue`](crate::ClientConfig::data_queue)) and
-    /// are sent on the new connection.
+    /// are sent on the new connection (a message already handed to the old connection
+    /// when it dropped is lost with it).
     pub frames_dropped_offline: u64,
     /// Connections lost and recovered by reconnecting.
     pub reconnects: u64,
