@@ -306,6 +306,10 @@ async fn reconnect(
             Err(JoinError::Refused { code, message }) if !recoverable_code(code) => {
                 return Err(DisconnectReason::Relay { code, message });
             }
+            Err(JoinError::Connect(quinn::ConnectError::EndpointStopping)) => {
+                // The application closed the client: no attempt can succeed.
+                return Err(DisconnectReason::Left);
+            }
             Err(err) => {
                 tracing::debug!(%err, attempt = attempts, "reconnect attempt failed");
                 last = join_failure(err);
