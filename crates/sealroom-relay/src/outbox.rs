@@ -243,6 +243,9 @@ pub(crate) struct Outbox {
     control_notify: Notify,
     datagrams: Mutex<VecDeque<Forwarded>>,
     datagram_notify: Notify,
+    /// The datagram writer holds a frame it took from the queue and has not yet handed to
+    /// quinn (set and cleared around the hand-over; set under the queue lock).
+    datagram_writing: AtomicBool,
     lanes: Mutex<Lanes>,
     depth: AtomicUsize,
     /// Frame bytes queued (every queue but the control queue).
@@ -273,6 +276,7 @@ impl Outbox {
             control_notify: Notify::new(),
             datagrams: Mutex::new(VecDeque::new()),
             datagram_notify: Notify::new(),
+            datagram_writing: AtomicBool::new(false),
             lanes: Mutex::new(Lanes::default()),
             depth: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -465,6 +469,19 @@ impl Outbox {
             .is_some_and(|max| frame.frame.len() <= max);
         if fits {
             let mut queue = lock(&self.datagrams);
+            // Fast path: nothing waits before this frame and quinn's datagram buffer has room
+            // for it without dropping an older one, so hand it over here and spare the writer
+            // task a wake-up per frame (the common case: a receiver that keeps up). The order
+            // of datagrams is kept: the queue is empty and the writer holds none.
+            if queue.is_empty()
+                && !self.datagram_writing.load(Ordering::Acquire)
+                && self.conn.datagram_send_buffer_space() >= frame.frame.len()
+                && self.conn.send_datagram(frame.frame.clone()).is_ok()
+            {
+                drop(queue);
+                self.forwarded(frame);
+                return Pushed::Queued;
+            }
             let dropped = if queue.len() >= self.limits.datagram_queue_len.max(1) {
                 queue.pop_front()
             } else {
@@ -641,7 +658,13 @@ impl Outbox {
 
     async fn run_datagrams(self: Arc<Self>) {
         loop {
-            let next = lock(&self.datagrams).pop_front();
+            let next = {
+                let mut queue = lock(&self.datagrams);
+                let next = queue.pop_front();
+                self.datagram_writing
+                    .store(next.is_some(), Ordering::Release);
+                next
+            };
             let Some(frame) = next else {
                 if self.is_closed() {
                     return;
@@ -650,7 +673,9 @@ impl Outbox {
                 continue;
             };
             self.dequeued(1, frame.frame.len());
-            match self.conn.send_datagram_wait(frame.frame.clone()).await {
+            let sent = self.conn.send_datagram_wait(frame.frame.clone()).await;
+            self.datagram_writing.store(false, Ordering::Release);
+            match sent {
                 Ok(()) => self.forwarded(&frame),
                 Err(SendDatagramError::TooLarge) => {
                     // The path MTU shrank after the frame was queued.
