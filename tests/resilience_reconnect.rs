@@ -131,6 +131,10 @@ async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Resul
         }
     }
 
+    // Carol does not want alice's voice; the choice must survive the new member ids.
+    let alice_before = members[0].room.member_id();
+    members[2].room.unsubscribe(alice_before, 2).await?;
+
     first.shutdown().await;
     for member in &members {
         member
@@ -265,12 +269,35 @@ async fn relay_restart_on_the_same_address_heals_every_member() -> anyhow::Resul
             );
         }
     }
+    // Bob hears alice's voice after the restart, carol (who unsubscribed from it before)
+    // does not: her choice was restored under alice's new id. A message alice sends after
+    // the voice frame marks the end of what carol could have been sent.
+    let alice = members[0].room.member_id();
+    members[1]
+        .log
+        .wait_for("bob hears alice speak", |e| heard(e, "alice speaks"))
+        .await?;
+    chats[0].send(Bytes::from_static(b"alice last")).await?;
+    members[2]
+        .log
+        .wait_for("carol hears alice's last message", |e| {
+            heard(e, "alice last")
+        })
+        .await?;
+    assert_eq!(
+        members[2]
+            .log
+            .count(|e| matches!(e, Event::Frame(f) if f.sender == alice && f.track == 2)),
+        0,
+        "carol's unsubscription was not restored"
+    );
+
     // The message alice queued while the relay was down went out on the new connection:
-    // two messages and an audio frame before and after, the queued message, nothing else
-    // lost.
+    // a message before, the queued one, two messages and an audio frame after, nothing
+    // else lost.
     until(
         "alice's queued message is sent on the new connection",
-        || members[0].room.stats().frames_sent == 4,
+        || members[0].room.stats().frames_sent == 5,
         || format!("{:?}", members[0].room.stats()),
     )
     .await?;
