@@ -417,12 +417,8 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
                 bump(&shared.stats.frames_not_sent);
                 continue;
             };
-            let len = frame.len();
-            if write_frame(&mut current.stream, &frame).await.is_some() {
-                shared.stats.sent(len, false);
-            } else {
+            if !send_on_stream(&shared, &mut current.stream, &frame).await {
                 // The relay stopped this group (it fell behind); wait for the next one.
-                bump(&shared.stats.frames_not_sent);
                 open = None;
             }
         }
@@ -431,6 +427,18 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
         let _ = old.stream.finish();
     }
     unpublish(&shared, track);
+}
+
+/// Write one sealed frame on a track's stream and count it as sent or not sent; `false`
+/// when the stream is gone (the caller opens a new one for the next frame).
+async fn send_on_stream(shared: &Shared, stream: &mut SendStream, frame: &Bytes) -> bool {
+    let sent = write_frame(stream, frame).await.is_some();
+    if sent {
+        shared.stats.sent(frame.len(), false);
+    } else {
+        bump(&shared.stats.frames_not_sent);
+    }
+    sent
 }
 
 /// The long-lived stream of a reliable data track.
@@ -475,11 +483,7 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
             bump(&shared.stats.frames_not_sent);
             continue;
         };
-        let len = frame.len();
-        if write_frame(&mut current.stream, &frame).await.is_some() {
-            shared.stats.sent(len, false);
-        } else {
-            bump(&shared.stats.frames_not_sent);
+        if !send_on_stream(&shared, &mut current.stream, &frame).await {
             open = None;
         }
     }
