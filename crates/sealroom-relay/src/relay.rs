@@ -229,7 +229,8 @@ impl Shared {
         targets: &mut Vec<Arc<Outbox>>,
     ) -> Option<Envelope> {
         targets.clear();
-        let arrived = Instant::now();
+        // One clock read per frame, taken before the lock: arrival time and core time.
+        let now = Now::system();
         self.tap(&bytes);
         let envelope = match FrameRef::decode(&bytes) {
             Ok(frame) => frame.envelope,
@@ -242,10 +243,7 @@ impl Shared {
         {
             let mut state = self.state();
             let state = &mut *state;
-            match state
-                .core
-                .handle_frame(conn, &envelope, bytes.len(), Now::system())
-            {
+            match state.core.handle_frame(conn, &envelope, bytes.len(), now) {
                 Ok(receivers) => {
                     for receiver in receivers {
                         if let Some(outbox) = state.outboxes.get(receiver) {
@@ -267,7 +265,7 @@ impl Shared {
         if targets.is_empty() {
             return Some(envelope);
         }
-        let frame = Forwarded::new(bytes, envelope, arrived);
+        let frame = Forwarded::new(bytes, envelope, now.instant);
         let mut slow = Vec::new();
         let mut stale = Vec::new();
         for outbox in targets.iter() {
@@ -280,7 +278,6 @@ impl Shared {
         if !stale.is_empty() {
             // Those receivers lose the rest of the group: ask the publisher for a keyframe
             // on their behalf so they recover at the next group.
-            let now = Now::system();
             let mut state = self.state();
             for receiver in stale {
                 let outcome =
