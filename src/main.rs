@@ -1,10 +1,9 @@
-//! The `sealroom` command: run a relay, mint tickets, run the demo and the load generator.
+//! The `sealroom` command: run a relay, mint tickets, run the demo.
 
 use clap::{Parser, Subcommand};
 
 mod config;
 mod demo;
-mod load;
 mod logging;
 mod relay_cmd;
 mod token;
@@ -25,8 +24,6 @@ enum Command {
     Token(token::TokenArgs),
     /// Run members on an embedded relay and report what they exchanged.
     Demo(demo::DemoArgs),
-    /// Drive a relay with simulated rooms and report throughput, CPU, memory and latency.
-    Load(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,7 +36,6 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => relay_cmd::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Demo(args) => demo::run(args).await,
-            Command::Load(args) => load::run(args).await,
         }
     })
 }

@@ -1,5 +1,5 @@
 //! The processes under test: starting the relay (or the bare forwarder) as a child of this
-//! command, reading its CPU time and memory from `/proc`, and scraping its metrics.
+//! tool, reading its CPU time and memory from `/proc`, and scraping its metrics.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,16 +21,16 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Run this executable with `args`, its stderr going to `log`, and wait for the
+    /// Run `exe` with `args`, its stderr going to `log`, and wait for the
     /// `listen:` line of its banner (and `internal:` when `expect_internal`).
     /// `threads` (when not 0) sets its runtime's worker threads.
     pub(crate) fn spawn(
+        exe: &Path,
         args: &[&str],
         log: &Path,
         expect_internal: bool,
         threads: usize,
     ) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the sealroom executable")?;
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let mut command = Command::new(exe);
@@ -43,7 +43,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .spawn()
-            .context("cannot start the server process")?;
+            .with_context(|| format!("cannot start {}", exe.display()))?;
         let stdout = child.stdout.take().context("no stdout of the child")?;
         let mut lines = BufReader::new(stdout).lines();
         let mut listen = None;

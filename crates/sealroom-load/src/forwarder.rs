@@ -8,7 +8,7 @@
 //! It binds its UDP socket with the relay's own function (same buffer sizes) and uses the
 //! relay's transport parameters.
 //!
-//! Run as a separate process by `sealroom load --baseline` (`sealroom load --serve-forwarder`)
+//! Run as a separate process by `sealroom-load --baseline` (`sealroom-load --serve-forwarder`)
 //! so its CPU and memory are read from `/proc` exactly as the relay's are. It exits when its
 //! standard input closes (when the load generator goes away).
 
@@ -61,7 +61,7 @@ pub(crate) async fn serve(cert: &Path, key: &Path) -> anyhow::Result<()> {
         socket,
         runtime,
     )?;
-    println!("sealroom load forwarder (bare quinn baseline)");
+    println!("sealroom-load forwarder (bare quinn baseline)");
     println!("  listen:      {}", endpoint.local_addr()?);
     let (gone_tx, mut gone) = mpsc::channel::<()>(1);
     std::thread::spawn(move || {

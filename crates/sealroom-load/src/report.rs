@@ -151,7 +151,7 @@ pub(crate) struct ScaleReport {
     pub(crate) first_error: Option<String>,
 }
 
-/// Everything a `sealroom load` invocation writes to its JSON file.
+/// Everything a `sealroom-load` invocation writes to its JSON file.
 #[derive(Debug, Serialize)]
 pub(crate) struct Results {
     pub(crate) sealroom_version: &'static str,
