@@ -94,7 +94,7 @@ struct LoadArgs {
     out: PathBuf,
     /// The `sealroom` executable whose `relay` command is measured. Default: `sealroom` in
     /// the directory of this executable (the same cargo profile); build both together, e.g.
-    /// `cargo build --release --bin sealroom --bin sealroom-load`.
+    /// `cargo build --release -p sealroom -p sealroom-load`.
     #[arg(long, value_name = "PATH", env = "SEALROOM_RELAY_BIN")]
     relay_bin: Option<PathBuf>,
     /// Run the bare-quinn forwarder (what --baseline starts as a child process).

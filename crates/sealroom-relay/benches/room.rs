@@ -28,7 +28,7 @@ static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 /// Receivers per room.
 const FAN_OUT: [usize; 4] = [1, 10, 100, 1000];
 
-/// Payload of one 20 ms audio frame (the `audio` shape of `sealroom load`).
+/// Payload of one 20 ms audio frame (the `audio` shape of `sealroom-load`).
 const PAYLOAD_LEN: usize = 160;
 
 /// Frames each receiver's queue holds before the oldest is dropped (the relay's default
