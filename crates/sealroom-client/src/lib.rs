@@ -75,7 +75,7 @@ pub use ticket::{
     FnTicketSource, TicketFuture, TicketReason, TicketRequest, TicketSource, TicketSourceError,
     ticket_fn,
 };
-pub use tls::{ALPN, TlsSetupError, cert_sha256};
+pub use tls::{TlsSetupError, cert_sha256};
 pub use track::{AudioTrack, DataTrack, VideoTrack};
 
 pub use sealroom_frame::control::{ErrorCode, LeaveReason, SessionLimits, TrackInfo};

@@ -7,12 +7,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sealroom_frame::transport::ALPN;
 use sha2::{Digest, Sha256};
 
 use crate::config::Trust;
-
-/// The ALPN protocol id of sealroom over QUIC.
-pub const ALPN: &[u8] = b"sealroom/1";
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
