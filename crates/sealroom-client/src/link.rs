@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinSet;
 
-use crate::error::{JoinError, PublishError};
+use crate::error::{ConnectError, JoinError, ProtocolError, PublishError};
 use crate::event::{DisconnectReason, Event, Member, ReceivedFrame, UnopenedFrame};
 use crate::room::{Dialer, Joined, Shared};
 use crate::session::{Outcome, Session};
@@ -124,7 +124,7 @@ pub(crate) enum ReadControlError {
     /// The stream failed (reset or connection lost).
     Stream,
     /// The relay sent bytes that are not a control message.
-    Malformed(String),
+    Malformed(ProtocolError),
 }
 
 /// Read the next control message; `Ok(None)` when the relay finished the stream.
@@ -137,17 +137,17 @@ pub(crate) async fn read_control(
             Ok(Some(bytes)) => {
                 return ControlMessage::decode(&bytes)
                     .map(Some)
-                    .map_err(|err| ReadControlError::Malformed(err.to_string()));
+                    .map_err(|err| ReadControlError::Malformed(ProtocolError::Control(err)));
             }
             Ok(None) => {}
-            Err(err) => return Err(ReadControlError::Malformed(err.to_string())),
+            Err(err) => return Err(ReadControlError::Malformed(ProtocolError::Framing(err))),
         }
         match recv.read_chunk(READ_CHUNK, true).await {
             Ok(Some(chunk)) => deframer.push(chunk.bytes),
             Ok(None) => {
                 return match deframer.finish() {
                     Ok(()) => Ok(None),
-                    Err(err) => Err(ReadControlError::Malformed(err.to_string())),
+                    Err(err) => Err(ReadControlError::Malformed(ProtocolError::Framing(err))),
                 };
             }
             Err(_) => return Err(ReadControlError::Stream),
@@ -291,7 +291,7 @@ async fn reconnect(
             Err(JoinError::Refused { code, message }) if !code.is_recoverable() => {
                 return Err(DisconnectReason::Relay { code, message });
             }
-            Err(JoinError::Connect(quinn::ConnectError::EndpointStopping)) => {
+            Err(JoinError::Connect(ConnectError(quinn::ConnectError::EndpointStopping))) => {
                 // The application closed the client: no attempt can succeed.
                 return Err(DisconnectReason::Left);
             }
@@ -348,7 +348,9 @@ fn join_failure(err: JoinError) -> DisconnectReason {
     match err {
         JoinError::Refused { code, message } => DisconnectReason::Relay { code, message },
         JoinError::Ticket(error) => DisconnectReason::NoTicket(error),
-        JoinError::Protocol(detail) => DisconnectReason::Protocol { detail },
+        JoinError::Protocol(error) => DisconnectReason::Protocol {
+            detail: error.to_string(),
+        },
         JoinError::Connect(err) => DisconnectReason::ConnectionLost {
             detail: err.to_string(),
         },
@@ -551,7 +553,7 @@ async fn control_reader(
             Ok(Some(message)) => message,
             // The relay closes the connection after finishing; the close says why.
             Ok(None) | Err(ReadControlError::Stream) => return,
-            Err(ReadControlError::Malformed(detail)) => break detail,
+            Err(ReadControlError::Malformed(error)) => break error.to_string(),
         };
         let outcome = shared.session().handle_control(message);
         match outcome {
