@@ -85,7 +85,8 @@ impl RoomKey {
     }
 }
 
-/// What the driver must do, in order.
+/// What the driver must do, in order. Deliberately not `#[non_exhaustive]`: a driver must
+/// carry out every output, so a new one fails to compile until each driver handles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send a control message on the connection's control stream.
