@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use sealroom_relay::http::{InternalOptions, InternalServer};
 use sealroom_relay::mask::IdMask;
-use sealroom_relay::sla::JoinOutcome as SlaOutcome;
+use sealroom_relay::sla::SlaOutcome;
 use sealroom_relay::{JoinOutcome, Relay, RelayConfig};
 
 use crate::config::{self, FileConfig, Overrides, Secret, Settings};
@@ -131,11 +131,7 @@ async fn serve(
     let state = Arc::clone(internal.state());
     relay.set_join_hook(Some(Arc::new(
         move |outcome: JoinOutcome, unix_secs: u64| {
-            let outcome = match outcome {
-                JoinOutcome::Joined => SlaOutcome::Succeeded,
-                JoinOutcome::Refused(code) => SlaOutcome::from_refusal(code),
-            };
-            state.record_join_at(unix_secs, outcome);
+            state.record_join_at(unix_secs, SlaOutcome::from_join(outcome));
         },
     )));
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sealroom_client::{
-    ErrorCode, Event, JoinError, JoinOptions, MediaKind, RoomSecret, TicketSourceError, ticket_fn,
+    ErrorCode, Event, JoinConfig, JoinError, MediaKind, RoomSecret, TicketSourceError, ticket_fn,
 };
 use sealroom_relay::ticket::{Grants, TicketClaims, mint};
 
@@ -74,7 +74,7 @@ async fn bad_tickets_are_refused_with_their_reasons() -> anyhow::Result<()> {
             "localhost",
             other_room,
             &RoomSecret::generate(),
-            JoinOptions::default().room("x"),
+            JoinConfig::default().room("x"),
         )
         .await;
     assert_eq!(

@@ -11,7 +11,8 @@ use sealroom_client::{Event, RoomSecret};
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, TrackInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
 use sealroom_frame::stream::{write_frame, write_len_prefix};
-use sealroom_relay::{DropReason, Grants, Limits, RelayStats, STREAM_TYPE_MEDIA, Violation};
+use sealroom_frame::transport::StreamType;
+use sealroom_relay::{DropReason, Grants, Limits, RelayStats, Violation};
 
 use crate::support::{
     Garbage, Member, Raw, connection_queue_bound, flushed, frame, join_message, process_memory_kib,
@@ -62,7 +63,7 @@ fn envelope(kind: MediaKind, sender: u32, seq: u32) -> Envelope {
 /// A media stream: the type byte, then `frames` framed.
 fn media_stream(frames: &[Bytes]) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[STREAM_TYPE_MEDIA]);
+    buf.extend_from_slice(&[StreamType::Media.byte()]);
     for f in frames {
         write_frame(f, &mut buf);
     }
@@ -134,7 +135,7 @@ async fn misbehave(
     // 1000-byte frame and never finish it.
     let mut held = Vec::new();
     for _ in 0..50 {
-        let mut bytes = vec![STREAM_TYPE_MEDIA];
+        let mut bytes = vec![StreamType::Media.byte()];
         let mut prefix = BytesMut::new();
         write_len_prefix(1000, &mut prefix);
         bytes.extend_from_slice(&prefix);
@@ -156,14 +157,14 @@ async fn misbehave(
     }
     sent.add("stream: unknown stream type", 20);
     for _ in 0..20 {
-        let mut bytes = vec![STREAM_TYPE_MEDIA, 0x40, 0x05];
+        let mut bytes = vec![StreamType::Media.byte(), 0x40, 0x05];
         bytes.extend_from_slice(b"hello");
         send_stream(mallory, &bytes, true).await?;
     }
     sent.add("stream: non-minimal length prefix", 20);
     // Length prefixes far over the frame limit, and data frames over the data limit.
     for _ in 0..20 {
-        let mut bytes = vec![STREAM_TYPE_MEDIA];
+        let mut bytes = vec![StreamType::Media.byte()];
         let mut prefix = BytesMut::new();
         write_len_prefix(1 << 30, &mut prefix);
         bytes.extend_from_slice(&prefix);
@@ -183,7 +184,7 @@ async fn misbehave(
     sent.add("stream: data frames over the size limit", 20);
     // More streams than allowed: as fast as QUIC lets them open.
     for _ in 0..2000 {
-        send_stream(mallory, &[STREAM_TYPE_MEDIA], true).await?;
+        send_stream(mallory, &[StreamType::Media.byte()], true).await?;
     }
     sent.add("stream: opened in a burst", 2000);
     Ok((sent, held))

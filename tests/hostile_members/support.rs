@@ -210,7 +210,7 @@ impl Raw {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        tls.alpn_protocols = vec![sealroom_relay::ALPN.to_vec()];
+        tls.alpn_protocols = vec![sealroom_frame::ALPN.to_vec()];
         let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_uni_streams(1000u32.into());

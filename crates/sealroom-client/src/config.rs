@@ -43,22 +43,23 @@ impl std::fmt::Debug for Trust {
     }
 }
 
-/// Options of one join, for [`Client::join_with`](crate::Client::join_with).
+/// How to join one room, for [`Client::join_with`](crate::Client::join_with) (sent to the
+/// relay as the `Join` message's options).
 ///
 /// ```
-/// use sealroom_client::JoinOptions;
+/// use sealroom_client::JoinConfig;
 ///
 /// // Refuse (with `ErrorCode::WrongRoom`) a ticket that names any room but "standup".
-/// let options = JoinOptions::default().room("standup");
+/// let options = JoinConfig::default().room("standup");
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinOptions {
+pub struct JoinConfig {
     pub(crate) room: Option<String>,
     pub(crate) auto_subscribe: bool,
 }
 
-impl Default for JoinOptions {
+impl Default for JoinConfig {
     fn default() -> Self {
         Self {
             room: None,
@@ -67,7 +68,7 @@ impl Default for JoinOptions {
     }
 }
 
-impl JoinOptions {
+impl JoinConfig {
     /// The room the application means to enter: the relay refuses a ticket that names
     /// another one with [`ErrorCode::WrongRoom`](crate::ErrorCode::WrongRoom). Without it
     /// the client enters whatever room its ticket names.

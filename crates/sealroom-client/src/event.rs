@@ -115,23 +115,14 @@ impl DisconnectReason {
     /// transport, a relay that closed without a reason or is shutting down (restart,
     /// [`ErrorCode::ShuttingDown`] in `GoAway`), an internal relay error. A deliberate
     /// removal (kicked, replaced, room dismissed, ticket expired, too slow), a protocol
-    /// violation, leaving, and giving up are final.
+    /// violation, leaving, and giving up are final ([`ErrorCode::is_recoverable`]).
     pub fn is_recoverable(&self) -> bool {
         match self {
-            Self::Relay { code, .. } => recoverable_code(*code),
+            Self::Relay { code, .. } => code.is_recoverable(),
             Self::Closed | Self::ConnectionLost { .. } => true,
             Self::Left | Self::Protocol { .. } | Self::NoTicket(_) | Self::GaveUp { .. } => false,
         }
     }
-}
-
-/// Codes after which a new connection may succeed: the relay is going away or overloaded,
-/// not refusing this member.
-pub(crate) fn recoverable_code(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::RateLimited
-    )
 }
 
 impl fmt::Display for DisconnectReason {

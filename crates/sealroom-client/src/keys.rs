@@ -89,7 +89,7 @@ impl TrackSealer {
                 // A fresh random session id: a new key, the counter back at zero.
                 self.0.rekey();
             }
-            return Err(PublishError::Seal(err.to_string()));
+            return Err(PublishError::Seal(err));
         }
         Ok(out.freeze())
     }

@@ -65,17 +65,20 @@ mod ticket;
 mod tls;
 mod track;
 
-pub use config::{ClientConfig, JoinOptions, PinParseError, Trust};
-pub use error::{ClientError, JoinError, PublishError, RefreshError};
+pub use config::{ClientConfig, JoinConfig, PinParseError, Trust};
+pub use error::{
+    ClientError, ConnectError, ConnectionError, JoinError, ProtocolError, PublishError,
+    RefreshError,
+};
 pub use event::{DisconnectReason, Event, Events, Member, ReceivedFrame, UnopenedFrame};
 pub use room::{Client, DangerousRoom, Room};
-pub use sealroom_crypto::{OpenError, RoomSecret};
+pub use sealroom_crypto::{OpenError, RoomSecret, SealError};
 pub use stats::RoomStats;
 pub use ticket::{
     FnTicketSource, TicketFuture, TicketReason, TicketRequest, TicketSource, TicketSourceError,
     ticket_fn,
 };
-pub use tls::{ALPN, TlsSetupError, cert_sha256};
+pub use tls::{TlsSetupError, cert_sha256};
 pub use track::{AudioTrack, DataTrack, VideoTrack};
 
 pub use sealroom_frame::control::{ErrorCode, LeaveReason, SessionLimits, TrackInfo};

@@ -15,32 +15,17 @@ use quinn::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode, TrackInfo};
 use sealroom_frame::envelope::{Envelope, Frame, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::{Deframer, write_len_prefix};
+use sealroom_frame::transport::{StreamCode, StreamType};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinSet;
 
-use crate::error::{JoinError, PublishError};
-use crate::event::{
-    DisconnectReason, Event, Member, ReceivedFrame, UnopenedFrame, recoverable_code,
-};
+use crate::error::{ConnectError, JoinError, ProtocolError, PublishError};
+use crate::event::{DisconnectReason, Event, Member, ReceivedFrame, UnopenedFrame};
 use crate::room::{Dialer, Joined, Shared};
 use crate::session::{Outcome, Session};
 use crate::stats::bump;
 use crate::ticket::{TicketReason, TicketRequest};
-
-/// First byte of a unidirectional media stream.
-pub(crate) const MEDIA_STREAM: u8 = 0x01;
-
-/// Stream error code (docs/TRANSPORT.md): the relay dropped the rest of a video group this
-/// member fell behind on.
-const STREAM_STALE_GROUP: u32 = 0x01;
-
-/// Stream error code (docs/TRANSPORT.md): the publisher abandoned this video group for a
-/// newer one.
-pub(crate) const STREAM_GROUP_RESET: u32 = 0x02;
-
-/// Stream error code (docs/TRANSPORT.md): an incoming stream broke the framing or a limit.
-const STREAM_REFUSED: u32 = 0x03;
 
 /// Largest chunk read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -120,7 +105,7 @@ impl Link {
     pub(crate) async fn open_media_stream(&self, priority: i32) -> Option<SendStream> {
         let mut stream = self.conn.open_uni().await.ok()?;
         stream.set_priority(priority).ok()?;
-        stream.write_all(&[MEDIA_STREAM]).await.ok()?;
+        stream.write_all(&[StreamType::Media.byte()]).await.ok()?;
         Some(stream)
     }
 }
@@ -139,7 +124,7 @@ pub(crate) enum ReadControlError {
     /// The stream failed (reset or connection lost).
     Stream,
     /// The relay sent bytes that are not a control message.
-    Malformed(String),
+    Malformed(ProtocolError),
 }
 
 /// Read the next control message; `Ok(None)` when the relay finished the stream.
@@ -152,17 +137,17 @@ pub(crate) async fn read_control(
             Ok(Some(bytes)) => {
                 return ControlMessage::decode(&bytes)
                     .map(Some)
-                    .map_err(|err| ReadControlError::Malformed(err.to_string()));
+                    .map_err(|err| ReadControlError::Malformed(ProtocolError::Control(err)));
             }
             Ok(None) => {}
-            Err(err) => return Err(ReadControlError::Malformed(err.to_string())),
+            Err(err) => return Err(ReadControlError::Malformed(ProtocolError::Framing(err))),
         }
         match recv.read_chunk(READ_CHUNK, true).await {
             Ok(Some(chunk)) => deframer.push(chunk.bytes),
             Ok(None) => {
                 return match deframer.finish() {
                     Ok(()) => Ok(None),
-                    Err(err) => Err(ReadControlError::Malformed(err.to_string())),
+                    Err(err) => Err(ReadControlError::Malformed(ProtocolError::Framing(err))),
                 };
             }
             Err(_) => return Err(ReadControlError::Stream),
@@ -303,10 +288,10 @@ async fn reconnect(
         };
         let (conn, joined) = match result {
             Ok(joined) => joined,
-            Err(JoinError::Refused { code, message }) if !recoverable_code(code) => {
+            Err(JoinError::Refused { code, message }) if !code.is_recoverable() => {
                 return Err(DisconnectReason::Relay { code, message });
             }
-            Err(JoinError::Connect(quinn::ConnectError::EndpointStopping)) => {
+            Err(JoinError::Connect(ConnectError(quinn::ConnectError::EndpointStopping))) => {
                 // The application closed the client: no attempt can succeed.
                 return Err(DisconnectReason::Left);
             }
@@ -363,7 +348,9 @@ fn join_failure(err: JoinError) -> DisconnectReason {
     match err {
         JoinError::Refused { code, message } => DisconnectReason::Relay { code, message },
         JoinError::Ticket(error) => DisconnectReason::NoTicket(error),
-        JoinError::Protocol(detail) => DisconnectReason::Protocol { detail },
+        JoinError::Protocol(error) => DisconnectReason::Protocol {
+            detail: error.to_string(),
+        },
         JoinError::Connect(err) => DisconnectReason::ConnectionLost {
             detail: err.to_string(),
         },
@@ -566,7 +553,7 @@ async fn control_reader(
             Ok(Some(message)) => message,
             // The relay closes the connection after finishing; the close says why.
             Ok(None) | Err(ReadControlError::Stream) => return,
-            Err(ReadControlError::Malformed(detail)) => break detail,
+            Err(ReadControlError::Malformed(error)) => break error.to_string(),
         };
         let outcome = shared.session().handle_control(message);
         match outcome {
@@ -719,7 +706,7 @@ async fn media_stream_reader(
                 return;
             }
             Err(quinn::ReadError::Reset(code))
-                if code.into_inner() == u64::from(STREAM_STALE_GROUP) =>
+                if StreamCode::from_code(code.into_inner()) == Some(StreamCode::StaleGroup) =>
             {
                 if let Some((publisher, track)) = video_from {
                     bump(&shared.stats.keyframes_requested);
@@ -737,9 +724,9 @@ async fn media_stream_reader(
             let Some(&first) = chunk.first() else {
                 continue;
             };
-            if first != MEDIA_STREAM {
+            if StreamType::from_byte(first) != Some(StreamType::Media) {
                 bump(&shared.stats.malformed);
-                let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
+                let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
                 return;
             }
             chunk.advance(1);
@@ -764,7 +751,7 @@ async fn media_stream_reader(
                 Ok(None) => break,
                 Err(_) => {
                     bump(&shared.stats.malformed);
-                    let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
+                    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
                     return;
                 }
             }
@@ -799,8 +786,8 @@ mod tests {
             message: "bad".into(),
         });
         assert_eq!(reason.code(), Some(ErrorCode::BadSignature));
-        assert!(!recoverable_code(ErrorCode::BadSignature));
-        assert!(recoverable_code(ErrorCode::ShuttingDown));
+        assert!(!ErrorCode::BadSignature.is_recoverable());
+        assert!(ErrorCode::ShuttingDown.is_recoverable());
     }
 
     #[test]

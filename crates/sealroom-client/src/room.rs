@@ -9,13 +9,18 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sealroom_crypto::RoomSecret;
 use sealroom_frame::ErrorCode;
-use sealroom_frame::control::{ControlMessage, MAX_CONTROL_LEN, SessionLimits, TrackInfo};
+use sealroom_frame::control::{
+    ControlMessage, JoinOptions, MAX_CONTROL_LEN, SessionLimits, TrackInfo,
+};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::Deframer;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::config::{ClientConfig, JoinOptions};
-use crate::error::{ClientError, JoinError, PublishError, RefreshError};
+use crate::config::{ClientConfig, JoinConfig};
+use crate::error::{
+    ClientError, ConnectError, ConnectionError, JoinError, ProtocolError, PublishError,
+    RefreshError,
+};
 use crate::event::{Events, Member};
 use crate::keys::{Keys, TrackSealer};
 use crate::link::{self, Link, LinkState};
@@ -60,7 +65,7 @@ impl Client {
     }
 
     /// Connect to the relay at `relay` and join the room a ticket from `tickets` names,
-    /// with default [`JoinOptions`].
+    /// with default [`JoinConfig`].
     ///
     /// `server_name` is the relay's TLS name (checked with [`Trust::SystemRoots`](crate::Trust::SystemRoots)).
     /// Every frame this room publishes is sealed with keys derived from `secret`, and
@@ -75,7 +80,7 @@ impl Client {
         tickets: impl TicketSource,
         secret: &RoomSecret,
     ) -> Result<(Room, Events), JoinError> {
-        self.join_with(relay, server_name, tickets, secret, JoinOptions::default())
+        self.join_with(relay, server_name, tickets, secret, JoinConfig::default())
             .await
     }
 
@@ -89,7 +94,7 @@ impl Client {
         server_name: &str,
         tickets: impl TicketSource,
         secret: &RoomSecret,
-        options: JoinOptions,
+        options: JoinConfig,
     ) -> Result<(Room, Events), JoinError> {
         let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
         let ticket = tickets.ticket(TicketRequest::join()).await?;
@@ -195,7 +200,7 @@ pub(crate) struct Dialer {
     quic: quinn::ClientConfig,
     relay: SocketAddr,
     server_name: String,
-    options: JoinOptions,
+    options: JoinConfig,
     config: Arc<ClientConfig>,
 }
 
@@ -204,8 +209,10 @@ impl Dialer {
     async fn connect(&self, ticket: String) -> Result<(quinn::Connection, Joined), JoinError> {
         let conn = self
             .endpoint
-            .connect_with(self.quic.clone(), self.relay, &self.server_name)?
-            .await?;
+            .connect_with(self.quic.clone(), self.relay, &self.server_name)
+            .map_err(ConnectError)?
+            .await
+            .map_err(ConnectionError)?;
         match handshake(&conn, &self.config, &self.options, ticket).await {
             Ok(joined) => Ok((conn, joined)),
             Err(err) => {
@@ -222,7 +229,9 @@ impl Dialer {
     ) -> Result<(quinn::Connection, Joined), JoinError> {
         tokio::time::timeout(self.config.connect_timeout, self.connect(ticket))
             .await
-            .unwrap_or(Err(JoinError::Connection(quinn::ConnectionError::TimedOut)))
+            .unwrap_or(Err(JoinError::Connection(ConnectionError(
+                quinn::ConnectionError::TimedOut,
+            ))))
     }
 }
 
@@ -230,22 +239,22 @@ impl Dialer {
 async fn handshake(
     conn: &quinn::Connection,
     config: &ClientConfig,
-    options: &JoinOptions,
+    options: &JoinConfig,
     ticket: String,
 ) -> Result<Joined, JoinError> {
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(ConnectionError)?;
     let join = ControlMessage::Join {
         ticket,
         client_name: config.client_name.clone(),
         client_version: env!("CARGO_PKG_VERSION").to_owned(),
-        options: sealroom_frame::control::JoinOptions {
+        options: JoinOptions {
             auto_subscribe: options.auto_subscribe,
             room: options.room.clone(),
         },
     };
     let mut buf = BytesMut::new();
     join.encode_framed(&mut buf)
-        .map_err(|err| JoinError::Protocol(format!("join message: {err}")))?;
+        .map_err(ProtocolError::JoinMessage)?;
     if send.write_all(&buf).await.is_err() {
         return Err(refusal_or_lost(conn));
     }
@@ -253,7 +262,7 @@ async fn handshake(
     let answer = match link::read_control(&mut recv, &mut deframer).await {
         Ok(Some(message)) => message,
         Ok(None) | Err(link::ReadControlError::Stream) => return Err(refusal_or_lost(conn)),
-        Err(link::ReadControlError::Malformed(detail)) => return Err(JoinError::Protocol(detail)),
+        Err(link::ReadControlError::Malformed(error)) => return Err(error.into()),
     };
     match answer {
         ControlMessage::Joined {
@@ -269,10 +278,7 @@ async fn handshake(
             deframer,
         }),
         ControlMessage::Error { code, message } => Err(JoinError::Refused { code, message }),
-        other => Err(JoinError::Protocol(format!(
-            "expected joined, got {}",
-            link::message_name(&other)
-        ))),
+        other => Err(ProtocolError::Unexpected(link::message_name(&other)).into()),
     }
 }
 
@@ -285,11 +291,13 @@ fn refusal_or_lost(conn: &quinn::Connection) -> JoinError {
                     code,
                     message: String::from_utf8_lossy(&close.reason).into_owned(),
                 },
-                None => JoinError::Connection(quinn::ConnectionError::ApplicationClosed(close)),
+                None => JoinError::Connection(ConnectionError(
+                    quinn::ConnectionError::ApplicationClosed(close),
+                )),
             }
         }
-        Some(err) => JoinError::Connection(err),
-        None => JoinError::Protocol(String::from("control stream ended before the answer")),
+        Some(err) => JoinError::Connection(ConnectionError(err)),
+        None => ProtocolError::NoAnswer.into(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sealroom_frame::control::{ControlMessage, ErrorCode, MemberInfo, SessionLimits};
+use sealroom_frame::control::{ControlMessage, MemberInfo, SessionLimits};
 use sealroom_frame::envelope::MemberId;
 
 use crate::event::{DisconnectReason, Event, Member};
@@ -31,23 +31,6 @@ pub(crate) enum Outcome {
     },
     /// The relay broke the protocol; end the session.
     Violation(String),
-}
-
-/// Reasons with which the relay ends a joined session (it closes the connection next).
-/// Every other code, once joined, refuses one request (a publish without the grant, a
-/// refreshed ticket for another room, a rate limit) and the session continues.
-pub(crate) fn ends_session(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::Replaced
-            | ErrorCode::Kicked
-            | ErrorCode::RoomDismissed
-            | ErrorCode::TicketExpired
-            | ErrorCode::ShuttingDown
-            | ErrorCode::SlowConsumer
-            | ErrorCode::ProtocolViolation
-            | ErrorCode::Internal
-    )
 }
 
 /// The client's view of one joined room.
@@ -154,7 +137,7 @@ impl Session {
                 self.limits.ticket_expires_in_secs = expires_in_secs;
                 Outcome::Event(Event::TicketRefreshed { expires_in_secs })
             }
-            ControlMessage::Error { code, message } if ends_session(code) => {
+            ControlMessage::Error { code, message } if code.ends_session() => {
                 Outcome::Ending(DisconnectReason::Relay { code, message })
             }
             ControlMessage::Error { code, message } => {
@@ -184,7 +167,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use sealroom_frame::control::{LeaveReason, TrackInfo};
+    use sealroom_frame::control::{ErrorCode, LeaveReason, TrackInfo};
     use sealroom_frame::envelope::MediaKind;
 
     use super::*;

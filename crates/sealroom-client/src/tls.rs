@@ -7,22 +7,22 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sealroom_frame::transport::ALPN;
 use sha2::{Digest, Sha256};
 
 use crate::config::Trust;
 
-/// The ALPN protocol id of sealroom over QUIC.
-pub const ALPN: &[u8] = b"sealroom/1";
-
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsSetupError {
     /// rustls refused the configuration or the platform verifier could not start.
     #[error("tls configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// quinn refused the rustls configuration (it needs TLS 1.3 and an initial cipher suite).
-    #[error("quic tls configuration: {0}")]
-    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// QUIC refused the rustls configuration: it needs TLS 1.3 with an initial cipher
+    /// suite (`TLS13_AES_128_GCM_SHA256`).
+    #[error("quic tls configuration: no initial cipher suite found")]
+    NoInitialCipherSuite,
 }
 
 /// The quinn client configuration for `trust`.
@@ -44,7 +44,8 @@ pub(crate) fn quic_client_config(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(quinn::crypto::rustls::QuicClientConfig::try_from(config)?)
+    quinn::crypto::rustls::QuicClientConfig::try_from(config)
+        .map_err(|_| TlsSetupError::NoInitialCipherSuite)
 }
 
 /// SHA-256 of a certificate's DER encoding, the value a [`Trust::Pinned`] pin holds.

@@ -19,12 +19,13 @@ use bytes::Bytes;
 use quinn::{SendStream, VarInt};
 use sealroom_frame::control::ControlMessage;
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, TrackId};
+use sealroom_frame::transport::StreamCode;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::PublishError;
 use crate::keys::{self, TrackSealer};
-use crate::link::{Link, LinkState, STREAM_GROUP_RESET, write_frame};
+use crate::link::{Link, LinkState, write_frame};
 use crate::room::Shared;
 use crate::stats::bump;
 
@@ -385,7 +386,9 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
                 .frames_not_sent
                 .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
             if let Some(mut old) = open.take() {
-                let _ = old.stream.reset(VarInt::from_u32(STREAM_GROUP_RESET));
+                let _ = old
+                    .stream
+                    .reset(VarInt::from_u32(StreamCode::GroupReset.code()));
                 bump(&shared.stats.stale_groups_reset);
             }
         }

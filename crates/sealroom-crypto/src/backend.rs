@@ -23,6 +23,7 @@ use crate::suite::{CipherSuite, Hash, MAX_TAG_LEN, NONCE_LEN};
 /// [`Backend::default`] is [`Backend::AwsLc`] when the `aws-lc` feature is on (it is by
 /// default) and [`Backend::RustCrypto`] otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Backend {
     /// RustCrypto's `aes-gcm`, `aes`, `ctr`, `hmac`, `hkdf` and `sha2`: pure Rust, builds
     /// everywhere including wasm32.

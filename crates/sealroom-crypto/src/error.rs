@@ -2,6 +2,7 @@
 
 /// Why a frame could not be sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SealError {
     /// The key reached its usage limit; call [`Sealer::rekey`](crate::Sealer::rekey) or
     /// [`Sealer::rotate`](crate::Sealer::rotate) and seal again. Nothing was written.
@@ -38,6 +39,7 @@ pub enum SealError {
 
 /// Why a frame could not be opened. No variant carries or hints at plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// The KID names an epoch this opener does not hold yet (a sender rotated ahead of
     /// us); the caller may hold the frame and retry after rotating.

@@ -6,6 +6,7 @@
 /// a full 128-bit tag and AES-128, which every modern CPU accelerates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u16)]
+#[non_exhaustive]
 pub enum CipherSuite {
     /// `AES_128_CTR_HMAC_SHA256_80` (0x0001): AES-128-CTR with an HMAC-SHA256 tag cut to 80 bits.
     Aes128CtrHmacSha256Tag80 = 1,

@@ -66,6 +66,7 @@ pub struct SessionLimits {
 
 /// Why a member left a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum LeaveReason {
     /// The member left on its own.
     Left,
@@ -85,8 +86,17 @@ pub enum LeaveReason {
     ShuttingDown,
 }
 
-/// A typed reason for a refusal or a removal, sent in [`ControlMessage::Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A typed reason for a refusal or a removal, sent in [`ControlMessage::Error`] and as the
+/// QUIC application close code ([`ErrorCode::close_code`]).
+///
+/// Each code says what it means for the session that hears it: its stable name
+/// ([`ErrorCode::label`]), whether a joined session ends with it
+/// ([`ErrorCode::ends_session`]) and whether a new connection may succeed
+/// ([`ErrorCode::is_recoverable`]). The wire index is the declaration order, so a new code
+/// goes at the end (and into [`ErrorCode::ALL`], the meaning table and the golden wire
+/// test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The ticket signature does not verify.
     BadSignature,
@@ -129,6 +139,10 @@ pub enum ErrorCode {
 }
 
 /// A message on the control stream.
+///
+/// Deliberately not `#[non_exhaustive]`: relay and client must decide what to do with
+/// every message, so a new message fails to compile in each `match` until it is handled.
+/// The wire index is the declaration order; a new message goes at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlMessage {
     /// Client to relay, first message: enter the room the ticket names.
@@ -226,6 +240,7 @@ pub enum ControlMessage {
 
 /// Why a control message could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// The input is empty: not even a version byte.
     #[error("empty control message")]
@@ -278,6 +293,11 @@ impl ErrorCode {
         Self::Internal,
     ];
 
+    /// The wire index of this code (its position in [`ErrorCode::ALL`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The QUIC application close code for this reason: its wire index plus one (0 is a
     /// normal close).
     pub const fn close_code(self) -> u32 {
@@ -290,6 +310,69 @@ impl ErrorCode {
         let index = usize::try_from(code.checked_sub(1)?).ok()?;
         Self::ALL.get(index).copied()
     }
+
+    /// A stable lowercase snake-case name (`room_full`), for metrics labels, logs and the
+    /// reason phrase of a QUIC close.
+    pub const fn label(self) -> &'static str {
+        self.meaning().label
+    }
+
+    /// Whether a joined session ends when the relay sends this code: the relay closes the
+    /// connection next (a removal, a shutdown, an internal error). Every other code, once
+    /// joined, refuses one request (a publish without the grant, a refreshed ticket for
+    /// another room, a rate limit) and the session continues. Before `Joined`, every code
+    /// refuses the join.
+    pub const fn ends_session(self) -> bool {
+        self.meaning().ends_session
+    }
+
+    /// Whether a new connection may succeed after this code: the relay is going away,
+    /// overloaded or failed on its own, rather than refusing this member. A client
+    /// reconnects (with backoff) after a recoverable code and gives up after any other.
+    pub const fn is_recoverable(self) -> bool {
+        self.meaning().recoverable
+    }
+
+    /// The one table of what each code means; a new code does not compile without its row.
+    const fn meaning(self) -> Meaning {
+        const ENDS: bool = true;
+        const KEEPS: bool = false;
+        const RETRY: bool = true;
+        const FINAL: bool = false;
+        let (label, ends_session, recoverable) = match self {
+            Self::BadSignature => ("bad_signature", KEEPS, FINAL),
+            Self::Expired => ("expired", KEEPS, FINAL),
+            Self::NotYetValid => ("not_yet_valid", KEEPS, FINAL),
+            Self::WrongRoom => ("wrong_room", KEEPS, FINAL),
+            Self::UnknownApp => ("unknown_app", KEEPS, FINAL),
+            Self::RoomFull => ("room_full", KEEPS, FINAL),
+            Self::TooManyRooms => ("too_many_rooms", KEEPS, FINAL),
+            Self::NotPermitted => ("not_permitted", KEEPS, FINAL),
+            Self::FrameTooLarge => ("frame_too_large", KEEPS, FINAL),
+            Self::RateLimited => ("rate_limited", KEEPS, RETRY),
+            Self::Replaced => ("replaced", ENDS, FINAL),
+            Self::Kicked => ("kicked", ENDS, FINAL),
+            Self::RoomDismissed => ("room_dismissed", ENDS, FINAL),
+            Self::TicketExpired => ("ticket_expired", ENDS, FINAL),
+            Self::ShuttingDown => ("shutting_down", ENDS, RETRY),
+            Self::SlowConsumer => ("slow_consumer", ENDS, FINAL),
+            Self::ProtocolViolation => ("protocol_violation", ENDS, FINAL),
+            Self::BadTicket => ("bad_ticket", KEEPS, FINAL),
+            Self::Internal => ("internal", ENDS, RETRY),
+        };
+        Meaning {
+            label,
+            ends_session,
+            recoverable,
+        }
+    }
+}
+
+/// What an [`ErrorCode`] means for the session that hears it.
+struct Meaning {
+    label: &'static str,
+    ends_session: bool,
+    recoverable: bool,
 }
 
 impl ControlMessage {

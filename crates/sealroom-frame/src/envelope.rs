@@ -112,6 +112,7 @@ pub struct Envelope {
 
 /// Why bytes could not be decoded as an envelope frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ended before the header or the declared payload did.
     #[error("truncated frame: need {needed} bytes, have {have}")]

@@ -6,9 +6,14 @@
 //!   sequence, flags, capture time) around an opaque sealed payload, decoded without
 //!   copying the payload;
 //! - [`sframe`]: the SFrame header codec of RFC 9605 section 4.3 (KID and CTR);
-//! - [`control`]: the versioned control messages of the control stream;
+//! - [`control`]: the versioned control messages of the control stream, and what each
+//!   [`ErrorCode`] means for a session (its name, whether it ends the session, whether a
+//!   reconnect may succeed);
 //! - [`stream`]: length-prefixed framing of messages laid back to back on a QUIC stream,
-//!   with an incremental decoder.
+//!   with an incremental decoder;
+//! - [`transport`]: the names on a QUIC connection: the [`ALPN`] id, the [`StreamType`]
+//!   byte that opens a unidirectional stream, and the [`StreamCode`]s streams are reset or
+//!   stopped with.
 //!
 //! The byte diagrams live in `docs/PROTOCOL.md`.
 //!
@@ -85,7 +90,12 @@ pub mod control;
 pub mod envelope;
 pub mod sframe;
 pub mod stream;
+pub mod transport;
+
+#[cfg(test)]
+mod golden;
 
 pub use control::{ControlError, ControlMessage, ErrorCode, LeaveReason};
 pub use envelope::{DecodeError, Envelope, Flags, Frame, FrameRef, MediaKind, MemberId, TrackId};
 pub use stream::{DeframeError, Deframer, write_frame, write_len_prefix};
+pub use transport::{ALPN, StreamCode, StreamType};

@@ -20,6 +20,7 @@ pub struct SframeHeader {
 
 /// Why bytes could not be decoded as an SFrame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The input ended before the header did.
     #[error("truncated sframe header: need {needed} bytes, have {have}")]

@@ -28,6 +28,7 @@ pub struct LengthTooLarge(pub u64);
 /// Why a stream could not be deframed. Every variant is final: the stream is broken and
 /// the [`Deframer`] keeps returning the same error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeframeError {
     /// A prefix declares a frame longer than the deframer's maximum.
     #[error("frame of {len} bytes exceeds the limit {max}")]

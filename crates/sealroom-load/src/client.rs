@@ -17,7 +17,8 @@ use quinn::VarInt;
 use sealroom_frame::control::{ControlMessage, JoinOptions, MAX_CONTROL_LEN};
 use sealroom_frame::envelope::{Envelope, Flags, MemberId};
 use sealroom_frame::stream::{self, Deframer};
-use sealroom_relay::{Grants, STREAM_TYPE_MEDIA, TicketClaims};
+use sealroom_frame::transport::StreamType;
+use sealroom_relay::{Grants, TicketClaims};
 use tokio::sync::watch;
 
 use super::shape::{Shape, Transport};
@@ -330,7 +331,7 @@ async fn read_stream(mut recv: quinn::RecvStream, recorder: Arc<Mutex<Recorder>>
             if chunk.is_empty() {
                 continue;
             }
-            if chunk[0] != STREAM_TYPE_MEDIA {
+            if chunk[0] != StreamType::Media.byte() {
                 return;
             }
             chunk = chunk.slice(1..);
@@ -504,7 +505,7 @@ fn encode(
     let mut buf = BytesMut::with_capacity(frame_len + 1 + stream::MAX_PREFIX_LEN);
     if transport != Transport::Datagram {
         if first_on_stream {
-            buf.put_u8(STREAM_TYPE_MEDIA);
+            buf.put_u8(StreamType::Media.byte());
         }
         stream::write_len_prefix(frame_len, &mut buf);
     }

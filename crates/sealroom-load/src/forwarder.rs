@@ -207,7 +207,9 @@ async fn write_copy(
         queued.fetch_sub(len, Ordering::Relaxed);
     }
     if stale.load(Ordering::Relaxed) {
-        let _ = send.reset(VarInt::from_u32(sealroom_relay::stream_code::STALE_GROUP));
+        let _ = send.reset(VarInt::from_u32(
+            sealroom_frame::StreamCode::StaleGroup.code(),
+        ));
     } else {
         let _ = send.finish();
     }

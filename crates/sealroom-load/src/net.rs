@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use sealroom_relay::ALPN;
+use sealroom_frame::ALPN;
 
 /// The servers' certificate, written as PEM files both servers load.
 #[derive(Debug, Clone)]

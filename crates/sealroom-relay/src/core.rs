@@ -85,7 +85,8 @@ impl RoomKey {
     }
 }
 
-/// What the driver must do, in order.
+/// What the driver must do, in order. Deliberately not `#[non_exhaustive]`: a driver must
+/// carry out every output, so a new one fails to compile until each driver handles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send a control message on the connection's control stream.
@@ -108,6 +109,7 @@ pub enum Output {
 
 /// How a join attempt ended, for metrics and the join success rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JoinOutcome {
     /// Admitted (possibly replacing an earlier session of the same user).
     Joined,
@@ -116,42 +118,18 @@ pub enum JoinOutcome {
 }
 
 impl JoinOutcome {
-    /// A stable lowercase label (`joined`, or the refusal reason in snake case).
-    pub fn label(self) -> &'static str {
+    /// A stable lowercase label (`joined`, or the refusal reason's [`ErrorCode::label`]).
+    pub const fn label(self) -> &'static str {
         match self {
             Self::Joined => "joined",
-            Self::Refused(code) => error_code_label(code),
+            Self::Refused(code) => code.label(),
         }
-    }
-}
-
-/// A stable lowercase snake-case label for an error code (metrics, logs).
-pub fn error_code_label(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::BadSignature => "bad_signature",
-        ErrorCode::Expired => "expired",
-        ErrorCode::NotYetValid => "not_yet_valid",
-        ErrorCode::WrongRoom => "wrong_room",
-        ErrorCode::UnknownApp => "unknown_app",
-        ErrorCode::RoomFull => "room_full",
-        ErrorCode::TooManyRooms => "too_many_rooms",
-        ErrorCode::NotPermitted => "not_permitted",
-        ErrorCode::FrameTooLarge => "frame_too_large",
-        ErrorCode::RateLimited => "rate_limited",
-        ErrorCode::Replaced => "replaced",
-        ErrorCode::Kicked => "kicked",
-        ErrorCode::RoomDismissed => "room_dismissed",
-        ErrorCode::TicketExpired => "ticket_expired",
-        ErrorCode::ShuttingDown => "shutting_down",
-        ErrorCode::SlowConsumer => "slow_consumer",
-        ErrorCode::ProtocolViolation => "protocol_violation",
-        ErrorCode::BadTicket => "bad_ticket",
-        ErrorCode::Internal => "internal",
     }
 }
 
 /// Why a frame was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum DropReason {
     /// The connection has not joined a room (or has left it).
     NotJoined,
@@ -232,6 +210,7 @@ impl DropReason {
 /// (`sealroom_violations_total{kind}`, [`RelayStats::violations`](crate::RelayStats)); the
 /// ones on the control plane end the connection, the ones on a media stream end that stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Violation {
     /// A control message other than `Join` before `Join` (publishing before joining, say):
     /// the connection is closed with `ProtocolViolation`.
@@ -319,6 +298,7 @@ impl Violation {
 
 /// What became of a control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ControlOutcome {
     /// Acted on.
     Handled,
@@ -338,6 +318,7 @@ pub enum ControlOutcome {
 /// What became of a keyframe request, from a member or from the relay on a slow
 /// receiver's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyframeOutcome {
     /// Passed to the publisher.
     Forwarded,
@@ -350,6 +331,7 @@ pub enum KeyframeOutcome {
 
 /// What a pass of [`RelayCore::handle_timeout`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct TimeoutOutcome {
     /// Connections closed for not joining in time ([`Violation::NoJoin`]).
     pub no_join: usize,
@@ -368,6 +350,7 @@ pub enum MemberTarget {
 
 /// Why an operator request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
     /// No such room (it may have just emptied).
     #[error("no such room")]
@@ -487,7 +470,7 @@ struct Member {
     data_bytes: TokenBucket,
     media_bytes: TokenBucket,
     control_messages: TokenBucket,
-    /// When each kind of feedback error was last sent, indexed by `ErrorCode as usize`.
+    /// When each kind of feedback error was last sent, indexed by [`ErrorCode::index`].
     feedback: [Option<Instant>; 32],
     /// When this member (as a publisher) was last asked for a keyframe, per video track;
     /// at most one entry per published track.
@@ -1660,7 +1643,7 @@ impl RelayCore {
         message: &str,
         now: Instant,
     ) {
-        let Some(last) = member.feedback.get_mut(code as usize) else {
+        let Some(last) = member.feedback.get_mut(code.index()) else {
             return;
         };
         if last.is_some_and(|at| now.saturating_duration_since(at) < FEEDBACK_INTERVAL) {

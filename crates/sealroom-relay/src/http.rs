@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminTarget};
 use crate::mask::IdMask;
-use crate::sla::{JoinOutcome, SlaConfig, SlaSummary, SlaTracker};
+use crate::sla::{SlaConfig, SlaOutcome, SlaSummary, SlaTracker};
 
 /// The OpenMetrics content type Prometheus negotiates for.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -96,11 +96,11 @@ impl SlaMetrics {
         Self { registry, joins }
     }
 
-    fn record(&self, outcome: JoinOutcome) {
+    fn record(&self, outcome: SlaOutcome) {
         let result = match outcome {
-            JoinOutcome::Succeeded => "succeeded",
-            JoinOutcome::Failed => "failed",
-            JoinOutcome::Excluded => "excluded",
+            SlaOutcome::Succeeded => "succeeded",
+            SlaOutcome::Failed => "failed",
+            SlaOutcome::Excluded => "excluded",
         };
         self.joins.get_or_create(&ResultLabels { result }).inc();
     }
@@ -139,12 +139,12 @@ impl InternalState {
     }
 
     /// Record a join outcome now (wall-clock time).
-    pub fn record_join(&self, outcome: JoinOutcome) {
+    pub fn record_join(&self, outcome: SlaOutcome) {
         self.record_join_at(unix_now(), outcome);
     }
 
     /// Record a join outcome at `now` (seconds since the Unix epoch).
-    pub fn record_join_at(&self, now: u64, outcome: JoinOutcome) {
+    pub fn record_join_at(&self, now: u64, outcome: SlaOutcome) {
         self.sla_metrics.record(outcome);
         self.sla
             .lock()
@@ -421,10 +421,10 @@ mod tests {
         assert!(body.ends_with("# EOF\n"), "{body}");
 
         for _ in 0..3 {
-            server.state().record_join(JoinOutcome::Succeeded);
+            server.state().record_join(SlaOutcome::Succeeded);
         }
-        server.state().record_join(JoinOutcome::Failed);
-        server.state().record_join(JoinOutcome::Excluded);
+        server.state().record_join(SlaOutcome::Failed);
+        server.state().record_join(SlaOutcome::Excluded);
         let (status, body) = request(addr, "GET", "/sla", None).await;
         assert_eq!(status, 200);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();

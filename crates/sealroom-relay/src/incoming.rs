@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use sealroom_frame::stream::{DeframeError, Deframer};
-
-use crate::outbox::STREAM_TYPE_MEDIA;
+use sealroom_frame::transport::StreamType;
 
 /// When the frame in progress on a stream must be complete.
 ///
@@ -58,6 +57,7 @@ impl FrameDeadline {
 
 /// Why a media stream was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The first byte is not the media stream type.
     #[error("unknown stream type {0:#04x}")]
@@ -119,7 +119,7 @@ impl MediaStreamReader {
             let Some(&first) = chunk.first() else {
                 return Ok(());
             };
-            if first != STREAM_TYPE_MEDIA {
+            if StreamType::from_byte(first) != Some(StreamType::Media) {
                 return Err(StreamError::UnknownType(first));
             }
             chunk.advance(1);
@@ -220,7 +220,7 @@ mod tests {
     fn whole_frames_stop_the_clock_and_a_partial_one_starts_it() {
         let t0 = Instant::now();
         let mut reader = MediaStreamReader::new(1000, TIMEOUT, t0);
-        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        let mut stream = BytesMut::from(&[StreamType::Media.byte()][..]);
         stream.extend_from_slice(&framed(&[b"one", b"two"]));
         reader.handle_chunk(stream.freeze()).expect("typed");
         assert_eq!(frames(&mut reader, t0), vec!["one", "two"]);
@@ -251,7 +251,7 @@ mod tests {
         let t0 = Instant::now();
         let mut reader = MediaStreamReader::new(1000, TIMEOUT, t0);
         let stream = {
-            let mut buf = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+            let mut buf = BytesMut::from(&[StreamType::Media.byte()][..]);
             buf.extend_from_slice(&framed(&[b"first", b"second"]));
             buf.freeze()
         };
@@ -280,7 +280,7 @@ mod tests {
         );
 
         let mut reader = MediaStreamReader::new(10, TIMEOUT, t0);
-        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        let mut stream = BytesMut::from(&[StreamType::Media.byte()][..]);
         stream.extend_from_slice(&framed(&[&[0u8; 11]]));
         reader.handle_chunk(stream.freeze()).expect("typed");
         assert!(matches!(
@@ -289,7 +289,7 @@ mod tests {
         ));
 
         let mut reader = MediaStreamReader::new(10, TIMEOUT, t0);
-        let mut stream = BytesMut::from(&[STREAM_TYPE_MEDIA][..]);
+        let mut stream = BytesMut::from(&[StreamType::Media.byte()][..]);
         stream.extend_from_slice(&framed(&[b"12345"])[..3]);
         reader.handle_chunk(stream.freeze()).expect("typed");
         assert!(frames(&mut reader, t0).is_empty());

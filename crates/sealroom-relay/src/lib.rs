@@ -110,7 +110,6 @@ pub use core::{
     MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
 };
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
-pub use outbox::{STREAM_TYPE_MEDIA, stream_code};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, mint};
-pub use tls::{ALPN, StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};
+pub use tls::{StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};

@@ -31,24 +31,15 @@ use quinn::{SendDatagramError, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream;
+use sealroom_frame::transport::{StreamCode, StreamType};
 use tokio::sync::Notify;
 
 use crate::config::Limits;
 use crate::core::{ConnId, DropReason};
 use crate::metrics::Metrics;
 
-/// First byte of every unidirectional media stream.
-pub const STREAM_TYPE_MEDIA: u8 = 0x01;
-
-/// Stream reset / stop codes the relay uses.
-pub mod stream_code {
-    /// The relay dropped the rest of a video group the receiver fell behind on.
-    pub const STALE_GROUP: u32 = 0x01;
-    /// The publisher reset the group (the relay passes the reset on).
-    pub const GROUP_RESET: u32 = 0x02;
-    /// An incoming stream broke the framing or a limit and was stopped.
-    pub const REFUSED: u32 = 0x03;
-}
+/// The first byte of every media stream the relay opens.
+const MEDIA_STREAM_HEADER: [u8; 1] = [StreamType::Media.byte()];
 
 const CONTROL_PRIORITY: i32 = i32::MAX;
 const RELIABLE_PRIORITY: i32 = i32::MAX - 1;
@@ -387,7 +378,7 @@ impl Outbox {
 
     fn close_connection(&self, code: Option<ErrorCode>) {
         let close_code = code.map_or(0, ErrorCode::close_code);
-        let reason = code.map_or("", crate::core::error_code_label);
+        let reason = code.map_or("", ErrorCode::label);
         self.conn
             .close(VarInt::from_u32(close_code), reason.as_bytes());
     }
@@ -741,7 +732,7 @@ impl Outbox {
                     return;
                 }
                 Next::Reset => {
-                    let _ = send.reset(VarInt::from_u32(stream_code::STALE_GROUP));
+                    let _ = send.reset(VarInt::from_u32(StreamCode::StaleGroup.code()));
                     return;
                 }
                 Next::Wait => {
@@ -753,7 +744,7 @@ impl Outbox {
             if let Some(counter) = self.byte_counter(queue.kind) {
                 counter.fetch_sub(frame.frame.len(), Ordering::Relaxed);
             }
-            let header = Bytes::from_static(&[STREAM_TYPE_MEDIA]);
+            let header = Bytes::from_static(&MEDIA_STREAM_HEADER);
             let mut chunks = [
                 if first { header } else { Bytes::new() },
                 frame.prefix.clone(),
@@ -783,7 +774,7 @@ impl Outbox {
                 None => {
                     // Reset while the receiver was not reading: this frame is stale too.
                     self.metrics.frame_dropped(DropReason::StaleGroup);
-                    let _ = send.reset(VarInt::from_u32(stream_code::STALE_GROUP));
+                    let _ = send.reset(VarInt::from_u32(StreamCode::StaleGroup.code()));
                     return;
                 }
             }

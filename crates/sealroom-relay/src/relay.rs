@@ -12,6 +12,7 @@ use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
 use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::{DeframeError, Deframer};
+use sealroom_frame::transport::StreamCode;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -24,7 +25,7 @@ use crate::core::{
 use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
-use crate::outbox::{Forwarded, Outbox, Pushed, stream_code};
+use crate::outbox::{Forwarded, Outbox, Pushed};
 use crate::tls::{self, Identity, StartError};
 
 /// A test hook that sees every byte the relay receives from clients.
@@ -814,7 +815,7 @@ async fn accept_streams(
             Ok(mut recv) => {
                 if !shared.incoming_stream(id) {
                     // Over the stream opening rate: refused before it costs anything.
-                    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+                    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
                     continue;
                 }
                 let shared = Arc::clone(shared);
@@ -962,7 +963,7 @@ async fn read_media_stream(
             // Too many incomplete frames held for this connection (a peer trickling
             // frames that never complete): this stream goes.
             shared.metrics.frame_dropped(DropReason::Backlog);
-            let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+            let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
             if let Some(group) = &group {
                 group.end(true);
             }
@@ -979,7 +980,7 @@ async fn read_media_stream(
             shared.metrics.frame_dropped(DropReason::Malformed);
         }
     }
-    let _ = recv.stop(VarInt::from_u32(stream_code::REFUSED));
+    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
     if let Some(group) = &group {
         group.end(true);
     }

@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use sealroom_frame::control::ErrorCode;
 use serde::Serialize;
 
+use crate::core::JoinOutcome;
+
 /// Default window length: five minutes.
 pub const DEFAULT_WINDOW_SECS: u64 = 300;
 /// Default number of windows kept: 288 five-minute windows, one day.
@@ -70,7 +72,7 @@ impl SlaConfig {
 
 /// The outcome of one join attempt, as the SLA sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinOutcome {
+pub enum SlaOutcome {
     /// The member entered the room.
     Succeeded,
     /// The relay refused or failed the join for a reason of its own (a limit, shutdown, an
@@ -81,7 +83,15 @@ pub enum JoinOutcome {
     Excluded,
 }
 
-impl JoinOutcome {
+impl SlaOutcome {
+    /// How the relay core's decision on a join counts.
+    pub fn from_join(outcome: JoinOutcome) -> Self {
+        match outcome {
+            JoinOutcome::Joined => Self::Succeeded,
+            JoinOutcome::Refused(code) => Self::from_refusal(code),
+        }
+    }
+
     /// Classify a refusal by its error code with [`counts_against_sla`].
     pub fn from_refusal(code: ErrorCode) -> Self {
         if counts_against_sla(code) {
@@ -191,7 +201,7 @@ impl SlaTracker {
     ///
     /// An outcome older than every retained window is dropped; one that falls into an older
     /// retained window (a clock that stepped back) is added to that window.
-    pub fn handle_join(&mut self, now: u64, outcome: JoinOutcome) {
+    pub fn handle_join(&mut self, now: u64, outcome: SlaOutcome) {
         let index = now / self.config.window_secs;
         let counts = match self.windows.iter().position(|(i, _)| *i >= index) {
             Some(pos) if self.windows[pos].0 == index => &mut self.windows[pos].1,
@@ -209,9 +219,9 @@ impl SlaTracker {
             }
         };
         match outcome {
-            JoinOutcome::Succeeded => counts.succeeded += 1,
-            JoinOutcome::Failed => counts.failed += 1,
-            JoinOutcome::Excluded => counts.excluded += 1,
+            SlaOutcome::Succeeded => counts.succeeded += 1,
+            SlaOutcome::Failed => counts.failed += 1,
+            SlaOutcome::Excluded => counts.excluded += 1,
         }
         while self.windows.len() > self.config.retained_windows {
             self.windows.pop_front();
@@ -276,15 +286,15 @@ mod tests {
     fn windows_are_aligned_and_judged_against_the_target() {
         let mut sla = SlaTracker::default();
         for _ in 0..99 {
-            sla.handle_join(T0 + 10, JoinOutcome::Succeeded);
+            sla.handle_join(T0 + 10, SlaOutcome::Succeeded);
         }
-        sla.handle_join(T0 + 299, JoinOutcome::Failed);
+        sla.handle_join(T0 + 299, SlaOutcome::Failed);
         // Second window: 98 of 100.
         for _ in 0..98 {
-            sla.handle_join(T0 + 300, JoinOutcome::Succeeded);
+            sla.handle_join(T0 + 300, SlaOutcome::Succeeded);
         }
-        sla.handle_join(T0 + 301, JoinOutcome::Failed);
-        sla.handle_join(T0 + 302, JoinOutcome::Failed);
+        sla.handle_join(T0 + 301, SlaOutcome::Failed);
+        sla.handle_join(T0 + 302, SlaOutcome::Failed);
 
         let summary = sla.summary(T0 + 700);
         assert_eq!(summary.windows.len(), 2);
@@ -307,15 +317,15 @@ mod tests {
     #[test]
     fn caller_caused_refusals_are_recorded_but_not_counted() {
         let mut sla = SlaTracker::default();
-        sla.handle_join(T0, JoinOutcome::Succeeded);
-        sla.handle_join(T0, JoinOutcome::from_refusal(ErrorCode::BadSignature));
-        sla.handle_join(T0, JoinOutcome::from_refusal(ErrorCode::Expired));
+        sla.handle_join(T0, SlaOutcome::Succeeded);
+        sla.handle_join(T0, SlaOutcome::from_refusal(ErrorCode::BadSignature));
+        sla.handle_join(T0, SlaOutcome::from_refusal(ErrorCode::Expired));
         let w = &sla.summary(T0).windows[0];
         assert_eq!((w.attempts, w.succeeded, w.excluded), (1, 1, 2));
         assert_eq!(w.success_rate, Some(1.0));
         assert!(w.met && w.open);
 
-        sla.handle_join(T0, JoinOutcome::from_refusal(ErrorCode::RoomFull));
+        sla.handle_join(T0, SlaOutcome::from_refusal(ErrorCode::RoomFull));
         let w = &sla.summary(T0).windows[0];
         assert_eq!((w.attempts, w.failed), (2, 1));
         assert!(!w.met);
@@ -332,19 +342,31 @@ mod tests {
         assert!(counts_against_sla(ErrorCode::RateLimited));
         assert!(!counts_against_sla(ErrorCode::WrongRoom));
         assert!(!counts_against_sla(ErrorCode::BadTicket));
+        assert_eq!(
+            SlaOutcome::from_join(JoinOutcome::Joined),
+            SlaOutcome::Succeeded
+        );
+        assert_eq!(
+            SlaOutcome::from_join(JoinOutcome::Refused(ErrorCode::RoomFull)),
+            SlaOutcome::Failed
+        );
+        assert_eq!(
+            SlaOutcome::from_join(JoinOutcome::Refused(ErrorCode::BadSignature)),
+            SlaOutcome::Excluded
+        );
     }
 
     #[test]
     fn retained_windows_are_bounded_and_old_outcomes_dropped() {
         let mut sla = SlaTracker::new(SlaConfig::default().window_secs(60).retained_windows(3));
         for minute in 0..10 {
-            sla.handle_join(T0 + minute * 60, JoinOutcome::Succeeded);
+            sla.handle_join(T0 + minute * 60, SlaOutcome::Succeeded);
         }
         let summary = sla.summary(T0 + 600);
         let starts: Vec<u64> = summary.windows.iter().map(|w| w.start).collect();
         assert_eq!(starts, vec![T0 + 420, T0 + 480, T0 + 540]);
         // Older than everything kept: dropped.
-        sla.handle_join(T0, JoinOutcome::Failed);
+        sla.handle_join(T0, SlaOutcome::Failed);
         assert_eq!(sla.summary(T0 + 600).windows.len(), 3);
         assert!(sla.summary(T0 + 600).windows.iter().all(|w| w.failed == 0));
     }
@@ -352,9 +374,9 @@ mod tests {
     #[test]
     fn a_clock_step_back_lands_in_its_own_window_in_order() {
         let mut sla = SlaTracker::new(SlaConfig::default().window_secs(60).retained_windows(5));
-        sla.handle_join(T0 + 120, JoinOutcome::Succeeded);
-        sla.handle_join(T0, JoinOutcome::Failed);
-        sla.handle_join(T0 + 60, JoinOutcome::Succeeded);
+        sla.handle_join(T0 + 120, SlaOutcome::Succeeded);
+        sla.handle_join(T0, SlaOutcome::Failed);
+        sla.handle_join(T0 + 60, SlaOutcome::Succeeded);
         let starts: Vec<u64> = sla.summary(T0).windows.iter().map(|w| w.start).collect();
         assert_eq!(starts, vec![T0, T0 + 60, T0 + 120]);
         assert_eq!(sla.summary(T0).windows[0].failed, 1);
@@ -375,7 +397,7 @@ mod tests {
     #[test]
     fn summary_serialises_to_json_shape() {
         let mut sla = SlaTracker::default();
-        sla.handle_join(T0, JoinOutcome::Succeeded);
+        sla.handle_join(T0, SlaOutcome::Succeeded);
         let json = serde_json::to_value(sla.summary(T0)).unwrap();
         assert_eq!(json["windows"][0]["start"], T0);
         assert_eq!(json["windows"][0]["met"], true);

@@ -142,6 +142,7 @@ struct WireClaims {
 
 /// Why a ticket could not be minted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TicketError {
     /// The secret is empty.
     #[error("the ticket secret is empty")]
@@ -190,6 +191,7 @@ pub fn mint(claims: &TicketClaims, kid: &str, secret: &[u8]) -> Result<String, T
 
 /// Why a ticket was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// Not a JWT, not HS256, or a required claim is missing or malformed.
     #[error("malformed ticket")]

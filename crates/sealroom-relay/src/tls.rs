@@ -8,15 +8,14 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sealroom_frame::transport::ALPN;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Limits, TlsConfig};
 
-/// The ALPN protocol id of sealroom over QUIC.
-pub const ALPN: &[u8] = b"sealroom/1";
-
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The self-signed certificate could not be generated.
     #[error("could not generate a self-signed certificate: {0}")]

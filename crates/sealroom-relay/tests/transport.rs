@@ -223,7 +223,7 @@ async fn frames_that_never_complete_hold_bounded_memory() -> anyhow::Result<()> 
     assert_eq!(
         first?,
         Some(quinn::VarInt::from_u32(
-            sealroom_relay::stream_code::REFUSED
+            sealroom_frame::StreamCode::Refused.code()
         )),
         "a stream over the budget is stopped"
     );

@@ -114,7 +114,7 @@ fn client_endpoint(relay: &Relay, options: ClientOptions) -> anyhow::Result<quin
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![sealroom_relay::ALPN.to_vec()];
+    tls.alpn_protocols = vec![sealroom_frame::ALPN.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(options.max_uni_streams.into());
@@ -291,7 +291,7 @@ impl Client {
     pub async fn send_stream(&self, frames: &[(Envelope, Vec<u8>)]) -> anyhow::Result<()> {
         let mut send = self.conn.open_uni().await?;
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[sealroom_relay::STREAM_TYPE_MEDIA]);
+        buf.extend_from_slice(&[sealroom_frame::StreamType::Media.byte()]);
         for (envelope, payload) in frames {
             write_frame(&Self::encode(*envelope, payload), &mut buf);
         }
@@ -303,7 +303,8 @@ impl Client {
     /// Open a media stream and keep it (for a long-lived reliable data stream).
     pub async fn open_media_stream(&self) -> anyhow::Result<quinn::SendStream> {
         let mut send = self.conn.open_uni().await?;
-        send.write_all(&[sealroom_relay::STREAM_TYPE_MEDIA]).await?;
+        send.write_all(&[sealroom_frame::StreamType::Media.byte()])
+            .await?;
         Ok(send)
     }
 
@@ -469,7 +470,7 @@ async fn read_media_stream(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSende
             if bytes.is_empty() {
                 continue;
             }
-            assert_eq!(bytes[0], sealroom_relay::STREAM_TYPE_MEDIA);
+            assert_eq!(bytes[0], sealroom_frame::StreamType::Media.byte());
             bytes.advance(1);
             typed = true;
         }
