@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
 /// Default internal (metrics, health, admin) listen address: loopback only.
 pub(crate) const DEFAULT_INTERNAL_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9433);
+/// Shortest ticket secret a relay accepts (and `sealroom token` signs with), in bytes.
+pub(crate) const MIN_TICKET_SECRET_LEN: usize = 16;
 /// Default drain time on shutdown.
 pub(crate) const DEFAULT_DRAIN_SECS: u64 = 10;
 
@@ -487,9 +489,9 @@ impl FileConfig {
                         s.kid
                     ),
                 };
-                if bytes.len() < 16 {
+                if bytes.len() < MIN_TICKET_SECRET_LEN {
                     bail!(
-                        "app `{}` kid `{}`: a ticket secret needs at least 16 bytes",
+                        "app `{}` kid `{}`: a ticket secret needs at least {MIN_TICKET_SECRET_LEN} bytes",
                         section.app,
                         s.kid
                     );

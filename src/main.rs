@@ -22,6 +22,11 @@ enum Command {
     /// Run a relay node.
     Relay(relay_cmd::RelayArgs),
     /// Mint an entry ticket.
+    ///
+    /// Relays accept a ticket from 30 s before its start to 30 s after its expiry
+    /// (`limits.ticket_leeway_secs`, for clock skew between the backend and the relays), so a
+    /// `--ttl 1s` ticket still joins for about 31 s, and a member whose ticket expires is
+    /// removed 30 s after `exp` unless the client refreshed it.
     Token(token::TokenArgs),
     /// Run members on an embedded relay and report what they exchanged.
     Demo(demo::DemoArgs),
