@@ -297,7 +297,10 @@ pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     let hint = "give an IP:port such as 127.0.0.1:4433, 0.0.0.0:4433 or [::]:4433";
-    if text.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
         return Err(format!("`{text}` is not an address: {hint}"));
     }
     let addrs: Vec<SocketAddr> = text
@@ -316,7 +319,9 @@ fn deserialize_addr<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse_addr(&text).map(Some).map_err(serde::de::Error::custom)
+    parse_addr(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parse config text.

@@ -82,7 +82,11 @@ fn exit_naming_the_source(err: clap::Error) -> ! {
 /// flag itself was not on the command line and the variable is set.
 fn env_source(arg: &str) -> Option<String> {
     use clap::CommandFactory;
-    let long = arg.split_whitespace().next()?.strip_prefix("--")?.to_owned();
+    let long = arg
+        .split_whitespace()
+        .next()?
+        .strip_prefix("--")?
+        .to_owned();
     let on_command_line = std::env::args().any(|a| {
         a.strip_prefix("--")
             .is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}=")))

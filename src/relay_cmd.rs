@@ -109,14 +109,18 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
 fn bind_hint(err: &std::io::Error, setting: &str) -> String {
     match err.kind() {
         std::io::ErrorKind::AddrInUse => {
-            format!(" (another process holds it, perhaps another relay: choose another port with {setting})")
+            format!(
+                " (another process holds it, perhaps another relay: choose another port with {setting})"
+            )
         }
         std::io::ErrorKind::AddrNotAvailable => {
-            format!(" (no interface of this machine has that IP: give one it has, or 0.0.0.0, with {setting})")
+            format!(
+                " (no interface of this machine has that IP: give one it has, or 0.0.0.0, with {setting})"
+            )
         }
-        std::io::ErrorKind::PermissionDenied => {
-            String::from(" (ports below 1024 need privileges: choose a higher one or grant CAP_NET_BIND_SERVICE)")
-        }
+        std::io::ErrorKind::PermissionDenied => String::from(
+            " (ports below 1024 need privileges: choose a higher one or grant CAP_NET_BIND_SERVICE)",
+        ),
         _ => String::new(),
     }
 }

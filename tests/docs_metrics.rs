@@ -98,7 +98,10 @@ async fn the_documented_metrics_are_the_served_metrics() -> anyhow::Result<()> {
             })
             .filter(|name| !is_not_a_metric(name))
             .collect();
-        assert!(unknown.is_empty(), "{doc_name} names metrics /metrics does not serve: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "{doc_name} names metrics /metrics does not serve: {unknown:?}"
+        );
     }
 
     for (series, label) in [
@@ -123,7 +126,12 @@ async fn the_documented_metrics_are_the_served_metrics() -> anyhow::Result<()> {
 /// Names in the documents that start like a metric but are something else (crate paths,
 /// environment variables are upper case and never match).
 fn is_not_a_metric(name: &str) -> bool {
-    ["sealroom_relay", "sealroom_client", "sealroom_crypto", "sealroom_frame"]
-        .iter()
-        .any(|krate| name == *krate)
+    [
+        "sealroom_relay",
+        "sealroom_client",
+        "sealroom_crypto",
+        "sealroom_frame",
+    ]
+    .iter()
+    .any(|krate| name == *krate)
 }

@@ -92,7 +92,10 @@ fn valid_means_the_node_will_start_and_a_config_without_apps_is_not_valid() {
         .output()
         .expect("run sealroom");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("valid: `sealroom relay --config"), "{stdout}");
+    assert!(
+        stdout.contains("valid: `sealroom relay --config"),
+        "{stdout}"
+    );
     assert!(stdout.contains("will start"), "{stdout}");
 
     // `--config` refuses a file without apps at start; the check must refuse it too.
@@ -102,11 +105,19 @@ fn valid_means_the_node_will_start_and_a_config_without_apps_is_not_valid() {
         let out = sealroom()
             .args(["relay", mode])
             .arg(&path)
-            .args(["--internal-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+            .args([
+                "--internal-listen",
+                "127.0.0.1:0",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .output()
             .expect("run sealroom");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{mode} accepted a config without apps");
+        assert!(
+            !out.status.success(),
+            "{mode} accepted a config without apps"
+        );
         assert!(stderr.contains("no apps configured"), "{mode}: {stderr}");
         assert!(stderr.contains("[[apps]]"), "says what to add: {stderr}");
     }
@@ -166,7 +177,8 @@ fn a_host_name_in_listen_resolves() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("listen = \"127.0.0.1:4433\"") || stdout.contains("listen = \"[::1]:4433\""),
+        stdout.contains("listen = \"127.0.0.1:4433\"")
+            || stdout.contains("listen = \"[::1]:4433\""),
         "{stdout}"
     );
 }

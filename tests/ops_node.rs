@@ -328,8 +328,7 @@ async fn sigterm_tells_members_to_go_away_and_exits_zero() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> anyhow::Result<()>
-{
+async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> anyhow::Result<()> {
     let dir = TempDir::new("ready-delay");
     // A delay far longer than the test: the second signal ends it, so nothing here waits
     // on a clock.
@@ -379,7 +378,11 @@ async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> 
     .await?;
     assert_eq!(reason.code(), Some(ErrorCode::ShuttingDown), "{reason}");
     let status = node.wait()?;
-    assert!(status.success(), "exit status {status}; log:\n{}", node.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        node.log()
+    );
     assert!(node.log().contains("still serving"), "{}", node.log());
     Ok(())
 }

@@ -9,8 +9,8 @@ fn check(package: &str) -> std::process::Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The script calls `cargo`; make it the one running these tests.
-    let mut path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .collect::<Vec<_>>();
+    let mut path =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect::<Vec<_>>();
     if let Some(dir) = Path::new(&cargo).parent() {
         path.insert(0, dir.to_path_buf());
     }

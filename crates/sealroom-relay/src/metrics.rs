@@ -765,13 +765,25 @@ mod tests {
     fn join_outcomes_are_only_those_a_join_can_have() {
         let metrics = Metrics::new();
         let text = metrics.encode();
-        for outcome in ["joined", "bad_signature", "expired", "room_full", "shutting_down"] {
+        for outcome in [
+            "joined",
+            "bad_signature",
+            "expired",
+            "room_full",
+            "shutting_down",
+        ] {
             assert!(
                 text.contains(&format!("sealroom_joins_total{{outcome=\"{outcome}\"}} 0")),
                 "{outcome} missing:\n{text}"
             );
         }
-        for never in ["kicked", "replaced", "room_dismissed", "ticket_expired", "slow_consumer"] {
+        for never in [
+            "kicked",
+            "replaced",
+            "room_dismissed",
+            "ticket_expired",
+            "slow_consumer",
+        ] {
             assert!(
                 !text.contains(&format!("outcome=\"{never}\"")),
                 "{never} pre-created:\n{text}"
