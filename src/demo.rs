@@ -16,8 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use sealroom_client::{
-    Client, ClientConfig, Event, Events, MediaKind, MemberId, PublishError, Room, RoomSecret,
-    Trust,
+    Client, ClientConfig, Event, Events, MediaKind, MemberId, PublishError, Room, RoomSecret, Trust,
 };
 use sealroom_relay::ticket::{Grants, TicketClaims, mint};
 use sealroom_relay::{AppConfig, DropReason, Limits, Relay, RelayConfig};
@@ -349,7 +348,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sent: Vec<Sent> = members_out.iter().map(|m| m.sent.clone()).collect();
     let delivered: Vec<[u64; 3]> = members_out
         .iter()
-        .map(|m| m.tally.lock().unwrap_or_else(|p| p.into_inner()).opened_by_kind)
+        .map(|m| {
+            m.tally
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .opened_by_kind
+        })
         .collect();
     let mut faults = account(&sent, &delivered, &stats.dropped);
     let kinds = [stats.audio, stats.video, stats.data];
@@ -436,7 +440,9 @@ fn account(
             }
         }
         if meant > 0 && receivers > 0 && delivered == 0 {
-            faults.push(format!("no {name} frame was delivered (of {meant} meant to send)"));
+            faults.push(format!(
+                "no {name} frame was delivered (of {meant} meant to send)"
+            ));
         }
     }
     let (realtime, refused): (Vec<_>, Vec<_>) = relay_dropped
@@ -453,7 +459,10 @@ fn account(
         println!("relay drops: none");
     } else {
         if !realtime.is_empty() {
-            println!("relay drops of real-time media (allowed): {}", list(&realtime));
+            println!(
+                "relay drops of real-time media (allowed): {}",
+                list(&realtime)
+            );
         }
         if !refused.is_empty() {
             println!("relay refusals: {}", list(&refused));
@@ -748,31 +757,58 @@ mod tests {
     #[test]
     fn the_verdict_counts_refusals_and_missing_kinds() {
         // Everything accepted and delivered: no fault, whatever real-time drops the relay had.
-        let ok = [sent(MediaKind::Video, 10, &[]), sent(MediaKind::Video, 10, &[])];
-        let faults = account(&ok, &[[0, 10, 0], [0, 10, 0]], &[(DropReason::StaleGroup, 3)]);
+        let ok = [
+            sent(MediaKind::Video, 10, &[]),
+            sent(MediaKind::Video, 10, &[]),
+        ];
+        let faults = account(
+            &ok,
+            &[[0, 10, 0], [0, 10, 0]],
+            &[(DropReason::StaleGroup, 3)],
+        );
         assert!(faults.is_empty(), "{faults:?}");
         // A full queue is a real-time drop; a frame too large is refused: a fault.
         let refused = [
             sent(
                 MediaKind::Video,
                 0,
-                &[PublishError::TooLarge { len: 9, max: 1 }, PublishError::QueueFull],
+                &[
+                    PublishError::TooLarge { len: 9, max: 1 },
+                    PublishError::QueueFull,
+                ],
             ),
             sent(MediaKind::Video, 0, &[]),
         ];
         let faults = account(&refused, &[[0; 3], [0; 3]], &[]);
         assert!(faults.iter().any(|f| f.contains("too large")), "{faults:?}");
-        assert!(!faults.iter().any(|f| f.contains("queue full")), "{faults:?}");
-        assert!(faults.iter().any(|f| f.contains("no video frame")), "{faults:?}");
+        assert!(
+            !faults.iter().any(|f| f.contains("queue full")),
+            "{faults:?}"
+        );
+        assert!(
+            faults.iter().any(|f| f.contains("no video frame")),
+            "{faults:?}"
+        );
         // The relay refusing frames (its rate limit) is a fault named by reason.
-        let faults = account(&ok, &[[0, 10, 0], [0, 10, 0]], &[(DropReason::RateLimited, 5)]);
-        assert!(faults.iter().any(|f| f.contains("rate_limited 5")), "{faults:?}");
+        let faults = account(
+            &ok,
+            &[[0, 10, 0], [0, 10, 0]],
+            &[(DropReason::RateLimited, 5)],
+        );
+        assert!(
+            faults.iter().any(|f| f.contains("rate_limited 5")),
+            "{faults:?}"
+        );
     }
 
     #[test]
     fn the_relay_limits_carry_the_options() {
         let defaults = Limits::default();
-        assert_eq!(relay_limits(4, 5, 12_000), defaults, "defaults carry the default load");
+        assert_eq!(
+            relay_limits(4, 5, 12_000),
+            defaults,
+            "defaults carry the default load"
+        );
         let limits = relay_limits(32, MAX_CHAT_RATE, MAX_KEYFRAME);
         assert!(limits.max_frame_len >= MAX_KEYFRAME + FRAME_OVERHEAD);
         assert!(limits.data_messages_per_sec >= MAX_CHAT_RATE);
