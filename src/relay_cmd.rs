@@ -268,6 +268,9 @@ fn print_banner(
             "  SEALROOM_TICKET_SECRET={secret} sealroom token --app {DEV_APP} --kid {DEV_KID} --user alice --room demo"
         );
         println!(
+            "  (from the source tree: `cargo run --release -- token ...` for `sealroom token ...`)"
+        );
+        println!(
             "  connect to {} pinning certificate sha256 {cert}",
             relay.local_addr()
         );
