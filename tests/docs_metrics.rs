@@ -132,6 +132,5 @@ fn is_not_a_metric(name: &str) -> bool {
         "sealroom_crypto",
         "sealroom_frame",
     ]
-    .iter()
-    .any(|krate| name == *krate)
+    .contains(&name)
 }
