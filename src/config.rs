@@ -371,13 +371,12 @@ impl FileConfig {
         );
         set(&mut self.sla.target, o.sla_target.as_ref());
         for item in o.limits.iter().filter(|s| !s.trim().is_empty()) {
-            let (name, value) = item
-                .split_once('=')
-                .with_context(|| format!("limit `{item}` is not of the form name=value"))?;
-            let value: i64 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("limit `{name}` needs a whole number"))?;
+            let (name, value) = item.split_once('=').with_context(|| {
+                format!("limit `{item}` (--limit or SEALROOM_LIMITS) is not of the form name=value")
+            })?;
+            let value: i64 = value.trim().parse().with_context(|| {
+                format!("limit `{name}` (--limit or SEALROOM_LIMITS) needs a whole number")
+            })?;
             self.limits
                 .insert(name.trim().to_owned(), toml::Value::Integer(value));
         }
@@ -386,7 +385,7 @@ impl FileConfig {
             let (Some(app), Some(kid), Some(secret)) = (parts.next(), parts.next(), parts.next())
             else {
                 bail!(
-                    "app `{}` is not of the form app:kid:secret",
+                    "app `{}` (--app or SEALROOM_APPS) is not of the form app:kid:secret",
                     redact_app_arg(item)
                 );
             };
@@ -443,7 +442,10 @@ impl FileConfig {
         if let Some(token) = &admin_token
             && token.expose().len() < 16
         {
-            bail!("admin_token: use at least 16 characters");
+            bail!(
+                "admin_token (or --admin-token, SEALROOM_ADMIN_TOKEN, admin_token_file): use at \
+                 least 16 characters"
+            );
         }
         let log_filter = self.log.filter.clone().unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log_filter)

@@ -150,6 +150,17 @@ fn errors_from_the_environment_name_the_variable() {
     assert!(stderr.contains("not-an-address"), "{stderr}");
     assert!(stderr.contains("IP:port"), "says what to give: {stderr}");
 
+    // Values checked after parsing name their variable too.
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .env("SEALROOM_LIMITS", "max_members_per_room")
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("SEALROOM_LIMITS"), "{stderr}");
+
     // The same value on the flag is reported as the flag.
     let out = sealroom()
         .args(["relay", "--check-config"])
