@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
 /// Default internal (metrics, health, admin) listen address: loopback only.
 pub(crate) const DEFAULT_INTERNAL_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9433);
+/// Shortest ticket secret a relay accepts (and `sealroom token` signs with), in bytes.
+pub(crate) const MIN_TICKET_SECRET_LEN: usize = 16;
 /// Default drain time on shutdown.
 pub(crate) const DEFAULT_DRAIN_SECS: u64 = 10;
 
@@ -69,10 +71,18 @@ pub(crate) enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     /// QUIC (UDP) listen address.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_addr"
+    )]
     pub(crate) listen: Option<SocketAddr>,
     /// Internal HTTP listener (metrics, health, SLA, admin API).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_addr"
+    )]
     pub(crate) internal_listen: Option<SocketAddr>,
     /// Bearer token for the admin API; the admin API is off without one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +93,10 @@ pub(crate) struct FileConfig {
     /// Seconds to wait for members to leave after GoAway on shutdown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) drain_secs: Option<u64>,
+    /// Seconds between the shutdown signal and the drain, during which `/ready` answers 503
+    /// and the node keeps serving, so a load balancer takes it out of rotation first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ready_drain_delay_secs: Option<u64>,
     #[serde(default)]
     pub(crate) tls: TlsSection,
     #[serde(default)]
@@ -159,12 +173,12 @@ pub(crate) struct SecretSection {
 /// Overrides from flags and the environment (clap fills both).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct Overrides {
-    /// QUIC (UDP) listen address [default: 127.0.0.1:4433].
-    #[arg(long, env = "SEALROOM_LISTEN", value_name = "ADDR")]
+    /// QUIC (UDP) listen address, IP:port or host:port [default: 127.0.0.1:4433].
+    #[arg(long, env = "SEALROOM_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) listen: Option<SocketAddr>,
     /// Internal HTTP listener for /metrics, /health, /ready, /sla and the admin API
     /// [default: 127.0.0.1:9433].
-    #[arg(long, env = "SEALROOM_INTERNAL_LISTEN", value_name = "ADDR")]
+    #[arg(long, env = "SEALROOM_INTERNAL_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) internal_listen: Option<SocketAddr>,
     /// Bearer token of the admin API (prefer the environment variable to the flag: flags
     /// show in the process list).
@@ -181,6 +195,10 @@ pub(crate) struct Overrides {
     /// Seconds to wait for members to leave on shutdown [default: 10].
     #[arg(long, env = "SEALROOM_DRAIN_SECS", value_name = "SECS")]
     pub(crate) drain_secs: Option<u64>,
+    /// Seconds between the shutdown signal and the drain: /ready answers 503 while the node
+    /// keeps serving, so a load balancer takes it out of rotation first [default: 0].
+    #[arg(long, env = "SEALROOM_READY_DRAIN_DELAY_SECS", value_name = "SECS")]
+    pub(crate) ready_drain_delay_secs: Option<u64>,
     /// PEM certificate chain (with --tls-key; otherwise a self-signed certificate).
     #[arg(long, env = "SEALROOM_TLS_CERT", value_name = "PATH")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -250,6 +268,7 @@ pub(crate) struct Settings {
     pub(crate) internal_listen: SocketAddr,
     pub(crate) admin_token: Option<Secret>,
     pub(crate) drain: Duration,
+    pub(crate) ready_drain_delay: Duration,
     pub(crate) tls: TlsConfig,
     pub(crate) log_format: LogFormat,
     pub(crate) log_filter: String,
@@ -267,6 +286,42 @@ pub(crate) fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// An address as IP:port, or host:port resolved now (the first IPv4 address it names, else
+/// the first IPv6 one).
+pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let hint = "give an IP:port such as 127.0.0.1:4433, 0.0.0.0:4433 or [::]:4433";
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!("`{text}` is not an address: {hint}"));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|err| format!("`{text}` does not resolve ({err}): {hint}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address: {hint}"))
+}
+
+fn deserialize_addr<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_addr(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parse config text.
@@ -293,6 +348,10 @@ impl FileConfig {
             self.admin_token = None;
         }
         set(&mut self.drain_secs, o.drain_secs.as_ref());
+        set(
+            &mut self.ready_drain_delay_secs,
+            o.ready_drain_delay_secs.as_ref(),
+        );
         set(&mut self.tls.cert, o.tls_cert.as_ref());
         set(&mut self.tls.key, o.tls_key.as_ref());
         set(
@@ -312,13 +371,12 @@ impl FileConfig {
         );
         set(&mut self.sla.target, o.sla_target.as_ref());
         for item in o.limits.iter().filter(|s| !s.trim().is_empty()) {
-            let (name, value) = item
-                .split_once('=')
-                .with_context(|| format!("limit `{item}` is not of the form name=value"))?;
-            let value: i64 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("limit `{name}` needs a whole number"))?;
+            let (name, value) = item.split_once('=').with_context(|| {
+                format!("limit `{item}` (--limit or SEALROOM_LIMITS) is not of the form name=value")
+            })?;
+            let value: i64 = value.trim().parse().with_context(|| {
+                format!("limit `{name}` (--limit or SEALROOM_LIMITS) needs a whole number")
+            })?;
             self.limits
                 .insert(name.trim().to_owned(), toml::Value::Integer(value));
         }
@@ -327,7 +385,7 @@ impl FileConfig {
             let (Some(app), Some(kid), Some(secret)) = (parts.next(), parts.next(), parts.next())
             else {
                 bail!(
-                    "app `{}` is not of the form app:kid:secret",
+                    "app `{}` (--app or SEALROOM_APPS) is not of the form app:kid:secret",
                     redact_app_arg(item)
                 );
             };
@@ -384,7 +442,10 @@ impl FileConfig {
         if let Some(token) = &admin_token
             && token.expose().len() < 16
         {
-            bail!("admin_token: use at least 16 characters");
+            bail!(
+                "admin_token (or --admin-token, SEALROOM_ADMIN_TOKEN, admin_token_file): use at \
+                 least 16 characters"
+            );
         }
         let log_filter = self.log.filter.clone().unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log_filter)
@@ -407,6 +468,12 @@ impl FileConfig {
         let limits: Limits = toml::Value::Table(self.limits.clone())
             .try_into()
             .map_err(|err| anyhow::anyhow!("[limits]: {err}"))?;
+        if self.apps.is_empty() {
+            bail!(
+                "no apps configured: add an [[apps]] section with its ticket secrets, or pass \
+                 --app app:kid:secret (SEALROOM_APPS)"
+            );
+        }
         let mut apps = Vec::with_capacity(self.apps.len());
         for section in &self.apps {
             if section.app.is_empty() {
@@ -429,9 +496,9 @@ impl FileConfig {
                         s.kid
                     ),
                 };
-                if bytes.len() < 16 {
+                if bytes.len() < MIN_TICKET_SECRET_LEN {
                     bail!(
-                        "app `{}` kid `{}`: a ticket secret needs at least 16 bytes",
+                        "app `{}` kid `{}`: a ticket secret needs at least {MIN_TICKET_SECRET_LEN} bytes",
                         section.app,
                         s.kid
                     );
@@ -454,6 +521,7 @@ impl FileConfig {
             internal_listen: self.internal_listen.unwrap_or(DEFAULT_INTERNAL_LISTEN),
             admin_token,
             drain: Duration::from_secs(self.drain_secs.unwrap_or(DEFAULT_DRAIN_SECS)),
+            ready_drain_delay: Duration::from_secs(self.ready_drain_delay_secs.unwrap_or(0)),
             tls,
             log_format: self.log.format.unwrap_or_default(),
             log_filter,
@@ -492,6 +560,7 @@ struct Effective<'a> {
     internal_listen: SocketAddr,
     admin_token: &'a str,
     drain_secs: u64,
+    ready_drain_delay_secs: u64,
     tls: &'a TlsSection,
     log: EffectiveLog<'a>,
     sla: SlaConfig,
@@ -523,6 +592,7 @@ impl Settings {
                 "<none: admin API off>"
             },
             drain_secs: self.drain.as_secs(),
+            ready_drain_delay_secs: self.ready_drain_delay.as_secs(),
             tls: &tls,
             log: EffectiveLog {
                 format: self.log_format,

@@ -7,7 +7,7 @@
 //! the README points to; the command fails if anything failed to open or any chat message
 //! was lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use sealroom_client::{
-    Client, ClientConfig, Event, Events, MediaKind, MemberId, Room, RoomSecret, Trust,
+    Client, ClientConfig, Event, Events, MediaKind, MemberId, PublishError, Room, RoomSecret, Trust,
 };
 use sealroom_relay::ticket::{Grants, TicketClaims, mint};
-use sealroom_relay::{AppConfig, Relay, RelayConfig};
+use sealroom_relay::{AppConfig, DropReason, Limits, Relay, RelayConfig};
 use tokio::sync::mpsc;
 
 const APP: &str = "demo";
@@ -44,12 +44,64 @@ pub(crate) struct DemoArgs {
     /// How long the members publish, in seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Chat messages each member sends per second.
-    #[arg(long, default_value_t = 5)]
+    /// Chat messages each member sends per second (the embedded relay's data rate limits
+    /// are raised to carry it).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CHAT_RATE)))]
     chat_rate: u32,
-    /// Size of a video keyframe in bytes (other video frames are a quarter of it).
-    #[arg(long, default_value_t = 12_000)]
-    keyframe_bytes: usize,
+    /// Size of a video keyframe in bytes (other video frames are a quarter of it; the
+    /// embedded relay's frame, queue and rate limits are raised to carry it).
+    #[arg(long, default_value_t = 12_000, value_parser = clap::value_parser!(u64).range(MIN_KEYFRAME as u64..=MAX_KEYFRAME as u64))]
+    keyframe_bytes: u64,
+}
+
+/// Largest `--chat-rate` the demo sizes its relay for.
+const MAX_CHAT_RATE: u32 = 1000;
+/// Smallest `--keyframe-bytes`: a quarter of it still holds the payload header.
+const MIN_KEYFRAME: usize = 4 * PAYLOAD_HEADER;
+/// Largest `--keyframe-bytes` the demo sizes its relay for.
+const MAX_KEYFRAME: usize = 1 << 20;
+/// Bytes a frame carries beyond its payload: envelope, SFrame header and tag, with room.
+const FRAME_OVERHEAD: usize = 128;
+/// Chat payload size.
+const CHAT_BYTES: usize = 80;
+/// Audio payload size.
+const AUDIO_BYTES: usize = 100;
+
+/// The embedded relay's limits, raised from the defaults so that they carry the load the
+/// options ask for (twice over): the frame size, the media and data rates, the queues.
+fn relay_limits(members: usize, chat_rate: u32, keyframe_bytes: usize) -> Limits {
+    let defaults = Limits::default();
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    // Per member and second: 50 audio frames, 30 video frames (one keyframe in 60).
+    let video_frame_avg = keyframe_bytes / 60 + keyframe_bytes / 4 * 59 / 60 + FRAME_OVERHEAD;
+    let media_rate = 50 * (AUDIO_BYTES + FRAME_OVERHEAD) + 30 * video_frame_avg;
+    let group_bytes = keyframe_bytes + 59 * (keyframe_bytes / 4 + FRAME_OVERHEAD);
+    let chat_rate = chat_rate as usize;
+    let chat_frame = CHAT_BYTES + FRAME_OVERHEAD;
+    Limits {
+        max_frame_len: defaults.max_frame_len.max(keyframe_bytes + FRAME_OVERHEAD),
+        max_incoming_buffer_bytes: defaults
+            .max_incoming_buffer_bytes
+            .max(4 * (keyframe_bytes + FRAME_OVERHEAD)),
+        video_group_queue_bytes: defaults.video_group_queue_bytes.max(2 * group_bytes),
+        video_queue_bytes: defaults.video_queue_bytes.max(4 * group_bytes),
+        media_bytes_per_sec: defaults.media_bytes_per_sec.max(to_u32(2 * media_rate)),
+        media_bytes_burst: defaults
+            .media_bytes_burst
+            .max(to_u32(4 * media_rate + 2 * keyframe_bytes)),
+        data_messages_per_sec: defaults.data_messages_per_sec.max(to_u32(2 * chat_rate)),
+        data_messages_burst: defaults.data_messages_burst.max(to_u32(4 * chat_rate)),
+        data_bytes_per_sec: defaults
+            .data_bytes_per_sec
+            .max(to_u32(2 * chat_rate * chat_frame)),
+        data_bytes_burst: defaults
+            .data_bytes_burst
+            .max(to_u32(4 * chat_rate * chat_frame)),
+        reliable_queue_bytes: defaults
+            .reliable_queue_bytes
+            .max(2 * chat_rate * chat_frame * members),
+        ..defaults
+    }
 }
 
 /// What one member observed as a receiver.
@@ -58,6 +110,8 @@ struct Tally {
     received: u64,
     opened: u64,
     failed: u64,
+    /// Frames opened, by kind (audio, video, data).
+    opened_by_kind: [u64; 3],
     /// Chat messages delivered in order, per sender.
     chat_in_order: HashMap<MemberId, u64>,
     /// Chat messages that arrived out of order or twice.
@@ -79,7 +133,74 @@ struct Member {
     _client: Client,
     room: Room,
     tally: Arc<Mutex<Tally>>,
-    chats_sent: u64,
+    sent: Sent,
+}
+
+/// What one member's publisher meant to send and what became of it, by kind.
+#[derive(Debug, Default, Clone)]
+struct Sent {
+    /// Frames the member meant to send.
+    meant: [u64; 3],
+    /// Frames its client accepted (sealed and queued towards the relay).
+    accepted: [u64; 3],
+    /// Frames the client did not accept, by kind and reason.
+    not_accepted: BTreeMap<(usize, &'static str), u64>,
+}
+
+impl Sent {
+    fn record(&mut self, kind: MediaKind, result: Result<(), PublishError>) {
+        let index = kind_index(kind);
+        self.meant[index] += 1;
+        match result {
+            Ok(()) => self.accepted[index] += 1,
+            Err(err) => {
+                *self
+                    .not_accepted
+                    .entry((index, publish_error_label(&err)))
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Why a client did not accept a frame, for the report.
+fn publish_error_label(err: &PublishError) -> &'static str {
+    match err {
+        PublishError::QueueFull => "queue full",
+        PublishError::TooLarge { .. } => "too large",
+        PublishError::Seal(_) => "could not seal",
+        PublishError::Closed => "session closed",
+        PublishError::TrackInUse(_) => "track in use",
+        _ => "refused",
+    }
+}
+
+/// Only a full send queue is a real-time drop; every other refusal is a fault.
+fn is_realtime_drop(label: &str) -> bool {
+    label == "queue full"
+}
+
+/// Relay drops that real-time media may have under load; every other reason means the
+/// relay refused what was sent, which the demo counts as a failure.
+fn is_realtime_relay_drop(reason: DropReason) -> bool {
+    matches!(
+        reason,
+        DropReason::QueueFull
+            | DropReason::StaleGroup
+            | DropReason::LateGroup
+            | DropReason::TooManyStreams
+            | DropReason::ReceiverGone
+    )
+}
+
+const KIND_NAMES: [&str; 3] = ["audio", "video", "chat"];
+
+fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+        MediaKind::Data => 2,
+    }
 }
 
 /// Run the subcommand.
@@ -89,11 +210,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let duration = Duration::from_secs_f64(args.duration);
     let members = args.members as usize;
+    // Bounded by the argument parser.
+    let keyframe_bytes = usize::try_from(args.keyframe_bytes).unwrap_or(MAX_KEYFRAME);
+    let limits = relay_limits(members, args.chat_rate, keyframe_bytes);
 
     let app_secret = format!("{:032x}", rand::random::<u128>());
     let relay = Relay::start(
         RelayConfig::default()
             .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .limits(limits)
             .app(AppConfig::new(APP, KID, app_secret.as_bytes().to_vec())),
     )
     .await
@@ -134,7 +259,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             KID,
             app_secret.as_bytes(),
         )?;
-        let client = Client::new(ClientConfig::new(trust.clone()))?;
+        let client =
+            Client::new(ClientConfig::new(trust.clone()).max_frame_len(limits.max_frame_len))?;
         let (room, events) = client
             .join(relay.local_addr(), "localhost", ticket, &secret)
             .await
@@ -175,7 +301,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             video,
             chat,
             args.chat_rate,
-            args.keyframe_bytes,
+            keyframe_bytes,
             clock,
             stop.clone(),
         )));
@@ -194,20 +320,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     eprintln!();
     stop.store(true, Ordering::Relaxed);
-    let mut chats_sent = Vec::with_capacity(members);
+    let mut sent = Vec::with_capacity(members);
     for sender in senders {
-        chats_sent.push(sender.await.context("a sender task failed")??);
+        sent.push(sender.await.context("a sender task failed")?);
     }
 
     let mut members_out: Vec<Member> = joined
         .into_iter()
-        .zip(chats_sent)
-        .map(|((name, client, room, tally), chats_sent)| Member {
+        .zip(sent)
+        .map(|((name, client, room, tally), sent)| Member {
             name,
             _client: client,
             room,
             tally,
-            chats_sent,
+            sent,
         })
         .collect();
     drain(&members_out).await;
@@ -220,6 +346,17 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let failures = report(&mut members_out);
     let stats = relay.stats();
+    let sent: Vec<Sent> = members_out.iter().map(|m| m.sent.clone()).collect();
+    let delivered: Vec<[u64; 3]> = members_out
+        .iter()
+        .map(|m| {
+            m.tally
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .opened_by_kind
+        })
+        .collect();
+    let mut faults = account(&sent, &delivered, &stats.dropped);
     let kinds = [stats.audio, stats.video, stats.data];
     let received_bytes: u64 = kinds.iter().map(|k| k.bytes_received).sum();
     let forwarded_bytes: u64 = kinds.iter().map(|k| k.bytes_forwarded).sum();
@@ -242,16 +379,99 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     relay.shutdown().await;
 
     let leaked = marker_seen.load(Ordering::Relaxed);
-    if failures.open_failures > 0 || failures.lost > 0 || leaked > 0 {
-        bail!(
-            "{} frames failed to open, {} reliable messages lost, plaintext marker seen {} times",
-            failures.open_failures,
-            failures.lost,
-            leaked
-        );
+    if failures.open_failures > 0 {
+        faults.push(format!("{} frames failed to open", failures.open_failures));
     }
-    println!("ok: every frame opened, no reliable message lost");
+    if failures.lost > 0 {
+        faults.push(format!("{} reliable messages lost", failures.lost));
+    }
+    if leaked > 0 {
+        faults.push(format!("plaintext marker seen {leaked} times"));
+    }
+    if !faults.is_empty() {
+        bail!("{}", faults.join("; "));
+    }
+    println!("ok: every frame delivered opened, no reliable message lost, nothing refused");
     Ok(())
+}
+
+/// Print what was meant, accepted, delivered and dropped by kind, and the relay's drops by
+/// reason; return the faults: anything refused, or a kind of which nothing arrived.
+/// `sent` is each member's publisher account, `delivered` what each member opened by kind.
+fn account(
+    sent: &[Sent],
+    delivered: &[[u64; 3]],
+    relay_dropped: &[(DropReason, u64)],
+) -> Vec<String> {
+    let receivers = sent.len().saturating_sub(1) as u64;
+    let mut faults = Vec::new();
+    println!(
+        "{:<6} {:>13} {:>10} {:>18} {:>10} {:>10} {:>8}",
+        "frames", "meant to send", "accepted", "not accepted", "expected", "delivered", "missing"
+    );
+    for (index, name) in KIND_NAMES.iter().enumerate() {
+        let meant: u64 = sent.iter().map(|s| s.meant[index]).sum();
+        let accepted: u64 = sent.iter().map(|s| s.accepted[index]).sum();
+        let mut not_accepted: BTreeMap<&str, u64> = BTreeMap::new();
+        for member in sent {
+            for ((kind, reason), n) in &member.not_accepted {
+                if *kind == index {
+                    *not_accepted.entry(reason).or_default() += n;
+                }
+            }
+        }
+        let delivered: u64 = delivered.iter().map(|d| d[index]).sum();
+        let expected = accepted * receivers;
+        let missing = expected.saturating_sub(delivered);
+        let why = if not_accepted.is_empty() {
+            String::from("0")
+        } else {
+            not_accepted
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{name:<6} {meant:>13} {accepted:>10} {why:>18} {expected:>10} {delivered:>10} {missing:>8}"
+        );
+        for (reason, n) in &not_accepted {
+            if !is_realtime_drop(reason) {
+                faults.push(format!("{n} {name} frames refused by the client: {reason}"));
+            }
+        }
+        if meant > 0 && receivers > 0 && delivered == 0 {
+            faults.push(format!(
+                "no {name} frame was delivered (of {meant} meant to send)"
+            ));
+        }
+    }
+    let (realtime, refused): (Vec<_>, Vec<_>) = relay_dropped
+        .iter()
+        .partition(|(reason, _)| is_realtime_relay_drop(*reason));
+    let list = |drops: &[&(DropReason, u64)]| {
+        drops
+            .iter()
+            .map(|(reason, n)| format!("{} {n}", reason.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if relay_dropped.is_empty() {
+        println!("relay drops: none");
+    } else {
+        if !realtime.is_empty() {
+            println!(
+                "relay drops of real-time media (allowed): {}",
+                list(&realtime)
+            );
+        }
+        if !refused.is_empty() {
+            println!("relay refusals: {}", list(&refused));
+            faults.push(format!("the relay refused frames: {}", list(&refused)));
+        }
+    }
+    println!();
+    faults
 }
 
 fn unix_now() -> anyhow::Result<u64> {
@@ -285,7 +505,7 @@ fn parse_payload(bytes: &[u8]) -> Option<(u8, u64, u64)> {
 }
 
 /// One member's publisher: audio every 20 ms, video at 30 frames/s with a keyframe every
-/// 2 s, chat at `chat_rate`. Returns the number of chat messages sent.
+/// 2 s, chat at `chat_rate`. Returns what it meant to send and what became of it.
 async fn publish(
     audio: sealroom_client::AudioTrack,
     video: sealroom_client::VideoTrack,
@@ -294,7 +514,7 @@ async fn publish(
     keyframe_bytes: usize,
     clock: Instant,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<u64> {
+) -> Sent {
     let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
     let mut video_tick = tokio::time::interval(Duration::from_micros(33_333));
     let chat_period = Duration::from_secs_f64(1.0 / f64::from(chat_rate.max(1)));
@@ -302,27 +522,38 @@ async fn publish(
     for tick in [&mut audio_tick, &mut video_tick, &mut chat_tick] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut sent = Sent::default();
     let (mut audio_seq, mut video_seq, mut chat_seq) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             _ = audio_tick.tick() => {
-                // A full queue means the frame is dropped, as a real-time sender would.
-                let _ = audio.send(payload(MediaKind::Audio, audio_seq, clock, 100));
+                // A full queue drops the frame, as a real-time sender would; it is counted.
+                let result = audio.send(payload(MediaKind::Audio, audio_seq, clock, AUDIO_BYTES));
+                sent.record(MediaKind::Audio, result);
                 audio_seq += 1;
             }
             _ = video_tick.tick() => {
                 let keyframe = video_seq.is_multiple_of(60);
                 let len = if keyframe { keyframe_bytes } else { keyframe_bytes / 4 };
-                let _ = video.send(payload(MediaKind::Video, video_seq, clock, len), keyframe);
+                let result = video.send(payload(MediaKind::Video, video_seq, clock, len), keyframe);
+                sent.record(MediaKind::Video, result);
                 video_seq += 1;
             }
             _ = chat_tick.tick(), if chat_rate > 0 => {
-                chat.send(payload(MediaKind::Data, chat_seq, clock, 80)).await?;
-                chat_seq += 1;
+                let result = chat.send(payload(MediaKind::Data, chat_seq, clock, CHAT_BYTES)).await;
+                // Receivers check chat order by sequence: only accepted messages count.
+                if result.is_ok() {
+                    chat_seq += 1;
+                }
+                let closed = result == Err(PublishError::Closed);
+                sent.record(MediaKind::Data, result);
+                if closed {
+                    break;
+                }
             }
         }
     }
-    Ok(chat_seq)
+    sent
 }
 
 /// One member's event loop: tally every frame, and say when all `tracks_expected` tracks
@@ -359,6 +590,7 @@ async fn receive(
                 let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
                 tally.received += 1;
                 tally.opened += 1;
+                tally.opened_by_kind[kind_index(frame.kind)] += 1;
                 if let Some((kind, seq, sent)) = parse_payload(&frame.payload) {
                     tally.latencies_us.push(now.saturating_sub(sent));
                     if kind == MediaKind::Data as u8 {
@@ -384,17 +616,23 @@ async fn receive(
     }
 }
 
-/// Wait (up to 5 s) until every member has every chat message of every other member, then
-/// a moment for the last datagrams.
+/// Wait until every member has every chat message of every other member and nothing more
+/// arrives for a moment (frames still in flight are delivered before anyone leaves), at
+/// most 10 s.
 async fn drain(members: &[Member]) {
     let expected: HashMap<MemberId, u64> = members
         .iter()
-        .map(|m| (m.room.member_id(), m.chats_sent))
+        .map(|m| (m.room.member_id(), m.sent.accepted[2]))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let quiet_for = Duration::from_millis(500);
+    let mut last_total = u64::MAX;
+    let mut quiet_since = Instant::now();
     loop {
-        let complete = members.iter().all(|m| {
+        let mut total = 0;
+        let chats_complete = members.iter().all(|m| {
             let tally = m.tally.lock().unwrap_or_else(|p| p.into_inner());
+            total += tally.received;
             let me = m.room.member_id();
             expected
                 .iter()
@@ -403,12 +641,16 @@ async fn drain(members: &[Member]) {
                     tally.chat_in_order.get(id).copied().unwrap_or(0) + tally.chat_disorder >= *sent
                 })
         });
-        if complete || Instant::now() >= deadline {
+        if total != last_total {
+            last_total = total;
+            quiet_since = Instant::now();
+        }
+        let quiet = quiet_since.elapsed() >= quiet_for;
+        if (chats_complete && quiet) || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 struct Failures {
@@ -420,7 +662,7 @@ struct Failures {
 fn report(members: &mut [Member]) -> Failures {
     let expected: HashMap<MemberId, u64> = members
         .iter()
-        .map(|m| (m.room.member_id(), m.chats_sent))
+        .map(|m| (m.room.member_id(), m.sent.accepted[2]))
         .collect();
     println!();
     println!(
@@ -500,6 +742,83 @@ mod tests {
         let (kind, seq, _) = parse_payload(&bytes).expect("demo payload");
         assert_eq!((kind, seq), (MediaKind::Video as u8, 42));
         assert_eq!(parse_payload(b"not a demo payload at all"), None);
+    }
+
+    fn sent(kind: MediaKind, ok: u64, refused: &[PublishError]) -> Sent {
+        let mut sent = Sent::default();
+        for _ in 0..ok {
+            sent.record(kind, Ok(()));
+        }
+        for err in refused {
+            sent.record(kind, Err(err.clone()));
+        }
+        sent
+    }
+
+    #[test]
+    fn the_verdict_counts_refusals_and_missing_kinds() {
+        // Everything accepted and delivered: no fault, whatever real-time drops the relay had.
+        let ok = [
+            sent(MediaKind::Video, 10, &[]),
+            sent(MediaKind::Video, 10, &[]),
+        ];
+        let faults = account(
+            &ok,
+            &[[0, 10, 0], [0, 10, 0]],
+            &[(DropReason::StaleGroup, 3)],
+        );
+        assert!(faults.is_empty(), "{faults:?}");
+        // A full queue is a real-time drop; a frame too large is refused: a fault.
+        let refused = [
+            sent(
+                MediaKind::Video,
+                0,
+                &[
+                    PublishError::TooLarge { len: 9, max: 1 },
+                    PublishError::QueueFull,
+                ],
+            ),
+            sent(MediaKind::Video, 0, &[]),
+        ];
+        let faults = account(&refused, &[[0; 3], [0; 3]], &[]);
+        assert!(faults.iter().any(|f| f.contains("too large")), "{faults:?}");
+        assert!(
+            !faults.iter().any(|f| f.contains("queue full")),
+            "{faults:?}"
+        );
+        assert!(
+            faults.iter().any(|f| f.contains("no video frame")),
+            "{faults:?}"
+        );
+        // The relay refusing frames (its rate limit) is a fault named by reason.
+        let faults = account(
+            &ok,
+            &[[0, 10, 0], [0, 10, 0]],
+            &[(DropReason::RateLimited, 5)],
+        );
+        assert!(
+            faults.iter().any(|f| f.contains("rate_limited 5")),
+            "{faults:?}"
+        );
+    }
+
+    #[test]
+    fn the_relay_limits_carry_the_options() {
+        let defaults = Limits::default();
+        assert_eq!(
+            relay_limits(4, 5, 12_000),
+            defaults,
+            "defaults carry the default load"
+        );
+        let limits = relay_limits(32, MAX_CHAT_RATE, MAX_KEYFRAME);
+        assert!(limits.max_frame_len >= MAX_KEYFRAME + FRAME_OVERHEAD);
+        assert!(limits.data_messages_per_sec >= MAX_CHAT_RATE);
+        let chat_bytes = u64::from(MAX_CHAT_RATE) * (CHAT_BYTES + FRAME_OVERHEAD) as u64;
+        assert!(u64::from(limits.data_bytes_per_sec) >= chat_bytes);
+        // 30 video frames a second, one keyframe in 60, the rest a quarter of it.
+        let video = 30 * (MAX_KEYFRAME / 4) as u64;
+        assert!(u64::from(limits.media_bytes_per_sec) >= video);
+        assert!(limits.video_group_queue_bytes >= 15 * MAX_KEYFRAME);
     }
 
     #[test]

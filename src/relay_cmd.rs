@@ -6,7 +6,7 @@
 //! self-signed certificate, a generated app secret and admin token, and it prints what a
 //! client needs to connect.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,7 +14,7 @@ use anyhow::Context;
 use sealroom_relay::http::{InternalOptions, InternalServer};
 use sealroom_relay::mask::IdMask;
 use sealroom_relay::sla::SlaOutcome;
-use sealroom_relay::{JoinOutcome, Relay, RelayConfig};
+use sealroom_relay::{JoinOutcome, Relay, RelayConfig, StartError};
 
 use crate::config::{self, FileConfig, Overrides, Secret, Settings};
 use crate::logging;
@@ -27,34 +27,35 @@ const DEV_KID: &str = "dev";
 /// Arguments of the subcommand.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RelayArgs {
-    /// TOML config file (see examples/relay.toml). Without it, and without --app, a
-    /// development node runs on loopback.
-    #[arg(long, short = 'c', env = "SEALROOM_CONFIG", value_name = "FILE")]
+    /// TOML config file (see examples/relay.toml) [env: SEALROOM_CONFIG]. Without it, and
+    /// without --app, a development node runs on loopback.
+    #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Check FILE (with the flag and environment overrides applied), print the effective
-    /// config with secrets redacted, and exit: 0 when valid.
+    /// Check FILE exactly as `--config FILE` would at start (with the flag and environment
+    /// overrides applied), print the effective config with secrets redacted, and exit: 0
+    /// when the node would start with it. SEALROOM_CONFIG is ignored.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
     #[command(flatten)]
     overrides: Box<Overrides>,
 }
 
-/// Run the subcommand.
-pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
-    if let Some(path) = &args.check_config {
-        let mut file = config::read_file(path)?;
-        file.apply(&args.overrides)?;
-        let settings = file.resolve()?;
-        print!("{}", settings.effective_toml()?);
-        println!("# {}: valid", path.display());
-        return Ok(());
-    }
-    let mut file = match &args.config {
+/// A configuration ready to serve, as startup and `--check-config` both build it.
+struct Prepared {
+    settings: Settings,
+    dev: bool,
+    generated_admin_token: Option<String>,
+}
+
+/// Read the config file (if any), apply the overrides, fill in a development node when
+/// there is neither a file nor an app, and validate everything.
+fn prepare(config: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Prepared> {
+    let mut file = match config {
         Some(path) => config::read_file(path)?,
         None => FileConfig::default(),
     };
-    file.apply(&args.overrides)?;
-    let dev = args.config.is_none() && file.apps.is_empty();
+    file.apply(overrides)?;
+    let dev = config.is_none() && file.apps.is_empty();
     let mut generated_admin_token = None;
     if dev {
         let secret = random_hex(32);
@@ -69,13 +70,59 @@ pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
         }
     }
     let settings = file.resolve()?;
-    if settings.apps.is_empty() {
-        anyhow::bail!(
-            "no apps configured: add [[apps]] to the config or pass --app app:kid:secret"
+    Ok(Prepared {
+        settings,
+        dev,
+        generated_admin_token,
+    })
+}
+
+/// Run the subcommand.
+pub(crate) async fn run(args: RelayArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.check_config {
+        let prepared = prepare(Some(path), &args.overrides)?;
+        print!("{}", prepared.settings.effective_toml()?);
+        println!(
+            "# {}: valid: `sealroom relay --config {}` will start with this configuration \
+             (if its ports are free)",
+            path.display(),
+            path.display()
         );
+        return Ok(());
     }
+    let config = match &args.config {
+        Some(path) => Some(path.clone()),
+        None => std::env::var_os("SEALROOM_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+    let Prepared {
+        settings,
+        dev,
+        generated_admin_token,
+    } = prepare(config.as_deref(), &args.overrides)?;
     logging::init(settings.log_format, &settings.log_filter)?;
     serve(settings, dev, generated_admin_token).await
+}
+
+/// What to do about a failed bind.
+fn bind_hint(err: &std::io::Error, setting: &str) -> String {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!(
+                " (another process holds it, perhaps another relay: choose another port with {setting})"
+            )
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!(
+                " (no interface of this machine has that IP: give one it has, or 0.0.0.0, with {setting})"
+            )
+        }
+        std::io::ErrorKind::PermissionDenied => String::from(
+            " (ports below 1024 need privileges: choose a higher one or grant CAP_NET_BIND_SERVICE)",
+        ),
+        _ => String::new(),
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -112,20 +159,25 @@ async fn serve(
         .iter()
         .cloned()
         .fold(relay_config, RelayConfig::app);
-    let relay = Arc::new(
-        Relay::start(relay_config)
-            .await
-            .context("cannot start the relay")?,
-    );
+    let relay = Arc::new(Relay::start(relay_config).await.map_err(|err| match err {
+        // The io error alone: the context names the address, and no cause line repeats it.
+        StartError::Bind(io) => anyhow::anyhow!(
+            "cannot bind the QUIC (UDP) listener on {}: {io}{}",
+            settings.listen,
+            bind_hint(&io, "--listen or SEALROOM_LISTEN")
+        ),
+        other => anyhow::Error::new(other).context("cannot start the relay"),
+    })?);
     let mut options = InternalOptions::default().sla(settings.sla).mask(mask);
     options.admin_token = settings.admin_token.as_ref().map(|t| t.expose().to_owned());
     let target: Arc<dyn sealroom_relay::admin::AdminTarget> = relay.clone();
     let internal = InternalServer::start(settings.internal_listen, target, options)
         .await
-        .with_context(|| {
-            format!(
-                "cannot bind the internal listener on {}",
-                settings.internal_listen
+        .map_err(|io| {
+            anyhow::anyhow!(
+                "cannot bind the internal listener on {}: {io}{}",
+                settings.internal_listen,
+                bind_hint(&io, "--internal-listen or SEALROOM_INTERNAL_LISTEN")
             )
         })?;
     let state = Arc::clone(internal.state());
@@ -150,12 +202,26 @@ async fn serve(
     );
 
     let signal = shutdown_signal().await?;
+    internal.state().set_ready(false);
+    if !settings.ready_drain_delay.is_zero() {
+        tracing::info!(
+            signal,
+            ready_drain_delay_secs = settings.ready_drain_delay.as_secs(),
+            "shutting down: /ready answers 503, still serving until the load balancer notices"
+        );
+        // A second signal skips the wait.
+        tokio::select! {
+            () = tokio::time::sleep(settings.ready_drain_delay) => {}
+            second = shutdown_signal() => {
+                tracing::info!(signal = second.unwrap_or("?"), "draining now");
+            }
+        }
+    }
     tracing::info!(
         signal,
         drain_secs = settings.drain.as_secs(),
         "shutting down: refusing joins, telling members to go away"
     );
-    internal.state().set_ready(false);
     let remaining = relay.drain(settings.drain).await;
     tracing::info!(remaining, "drain finished");
     // The hook holds the internal listener's state, which holds the relay: break the cycle.
@@ -196,6 +262,9 @@ fn print_banner(
         println!("mint a ticket and join with:");
         println!(
             "  SEALROOM_TICKET_SECRET={secret} sealroom token --app {DEV_APP} --kid {DEV_KID} --user alice --room demo"
+        );
+        println!(
+            "  (from the source tree: `cargo run --release -- token ...` for `sealroom token ...`)"
         );
         println!(
             "  connect to {} pinning certificate sha256 {cert}",

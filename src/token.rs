@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use sealroom_relay::ticket::{Grants, TicketClaims, mint};
 
+use crate::config::MIN_TICKET_SECRET_LEN;
+
 /// Arguments of the subcommand.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TokenArgs {
@@ -36,7 +38,8 @@ pub(crate) struct TokenArgs {
     /// File holding the app's ticket secret (a trailing newline is ignored).
     #[arg(long)]
     secret_file: Option<PathBuf>,
-    /// Lifetime: seconds, or a number with s, m, h or d (90s, 10m, 2h, 1d).
+    /// Lifetime: seconds, or a number with s, m, h or d (90s, 10m, 2h, 1d). Relays add 30 s
+    /// of leeway for clock skew (limits.ticket_leeway_secs).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: u64,
     /// Comma-separated grants: audio, video, data, subscribe; or all, or none.
@@ -55,6 +58,14 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
         }
         _ => bail!("give the app's ticket secret with --secret-file or SEALROOM_TICKET_SECRET"),
     };
+    if secret.len() < MIN_TICKET_SECRET_LEN {
+        bail!(
+            "the ticket secret is {} bytes, and relays refuse secrets shorter than {MIN_TICKET_SECRET_LEN} \
+             bytes, so no relay could accept this ticket: use the secret the app has on its \
+             relays (`sealroom relay` prints one for its development app)",
+            secret.len()
+        );
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?

@@ -83,3 +83,132 @@ fn flags_and_environment_override_the_file() {
     assert!(stdout.contains("app = \"second\""), "{stdout}");
     assert!(!stdout.contains("second-app-ticket-secret"), "{stdout}");
 }
+
+#[test]
+fn valid_means_the_node_will_start_and_a_config_without_apps_is_not_valid() {
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .output()
+        .expect("run sealroom");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("valid: `sealroom relay --config"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("will start"), "{stdout}");
+
+    // `--config` refuses a file without apps at start; the check must refuse it too.
+    let dir = TempDir::new("noapps");
+    let path = dir.write("relay.toml", "listen = \"127.0.0.1:4433\"\n");
+    for mode in ["--check-config", "--config"] {
+        let out = sealroom()
+            .args(["relay", mode])
+            .arg(&path)
+            .args([
+                "--internal-listen",
+                "127.0.0.1:0",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .expect("run sealroom");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{mode} accepted a config without apps"
+        );
+        assert!(stderr.contains("no apps configured"), "{mode}: {stderr}");
+        assert!(stderr.contains("[[apps]]"), "says what to add: {stderr}");
+    }
+}
+
+#[test]
+fn errors_from_the_environment_name_the_variable() {
+    // SEALROOM_CONFIG in the environment does not make --check-config "conflict".
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .env("SEALROOM_CONFIG", "/nonexistent/relay.toml")
+        .output()
+        .expect("run sealroom");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .env("SEALROOM_LISTEN", "not-an-address")
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("SEALROOM_LISTEN"), "{stderr}");
+    assert!(stderr.contains("not-an-address"), "{stderr}");
+    assert!(stderr.contains("IP:port"), "says what to give: {stderr}");
+
+    // Values checked after parsing name their variable too.
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .env("SEALROOM_LIMITS", "max_members_per_room")
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("SEALROOM_LIMITS"), "{stderr}");
+
+    // The same value on the flag is reported as the flag.
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .args(["--listen", "not-an-address"])
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(!stderr.contains("SEALROOM_LISTEN"), "{stderr}");
+}
+
+#[test]
+fn a_host_name_in_listen_resolves() {
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .args(["--listen", "localhost:4433"])
+        .output()
+        .expect("run sealroom");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("listen = \"127.0.0.1:4433\"")
+            || stdout.contains("listen = \"[::1]:4433\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_busy_quic_port_is_named_once() {
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
+    let addr = busy.local_addr().expect("address");
+    let out = sealroom()
+        .args(["relay", "--app", "acme:k1:acme-bind-test-ticket-secret"])
+        .args(["--internal-listen", "127.0.0.1:0", "--listen"])
+        .arg(addr.to_string())
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a busy port");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    assert!(stderr.contains("QUIC (UDP)"), "{stderr}");
+    let cause = "in use";
+    assert_eq!(stderr.matches(cause).count(), 1, "cause repeated: {stderr}");
+    assert!(stderr.contains("--listen"), "says what to do: {stderr}");
+}

@@ -326,3 +326,63 @@ async fn sigterm_tells_members_to_go_away_and_exits_zero() -> anyhow::Result<()>
     assert!(log.contains("relay stopped"), "{log}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> anyhow::Result<()> {
+    let dir = TempDir::new("ready-delay");
+    // A delay far longer than the test: the second signal ends it, so nothing here waits
+    // on a clock.
+    let text = config(8).replace(
+        "drain_secs = 5",
+        "drain_secs = 5\nready_drain_delay_secs = 600",
+    );
+    let path = dir.write("relay.toml", &text);
+    let mut node = Node::start(&dir, &path)?;
+    let client = node.client()?;
+    let (_alice, mut alice_events) =
+        join(&node, &client, ticket(APP, KID, SECRET, ALICE, ROOM)).await?;
+    assert_eq!(http(node.internal, "GET", "/ready", None).await?.0, 200);
+
+    node.terminate();
+    let deadline = std::time::Instant::now() + ops_support::PATIENCE;
+    loop {
+        let (status, _) = http(node.internal, "GET", "/ready", None).await?;
+        if status == 503 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "/ready never turned 503"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Not ready, yet still serving: a balancer's late client still gets in, and the
+    // members already there hear of it.
+    assert!(node.child.try_wait()?.is_none(), "the node exited at once");
+    let (_bob, _) = join(&node, &client, ticket(APP, KID, SECRET, BOB, ROOM)).await?;
+    let joined = next_event(&mut alice_events, |e| match e {
+        Event::MemberJoined(member) => Some(member.user.clone()),
+        Event::ConnectionLost(reason) => panic!("drained during the delay: {reason}"),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(joined, BOB);
+    assert_eq!(http(node.internal, "GET", "/health", None).await?.0, 200);
+
+    // The second signal ends the delay: GoAway, drain, exit 0.
+    node.terminate();
+    let reason = next_event(&mut alice_events, |e| match e {
+        Event::ConnectionLost(reason) | Event::Disconnected(reason) => Some(reason.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(reason.code(), Some(ErrorCode::ShuttingDown), "{reason}");
+    let status = node.wait()?;
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        node.log()
+    );
+    assert!(node.log().contains("still serving"), "{}", node.log());
+    Ok(())
+}

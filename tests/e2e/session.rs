@@ -107,7 +107,7 @@ async fn a_client_pinning_another_certificate_does_not_connect() -> anyhow::Resu
         )
         .await;
     assert!(
-        matches!(result, Err(JoinError::Connection(_))),
+        matches!(result, Err(JoinError::PinMismatch { .. })),
         "{result:?}"
     );
     assert_eq!(relay.relay.stats().join_attempts, 0);

@@ -144,7 +144,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(30),
             leave_timeout: Duration::from_secs(2),
             client_name: String::from("sealroom-client"),
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
             reconnect_initial: Duration::from_millis(250),
             reconnect_max_delay: Duration::from_secs(10),
             reconnect_max_attempts: 20,
@@ -250,8 +250,11 @@ impl ClientConfig {
         self
     }
 
-    /// How long one connection attempt (QUIC handshake and join) may take on a rejoin
-    /// before it counts as failed. Default 10 s.
+    /// How long one connection attempt (QUIC handshake and join) may take, on the first
+    /// join and on every rejoin, before it fails with
+    /// [`JoinError::Unreachable`](crate::JoinError::Unreachable) (nothing answered) or
+    /// [`JoinError::NoAnswer`](crate::JoinError::NoAnswer) (no answer to the join).
+    /// Default 5 s.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -271,7 +274,10 @@ impl ClientConfig {
 
     /// Reconnect attempts after one lost connection before the session ends with
     /// [`DisconnectReason::GaveUp`](crate::DisconnectReason::GaveUp); 0 turns reconnecting
-    /// off (a lost connection ends the session). Default 20.
+    /// off (a lost connection ends the session). Default 20. Whichever of this and
+    /// [`reconnect_give_up_after`](Self::reconnect_give_up_after) comes first ends the
+    /// attempts. An attempt that fails for good (the relay refuses the ticket, the
+    /// certificate is not the pinned one) ends the session at once.
     #[must_use]
     pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
         self.reconnect_max_attempts = attempts;
@@ -279,7 +285,7 @@ impl ClientConfig {
     }
 
     /// Time after a lost connection past which no new reconnect attempt starts, whatever
-    /// the attempt count. Default 120 s.
+    /// the attempt count ([`reconnect_attempts`](Self::reconnect_attempts)). Default 120 s.
     #[must_use]
     pub fn reconnect_give_up_after(mut self, limit: Duration) -> Self {
         self.reconnect_give_up_after = limit;

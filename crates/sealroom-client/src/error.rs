@@ -2,6 +2,9 @@
 //! implementation appears in them: its errors are wrapped, and reachable as
 //! [`std::error::Error::source`] for logging.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use sealroom_crypto::SealError;
 use sealroom_frame::control::{ControlError, ErrorCode};
 use sealroom_frame::envelope::TrackId;
@@ -32,10 +35,52 @@ pub enum JoinError {
     /// The connection could not be started (for example an invalid server name).
     #[error("connect: {0}")]
     Connect(#[from] ConnectError),
-    /// The QUIC or TLS handshake failed, or the connection dropped during the join (a
-    /// relay whose certificate does not match the pin ends here).
+    /// The QUIC or TLS handshake failed, or the connection dropped during the join.
     #[error("connection: {0}")]
     Connection(#[from] ConnectionError),
+    /// Nothing answered at the address within
+    /// [`ClientConfig::connect_timeout`](crate::ClientConfig::connect_timeout): no relay
+    /// listens there, or UDP is blocked on the way.
+    #[error(
+        "no relay answered at {relay} over QUIC (UDP) within {} s: check the address and port, \
+         that the relay is running, and that no firewall drops UDP",
+        after.as_secs_f64()
+    )]
+    Unreachable {
+        /// The address dialled.
+        relay: SocketAddr,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The relay completed the QUIC handshake but did not answer the join in time.
+    #[error(
+        "the relay at {relay} accepted the connection but did not answer the join within {} s",
+        after.as_secs_f64()
+    )]
+    NoAnswer {
+        /// The address dialled.
+        relay: SocketAddr,
+        /// How long the client waited in all.
+        after: Duration,
+    },
+    /// The relay presented a certificate whose SHA-256 is not the pinned one
+    /// ([`Trust::Pinned`](crate::Trust::Pinned)). Retrying cannot help: pin the hash the
+    /// relay prints now, or connect to the intended relay.
+    #[error(
+        "the certificate of the relay at {relay} has sha256 {}..., which does not match the \
+         pinned {}...: pin the hash the relay prints at start (a development relay makes a new \
+         certificate every time it starts)",
+        short_hash(presented),
+        short_hash(pinned)
+    )]
+    PinMismatch {
+        /// The address dialled.
+        relay: SocketAddr,
+        /// The pin the client was configured with.
+        pinned: [u8; 32],
+        /// The SHA-256 of the certificate the relay presented.
+        presented: [u8; 32],
+    },
     /// The relay refused the join with a typed reason (bad signature, expired, wrong room,
     /// unknown app, room full, ...).
     #[error("join refused: {code:?}: {message}")]
@@ -91,12 +136,33 @@ pub enum ProtocolError {
     NoAnswer,
 }
 
+/// The first 16 hex digits of a certificate hash, as `sealroom demo` prints it.
+fn short_hash(hash: &[u8; 32]) -> String {
+    hex::encode(&hash[..8])
+}
+
 impl JoinError {
     /// The relay's typed reason, when the relay refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Refused { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// Whether another attempt could succeed: false for a relay that refuses this member
+    /// for good (a bad, expired or forged ticket, another room, a missing grant) and for a
+    /// certificate that does not match the pin.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Refused { code, .. } => !code.is_recoverable(),
+            Self::PinMismatch { .. } => true,
+            Self::Protocol(_)
+            | Self::Ticket(_)
+            | Self::Connect(_)
+            | Self::Connection(_)
+            | Self::Unreachable { .. }
+            | Self::NoAnswer { .. } => false,
         }
     }
 }

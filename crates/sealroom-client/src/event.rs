@@ -91,6 +91,13 @@ pub enum DisconnectReason {
     },
     /// The application's ticket source gave no ticket for a rejoin.
     NoTicket(TicketSourceError),
+    /// On a rejoin the relay presented a certificate that is not the pinned one (a
+    /// development relay restarted with a new certificate, or another server took the
+    /// address); the client does not retry.
+    PinMismatch {
+        /// What was presented and what was pinned, shortened.
+        detail: String,
+    },
     /// The connection was lost and every reconnect attempt failed
     /// ([`ClientConfig::reconnect_attempts`](crate::ClientConfig::reconnect_attempts),
     /// [`ClientConfig::reconnect_give_up_after`](crate::ClientConfig::reconnect_give_up_after)).
@@ -120,7 +127,11 @@ impl DisconnectReason {
         match self {
             Self::Relay { code, .. } => code.is_recoverable(),
             Self::Closed | Self::ConnectionLost { .. } => true,
-            Self::Left | Self::Protocol { .. } | Self::NoTicket(_) | Self::GaveUp { .. } => false,
+            Self::Left
+            | Self::Protocol { .. }
+            | Self::NoTicket(_)
+            | Self::PinMismatch { .. }
+            | Self::GaveUp { .. } => false,
         }
     }
 }
@@ -136,6 +147,7 @@ impl fmt::Display for DisconnectReason {
             Self::ConnectionLost { detail } => write!(f, "connection lost: {detail}"),
             Self::Protocol { detail } => write!(f, "protocol violation by the relay: {detail}"),
             Self::NoTicket(error) => write!(f, "{error}"),
+            Self::PinMismatch { detail } => f.write_str(detail),
             Self::GaveUp { attempts, last } => {
                 write!(f, "gave up reconnecting after {attempts} attempts: {last}")
             }

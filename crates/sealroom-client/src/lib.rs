@@ -32,12 +32,14 @@
 //!
 //! The session survives its connection. When the connection drops, the relay restarts or
 //! sends `GoAway`, the client reconnects with exponential backoff and jitter
-//! ([`ClientConfig::reconnect_backoff`], [`ClientConfig::reconnect_attempts`]), rejoins with
+//! ([`ClientConfig::reconnect_backoff`], up to [`ClientConfig::reconnect_attempts`] attempts
+//! within [`ClientConfig::reconnect_give_up_after`]), rejoins with
 //! a ticket from its [`TicketSource`] ([`TicketReason::Rejoin`]), publishes its tracks again
 //! and restores the application's subscription choices; the application sees
 //! [`Event::ConnectionLost`], [`Event::Reconnecting`] and [`Event::Recovered`] (with the
 //! member id, which may change). Removals the relay means (kicked, replaced, room
-//! dismissed, ticket expired), a refused rejoin and leaving end the session for good with
+//! dismissed, ticket expired), a refused rejoin, a relay whose certificate is not the
+//! pinned one ([`DisconnectReason::PinMismatch`]) and leaving end the session for good with
 //! [`Event::Disconnected`]. Sealers outlive connections, so counters never repeat
 //! (`docs/SECURITY.md`). While reconnecting, audio, video and unreliable data are dropped
 //! and counted ([`RoomStats::frames_dropped_offline`]); reliable data waits in its track's

@@ -288,8 +288,10 @@ async fn reconnect(
         };
         let (conn, joined) = match result {
             Ok(joined) => joined,
-            Err(JoinError::Refused { code, message }) if !code.is_recoverable() => {
-                return Err(DisconnectReason::Relay { code, message });
+            Err(err) if err.is_permanent() => {
+                // Refused for good, or not the pinned relay: another attempt cannot help.
+                tracing::info!(%err, attempt = attempts, "rejoin failed for good");
+                return Err(join_failure(err));
             }
             Err(JoinError::Connect(ConnectError(quinn::ConnectError::EndpointStopping))) => {
                 // The application closed the client: no attempt can succeed.
@@ -355,6 +357,14 @@ fn join_failure(err: JoinError) -> DisconnectReason {
             detail: err.to_string(),
         },
         JoinError::Connection(err) => DisconnectReason::ConnectionLost {
+            detail: err.to_string(),
+        },
+        err @ (JoinError::Unreachable { .. } | JoinError::NoAnswer { .. }) => {
+            DisconnectReason::ConnectionLost {
+                detail: err.to_string(),
+            }
+        }
+        err @ JoinError::PinMismatch { .. } => DisconnectReason::PinMismatch {
             detail: err.to_string(),
         },
     }
@@ -788,6 +798,49 @@ mod tests {
         assert_eq!(reason.code(), Some(ErrorCode::BadSignature));
         assert!(!ErrorCode::BadSignature.is_recoverable());
         assert!(ErrorCode::ShuttingDown.is_recoverable());
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried_and_transient_ones_are() {
+        let relay: std::net::SocketAddr = "127.0.0.1:4433".parse().expect("address");
+        let mismatch = JoinError::PinMismatch {
+            relay,
+            pinned: [0xaa; 32],
+            presented: [0xbb; 32],
+        };
+        assert!(mismatch.is_permanent());
+        let text = mismatch.to_string();
+        assert!(
+            text.contains("aaaaaaaaaaaaaaaa") && text.contains("bbbbbbbbbbbbbbbb"),
+            "{text}"
+        );
+        assert!(text.contains("does not match the pinned"), "{text}");
+        let reason = join_failure(mismatch);
+        assert!(!reason.is_recoverable(), "{reason}");
+        for code in [
+            ErrorCode::BadSignature,
+            ErrorCode::Expired,
+            ErrorCode::WrongRoom,
+        ] {
+            let refused = JoinError::Refused {
+                code,
+                message: String::new(),
+            };
+            assert!(refused.is_permanent(), "{code:?}");
+        }
+        for transient in [
+            JoinError::Refused {
+                code: ErrorCode::ShuttingDown,
+                message: String::new(),
+            },
+            JoinError::Unreachable {
+                relay,
+                after: Duration::from_secs(5),
+            },
+            JoinError::Connection(crate::error::ConnectionError(ConnectionError::TimedOut)),
+        ] {
+            assert!(!transient.is_permanent(), "{transient}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::Deframer;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::config::{ClientConfig, JoinConfig};
+use crate::config::{ClientConfig, JoinConfig, Trust};
 use crate::error::{
     ClientError, ConnectError, ConnectionError, JoinError, ProtocolError, PublishError,
     RefreshError,
@@ -27,6 +27,7 @@ use crate::link::{self, Link, LinkState};
 use crate::session::Session;
 use crate::stats::{Counters, RoomStats};
 use crate::ticket::{TicketReason, TicketRequest, TicketSource};
+use crate::tls::RefusedCert;
 use crate::track::{self, AudioTrack, DataTrack, VideoTrack};
 
 /// A client endpoint: one UDP socket and the TLS trust, from which rooms are joined.
@@ -36,6 +37,7 @@ use crate::track::{self, AudioTrack, DataTrack, VideoTrack};
 pub struct Client {
     endpoint: quinn::Endpoint,
     quic: quinn::ClientConfig,
+    refused: RefusedCert,
     config: Arc<ClientConfig>,
 }
 
@@ -45,13 +47,14 @@ impl Client {
     /// # Errors
     /// [`ClientError`] when TLS cannot be set up or the socket cannot be bound.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let crypto = crate::tls::quic_client_config(&config.trust)?;
+        let (crypto, refused) = crate::tls::quic_client_config(&config.trust)?;
         let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
         quic.transport_config(Arc::new(transport_config(&config)));
         let endpoint = quinn::Endpoint::client(config.bind)?;
         Ok(Self {
             endpoint,
             quic,
+            refused,
             config: Arc::new(config),
         })
     }
@@ -70,6 +73,11 @@ impl Client {
     /// `server_name` is the relay's TLS name (checked with [`Trust::SystemRoots`](crate::Trust::SystemRoots)).
     /// Every frame this room publishes is sealed with keys derived from `secret`, and
     /// only members holding the same secret can open them.
+    ///
+    /// The attempt (QUIC handshake and join) is bounded by
+    /// [`ClientConfig::connect_timeout`]; an address where nothing answers ends in
+    /// [`JoinError::Unreachable`], a relay whose certificate is not the pinned one in
+    /// [`JoinError::PinMismatch`].
     ///
     /// # Errors
     /// [`JoinError`], with the relay's typed reason when it refused the ticket.
@@ -105,8 +113,9 @@ impl Client {
             server_name: server_name.to_owned(),
             options,
             config: self.config.clone(),
+            refused: self.refused.clone(),
         };
-        let (conn, joined) = dialer.connect(ticket.clone()).await?;
+        let (conn, joined) = dialer.dial(ticket.clone()).await?;
         let Joined {
             member,
             roster,
@@ -202,18 +211,41 @@ pub(crate) struct Dialer {
     server_name: String,
     options: JoinConfig,
     config: Arc<ClientConfig>,
+    refused: RefusedCert,
 }
 
 impl Dialer {
-    /// Connect and join with `ticket`.
-    async fn connect(&self, ticket: String) -> Result<(quinn::Connection, Joined), JoinError> {
-        let conn = self
+    /// Connect and join with `ticket` within [`ClientConfig::connect_timeout`], the first
+    /// join and every rejoin alike.
+    pub(crate) async fn dial(
+        &self,
+        ticket: String,
+    ) -> Result<(quinn::Connection, Joined), JoinError> {
+        let timeout = self.config.connect_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let connecting = self
             .endpoint
             .connect_with(self.quic.clone(), self.relay, &self.server_name)
-            .map_err(ConnectError)?
-            .await
-            .map_err(ConnectionError)?;
-        match handshake(&conn, &self.config, &self.options, ticket).await {
+            .map_err(ConnectError)?;
+        let unreachable = JoinError::Unreachable {
+            relay: self.relay,
+            after: timeout,
+        };
+        let conn = match tokio::time::timeout_at(deadline, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => return Err(unreachable),
+            Ok(Err(err)) => return Err(self.handshake_failure(err)),
+        };
+        let joined = tokio::time::timeout_at(
+            deadline,
+            handshake(&conn, &self.config, &self.options, ticket),
+        )
+        .await
+        .unwrap_or(Err(JoinError::NoAnswer {
+            relay: self.relay,
+            after: timeout,
+        }));
+        match joined {
             Ok(joined) => Ok((conn, joined)),
             Err(err) => {
                 conn.close(0u32.into(), b"join failed");
@@ -222,16 +254,24 @@ impl Dialer {
         }
     }
 
-    /// Connect and join with `ticket` within [`ClientConfig::connect_timeout`] (a rejoin).
-    pub(crate) async fn dial(
-        &self,
-        ticket: String,
-    ) -> Result<(quinn::Connection, Joined), JoinError> {
-        tokio::time::timeout(self.config.connect_timeout, self.connect(ticket))
-            .await
-            .unwrap_or(Err(JoinError::Connection(ConnectionError(
-                quinn::ConnectionError::TimedOut,
-            ))))
+    /// What a failed QUIC/TLS handshake means: a TLS alert raised by this client's pin
+    /// check is a pin mismatch, with the certificate the relay presented.
+    fn handshake_failure(&self, err: quinn::ConnectionError) -> JoinError {
+        let tls_alert = matches!(
+            &err,
+            quinn::ConnectionError::TransportError(e)
+                if (0x100..0x200).contains(&u64::from(e.code))
+        );
+        if let (true, Trust::Pinned(pinned), Some(presented)) =
+            (tls_alert, &self.config.trust, self.refused.last())
+        {
+            return JoinError::PinMismatch {
+                relay: self.relay,
+                pinned: *pinned,
+                presented,
+            };
+        }
+        JoinError::Connection(ConnectionError(err))
     }
 }
 

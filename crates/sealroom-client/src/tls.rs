@@ -1,7 +1,7 @@
 //! TLS for the QUIC connection to the relay: ALPN `sealroom/1`, TLS 1.3 only, and the
 //! relay's identity checked by a certificate pin or by the system roots.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -25,10 +25,35 @@ pub enum TlsSetupError {
     NoInitialCipherSuite,
 }
 
-/// The quinn client configuration for `trust`.
+/// The hash of the last certificate a pinned client refused, so that a failed handshake
+/// can say which certificate the relay presented (the TLS error itself carries only an
+/// alert code). One client has one pin; if it talks to several relays, a mismatch names
+/// the latest refused certificate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RefusedCert(Arc<Mutex<Option<[u8; 32]>>>);
+
+impl RefusedCert {
+    fn record(&self, hash: [u8; 32]) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash);
+    }
+
+    /// The last refused certificate's hash, if any.
+    pub(crate) fn last(&self) -> Option<[u8; 32]> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The quinn client configuration for `trust`, and where a pin mismatch is recorded.
 pub(crate) fn quic_client_config(
     trust: &Trust,
-) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsSetupError> {
+) -> Result<(quinn::crypto::rustls::QuicClientConfig, RefusedCert), TlsSetupError> {
+    let refused = RefusedCert::default();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
@@ -36,6 +61,7 @@ pub(crate) fn quic_client_config(
         Trust::Pinned(pin) => Arc::new(PinnedCert {
             pin: *pin,
             provider,
+            refused: refused.clone(),
         }),
         Trust::SystemRoots => Arc::new(rustls_platform_verifier::Verifier::new(provider)?),
     };
@@ -44,8 +70,11 @@ pub(crate) fn quic_client_config(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN.to_vec()];
-    quinn::crypto::rustls::QuicClientConfig::try_from(config)
-        .map_err(|_| TlsSetupError::NoInitialCipherSuite)
+    Ok((
+        quinn::crypto::rustls::QuicClientConfig::try_from(config)
+            .map_err(|_| TlsSetupError::NoInitialCipherSuite)?,
+        refused,
+    ))
 }
 
 /// SHA-256 of a certificate's DER encoding, the value a [`Trust::Pinned`] pin holds.
@@ -60,6 +89,7 @@ pub fn cert_sha256(cert_der: &[u8]) -> [u8; 32] {
 struct PinnedCert {
     pin: [u8; 32],
     provider: Arc<CryptoProvider>,
+    refused: RefusedCert,
 }
 
 impl ServerCertVerifier for PinnedCert {
@@ -71,9 +101,11 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if cert_sha256(end_entity.as_ref()) == self.pin {
+        let presented = cert_sha256(end_entity.as_ref());
+        if presented == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
+            self.refused.record(presented);
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ))
@@ -124,6 +156,7 @@ mod tests {
         let verifier = PinnedCert {
             pin: cert_sha256(b"certificate one"),
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            refused: RefusedCert::default(),
         };
         let name = ServerName::try_from("localhost").expect("valid name");
         let now = UnixTime::now();
@@ -134,10 +167,15 @@ mod tests {
                 .verify_server_cert(&one, &[], &name, &[], now)
                 .is_ok()
         );
+        assert_eq!(verifier.refused.last(), None);
         assert!(
             verifier
                 .verify_server_cert(&two, &[], &name, &[], now)
                 .is_err()
+        );
+        assert_eq!(
+            verifier.refused.last(),
+            Some(cert_sha256(b"certificate two"))
         );
     }
 

@@ -90,17 +90,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin; // operations: admin API (ops engineer)
+pub mod admin; // operations: admin API
 pub mod config;
 pub mod core;
-pub mod http; // operations: internal listener (ops engineer)
+pub mod http; // operations: internal listener
 pub mod incoming;
-pub mod mask; // operations: id masking for logs (ops engineer)
+pub mod mask; // operations: id masking for logs
 pub mod metrics;
 mod outbox;
 pub mod ratelimit;
 mod relay;
-pub mod sla; // operations: join success rate (ops engineer)
+pub mod sla; // operations: join success rate
 pub mod ticket;
 mod tls;
 

@@ -172,6 +172,7 @@ pub struct Metrics {
     dropped: Vec<(DropReason, Counter)>,
     join_attempts: Counter,
     joins: Vec<(JoinOutcome, Counter)>,
+    joins_family: Family<OutcomeLabels, Counter>,
     forward_delay: Histogram,
     queue_high_water: Gauge,
     queue_high_water_max: AtomicU64,
@@ -186,16 +187,26 @@ pub struct Metrics {
     incoming: ByteGauge,
 }
 
-/// Every join outcome, for exporting zeroed counters.
-fn all_join_outcomes() -> Vec<JoinOutcome> {
-    std::iter::once(JoinOutcome::Joined)
-        .chain(
-            ErrorCode::ALL
-                .iter()
-                .map(|code| JoinOutcome::Refused(*code)),
-        )
-        .collect()
-}
+/// The outcomes a join attempt can have, exported at zero from the start: admitted, or one
+/// of the refusals admission gives (a bad, forged, expired or early ticket, one for another
+/// room or an unknown app, the app's join rate, a full room, the app's room limit, a
+/// draining relay, a second `Join` on one connection). Codes that only end a session that
+/// was admitted (kicked, replaced, `ticket_expired`, ...) are never join outcomes; anything
+/// unlisted that does occur is still counted, under its own label, from its first time.
+pub const JOIN_OUTCOMES: [JoinOutcome; 12] = [
+    JoinOutcome::Joined,
+    JoinOutcome::Refused(ErrorCode::BadTicket),
+    JoinOutcome::Refused(ErrorCode::BadSignature),
+    JoinOutcome::Refused(ErrorCode::Expired),
+    JoinOutcome::Refused(ErrorCode::NotYetValid),
+    JoinOutcome::Refused(ErrorCode::WrongRoom),
+    JoinOutcome::Refused(ErrorCode::UnknownApp),
+    JoinOutcome::Refused(ErrorCode::RateLimited),
+    JoinOutcome::Refused(ErrorCode::RoomFull),
+    JoinOutcome::Refused(ErrorCode::TooManyRooms),
+    JoinOutcome::Refused(ErrorCode::ShuttingDown),
+    JoinOutcome::Refused(ErrorCode::ProtocolViolation),
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -273,7 +284,7 @@ impl Metrics {
         let join_attempts = Counter::default();
         registry.register("join_attempts", "Join attempts", join_attempts.clone());
         let joins_family = Family::<OutcomeLabels, Counter>::default();
-        let joins = all_join_outcomes()
+        let joins = JOIN_OUTCOMES
             .into_iter()
             .map(|outcome| {
                 let labels = OutcomeLabels {
@@ -285,7 +296,7 @@ impl Metrics {
         registry.register(
             "joins",
             "Join attempts by outcome (joined, or the refusal reason)",
-            joins_family,
+            joins_family.clone(),
         );
 
         // 10 µs to about 1.3 s.
@@ -376,6 +387,7 @@ impl Metrics {
             dropped,
             join_attempts,
             joins,
+            joins_family,
             forward_delay,
             queue_high_water,
             queue_high_water_max: AtomicU64::new(0),
@@ -446,8 +458,19 @@ impl Metrics {
     /// A join attempt ended with `outcome`.
     pub fn join(&self, outcome: JoinOutcome) {
         self.join_attempts.inc();
-        if let Some((_, counter)) = self.joins.iter().find(|(o, _)| *o == outcome) {
-            counter.inc();
+        match self.joins.iter().find(|(o, _)| *o == outcome) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            // Not an outcome admission gives today: counted all the same (a rare path,
+            // so the family's lock is no cost).
+            None => {
+                self.joins_family
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.label(),
+                    })
+                    .inc();
+            }
         }
     }
 
@@ -555,6 +578,16 @@ impl Metrics {
                 .joins
                 .iter()
                 .map(|(outcome, counter)| (*outcome, counter.get()))
+                .chain(ErrorCode::ALL.iter().filter_map(|code| {
+                    let outcome = JoinOutcome::Refused(*code);
+                    if JOIN_OUTCOMES.contains(&outcome) {
+                        return None;
+                    }
+                    let labels = OutcomeLabels {
+                        outcome: outcome.label(),
+                    };
+                    Some((outcome, self.joins_family.get(&labels)?.get()))
+                }))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             queue_depth_high_water: self.queue_high_water_max.load(Ordering::Relaxed),
@@ -726,6 +759,49 @@ mod tests {
         assert_eq!(stats.dropped(DropReason::ForgedSender), 1);
         assert_eq!(stats.joins(JoinOutcome::Joined), 1);
         assert_eq!(stats.queue_depth_high_water, 7);
+    }
+
+    #[test]
+    fn join_outcomes_are_only_those_a_join_can_have() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        for outcome in [
+            "joined",
+            "bad_signature",
+            "expired",
+            "room_full",
+            "shutting_down",
+        ] {
+            assert!(
+                text.contains(&format!("sealroom_joins_total{{outcome=\"{outcome}\"}} 0")),
+                "{outcome} missing:\n{text}"
+            );
+        }
+        for never in [
+            "kicked",
+            "replaced",
+            "room_dismissed",
+            "ticket_expired",
+            "slow_consumer",
+        ] {
+            assert!(
+                !text.contains(&format!("outcome=\"{never}\"")),
+                "{never} pre-created:\n{text}"
+            );
+        }
+        // An outcome outside the list is still counted, not lost.
+        metrics.join(JoinOutcome::Refused(ErrorCode::Internal));
+        let text = metrics.encode();
+        assert!(
+            text.contains("sealroom_joins_total{outcome=\"internal\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            metrics
+                .snapshot()
+                .joins(JoinOutcome::Refused(ErrorCode::Internal)),
+            1
+        );
     }
 
     #[test]

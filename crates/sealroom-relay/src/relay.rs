@@ -28,7 +28,8 @@ use crate::metrics::{KeyframeSource, Metrics, RelayStats};
 use crate::outbox::{Forwarded, Outbox, Pushed};
 use crate::tls::{self, Identity, StartError};
 
-/// A test hook that sees every byte the relay receives from clients.
+/// A test hook that sees what the relay receives from clients, each byte once
+/// ([`Relay::set_payload_tap`]).
 pub type PayloadTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// Called with every join outcome and the wall-clock time (seconds since the Unix epoch) it
@@ -443,8 +444,10 @@ impl Relay {
         self.shared.metrics.encode()
     }
 
-    /// Install (or remove) the test hook that sees every byte received from clients:
-    /// datagrams, media stream chunks and control stream chunks.
+    /// Install (or remove) the test hook that sees what the relay receives from clients,
+    /// each byte once: every media frame as it arrived (a datagram, or a frame completed on
+    /// a media stream, before it is decoded) and every control stream chunk. Stream framing
+    /// and a frame a client never completed are not shown.
     pub fn set_payload_tap(&self, tap: Option<PayloadTap>) {
         let set = tap.is_some();
         *self
@@ -934,7 +937,7 @@ async fn read_media_stream(
             }
             Err(_) => return,
         };
-        shared.tap(&chunk);
+        // Not tapped here: every frame the chunks complete is tapped once, in `forward`.
         if let Err(err) = reader.handle_chunk(chunk) {
             break err;
         }

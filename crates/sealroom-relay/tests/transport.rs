@@ -97,6 +97,10 @@ async fn the_payload_tap_sees_every_received_byte() -> anyhow::Result<()> {
         contains(b"relay-test"),
         "control stream bytes are tapped too"
     );
+    // Each received byte once: a stream frame is not shown as chunk and again as frame.
+    let count = |needle: &[u8]| seen.windows(needle.len()).filter(|w| *w == needle).count();
+    assert_eq!(count(b"MARKER-STREAM"), 1);
+    assert_eq!(count(b"MARKER-DATAGRAM"), 1);
     Ok(())
 }
 
