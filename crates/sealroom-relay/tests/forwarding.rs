@@ -4,8 +4,8 @@ mod common;
 
 use common::{APP_A, APP_B, Client, WAIT, relay, ticket};
 use sealroom_frame::control::{ControlMessage, LeaveReason, TrackInfo};
-use sealroom_frame::envelope::{Flags, MediaKind};
-use sealroom_relay::DropReason;
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
+use sealroom_relay::{DropReason, Limits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_assigns_ids_and_announces_members() -> anyhow::Result<()> {
@@ -95,6 +95,65 @@ async fn every_kind_fans_out_to_the_others_only() -> anyhow::Result<()> {
     assert_eq!(stats.audio.frames_forwarded, 10);
     assert_eq!(stats.video.frames_forwarded, 16);
     assert_eq!(stats.data.frames_forwarded, 20);
+    Ok(())
+}
+
+/// A video frame of `group` from `sender`, the group's first when `seq` is 0.
+fn video(sender: &Client, group: u32, seq: u32) -> (Envelope, Vec<u8>) {
+    let mut env = sender.envelope(MediaKind::Video, 2, group, seq);
+    if seq == 0 {
+        env.flags = Flags::GROUP_START;
+    }
+    (env, vec![group as u8; 1000])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_first_frame_comes_after_the_next_groups_is_forwarded() -> anyhow::Result<()>
+{
+    // A publisher's groups travel on independent streams, so the relay can read the first
+    // frame of group 1 before that of group 0 (under load it does). Here that order is
+    // forced: group 0 starts only once group 1 has reached the receiver.
+    let relay = relay().await;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    a.send_stream(&[video(&a, 1, 0)]).await?;
+    assert_eq!(b.next_frame().await?.envelope.group, 1);
+    a.send_stream(&(0..4).map(|seq| video(&a, 0, seq)).collect::<Vec<_>>())
+        .await?;
+    let frames = b.frames(4).await?;
+    let got: Vec<(u32, u32)> = frames
+        .iter()
+        .map(|f| (f.envelope.group, f.envelope.seq))
+        .collect();
+    assert_eq!(got, (0..4).map(|seq| (0, seq)).collect::<Vec<_>>());
+    assert_eq!(relay.stats().dropped(DropReason::LateGroup), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_older_than_those_a_receiver_keeps_is_dropped_as_late() -> anyhow::Result<()> {
+    let relay = relay().await;
+    let kept = Limits::default().max_open_groups_per_track;
+    let a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
+    let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
+    // The receiver has seen the newest `kept` groups, 10 onwards.
+    let newest = 10 + kept as u32 - 1;
+    a.send_stream(&(10..=newest).map(|g| video(&a, g, 0)).collect::<Vec<_>>())
+        .await?;
+    let mut seen: Vec<u32> = b
+        .frames(kept)
+        .await?
+        .iter()
+        .map(|f| f.envelope.group)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (10..=newest).collect::<Vec<_>>());
+    // Group 9 is older than all of them: late. One stream carries it and then a newer group,
+    // so the relay has decided about group 9 once the newer one arrives.
+    a.send_stream(&[video(&a, 9, 0), video(&a, newest + 1, 0)])
+        .await?;
+    assert_eq!(b.next_frame().await?.envelope.group, newest + 1);
+    assert_eq!(relay.stats().dropped(DropReason::LateGroup), 1);
     Ok(())
 }
 
