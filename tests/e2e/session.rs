@@ -149,6 +149,14 @@ async fn a_receiver_whose_video_group_was_dropped_asks_for_a_keyframe() -> anyho
             })
         })
         .await?;
+    // The relay asks alice on bob's behalf as soon as it resets the group, so her request
+    // can come before bob's client has seen the reset. Bob counts his request before
+    // sending it: once the relay has counted a request from a member, bob has asked.
+    relay
+        .wait_stats("bob's own keyframe request", |stats| {
+            stats.keyframe_requests.member_forwarded + stats.keyframe_requests.member_coalesced >= 1
+        })
+        .await?;
     assert_eq!(bob.room.stats().keyframes_requested, 1);
     assert_eq!(
         bob.frames_from(alice.id).len(),

@@ -124,6 +124,8 @@ impl TestRelay {
 #[derive(Default)]
 pub(crate) struct EventLog {
     events: Mutex<Vec<Event>>,
+    /// Woken whenever an event is added.
+    added: tokio::sync::Notify,
 }
 
 impl EventLog {
@@ -149,15 +151,18 @@ impl EventLog {
         what: &str,
         cond: impl Fn(&[Event]) -> bool,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + SAFETY;
+        let deadline = tokio::time::Instant::now() + SAFETY;
         loop {
+            // Registered before the check, so an event added in between still wakes it.
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
             if cond(&self.events.lock().expect("log")) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
                 bail!("never saw: {what}; events: {:#?}", self.summary());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -196,6 +201,7 @@ impl Member {
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 sink.events.lock().expect("log").push(event);
+                sink.added.notify_waiters();
             }
         });
         let id = room.member_id();

@@ -209,6 +209,8 @@ impl CountingTickets {
 #[derive(Default)]
 pub struct EventLog {
     events: Mutex<Vec<Event>>,
+    /// Woken whenever an event is added.
+    added: tokio::sync::Notify,
 }
 
 impl EventLog {
@@ -252,15 +254,18 @@ impl EventLog {
         what: &str,
         cond: impl Fn(&[Event]) -> bool,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + SAFETY;
+        let deadline = tokio::time::Instant::now() + SAFETY;
         loop {
+            // Registered before the check, so an event added in between still wakes it.
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
             if cond(&self.events.lock().expect("log")) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
                 bail!("never saw: {what}; events: {:#?}", self.summary());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -312,6 +317,7 @@ impl Member {
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 sink.events.lock().expect("log").push(event);
+                sink.added.notify_waiters();
             }
         });
         Self {

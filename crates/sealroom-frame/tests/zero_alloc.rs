@@ -156,9 +156,46 @@ fn main() {
             deframer_allocates_nothing_ahead_of_the_data,
         ),
     ];
-    for (name, check) in checks {
+    // The few libtest arguments test runners pass: `--list` (cargo-nextest reads the
+    // `name: test` lines), `--exact`, and names to filter on; no check is ignored.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |wanted: &str| args.iter().any(|arg| arg == wanted);
+    let mut filters = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if matches!(
+            arg.as_str(),
+            "--format" | "--color" | "--test-threads" | "--skip" | "--logfile"
+        ) {
+            rest.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg.as_str());
+        }
+    }
+    let exact = flag("--exact");
+    let selected: Vec<_> = checks
+        .iter()
+        .filter(|(name, _)| {
+            filters.is_empty()
+                || filters
+                    .iter()
+                    .any(|f| if exact { name == f } else { name.contains(f) })
+        })
+        .collect();
+    if flag("--list") {
+        if !flag("--ignored") {
+            for (name, _) in &selected {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    if flag("--ignored") {
+        return;
+    }
+    for (name, check) in &selected {
         check();
         println!("test {name} ... ok");
     }
-    println!("zero_alloc: {} passed, 0 failed", checks.len());
+    println!("zero_alloc: {} passed, 0 failed", selected.len());
 }

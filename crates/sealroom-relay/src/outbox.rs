@@ -12,9 +12,10 @@
 //! - video: one outgoing stream per (sender, track, group), each with its own queue of at
 //!   most [`Limits::video_group_queue_bytes`]; a group that overflows is reset and the rest of
 //!   it dropped (likewise when all video queued towards the connection would exceed
-//!   [`Limits::video_queue_bytes`]), and at most [`Limits::max_open_groups_per_track`]
-//!   groups of one track are open, the oldest closed when another opens; a newer group
-//!   gets a higher priority;
+//!   [`Limits::video_queue_bytes`]); the newest [`Limits::max_open_groups_per_track`]
+//!   groups of one track seen are remembered (open or ended), the oldest closed when another
+//!   comes; a group whose first frame comes after a newer group's still opens unless it is
+//!   older than all of those (late); a newer group gets a higher priority;
 //! - reliable data: one long-lived stream per (sender, track); past
 //!   [`Limits::reliable_queue_bytes`] queued over all of them the member is removed as a slow
 //!   consumer (reliable data is never skipped silently);
@@ -215,6 +216,8 @@ impl StreamQueue {
 struct GroupEntry {
     group: u32,
     queue: Arc<StreamQueue>,
+    /// The priority of its stream (newer groups higher).
+    priority: i32,
 }
 
 #[derive(Debug, Default)]
@@ -547,31 +550,47 @@ impl Outbox {
     fn push_video(self: &Arc<Self>, frame: &Forwarded) -> Pushed {
         let envelope = &frame.envelope;
         let key = (envelope.sender, envelope.track);
+        let kept = self.limits.max_open_groups_per_track.max(1);
         let mut lanes = lock(&self.lanes);
+        // The lane remembers the newest `kept` groups seen, oldest first, open or ended.
         let lane = lanes.video.entry(key).or_default();
-        // Forget finished groups, except the newest (it tells late frames apart).
-        let newest = lane.back().map(|g| g.group);
-        lane.retain(|g| Some(g.group) == newest || !g.queue.is_done());
         let queue = if let Some(entry) = lane.iter().find(|g| g.group == envelope.group) {
             Arc::clone(&entry.queue)
-        } else if newest.is_none_or(|newest| group_newer(envelope.group, newest)) {
+        } else {
+            // Where the group goes among those remembered. The publisher's groups reach the
+            // relay on independent streams, so a group's first frame may come after the
+            // first frame of a newer group: it opens a stream all the same, below the newer
+            // one in priority, unless it is older than every group remembered and there is
+            // no room for it (the receiver is that far past it: late).
+            let at = lane
+                .iter()
+                .position(|g| group_newer(g.group, envelope.group))
+                .unwrap_or(lane.len());
+            if at == 0 && lane.len() >= kept {
+                drop(lanes);
+                self.metrics.frame_dropped(DropReason::LateGroup);
+                return Pushed::Dropped;
+            }
+            let priority = match lane.get(at) {
+                Some(newer) => newer.priority.saturating_sub(1),
+                None => self.next_priority.fetch_add(1, Ordering::Relaxed),
+            };
             let queue = StreamQueue::new(QueueKind::Video);
-            lane.push_back(GroupEntry {
-                group: envelope.group,
-                queue: Arc::clone(&queue),
-            });
-            while lane.len() > self.limits.max_open_groups_per_track.max(1) {
+            lane.insert(
+                at,
+                GroupEntry {
+                    group: envelope.group,
+                    queue: Arc::clone(&queue),
+                    priority,
+                },
+            );
+            while lane.len() > kept {
                 if let Some(oldest) = lane.pop_front() {
                     oldest.queue.evict();
                 }
             }
-            let priority = self.next_priority.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(Arc::clone(self).run_stream(Arc::clone(&queue), priority));
             queue
-        } else {
-            drop(lanes);
-            self.metrics.frame_dropped(DropReason::LateGroup);
-            return Pushed::Dropped;
         };
         drop(lanes);
         let mut state = lock(&queue.state);

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::{APP_A, Client, config, ticket};
+use sealroom_frame::control::ControlMessage;
 use sealroom_frame::envelope::MediaKind;
 use sealroom_relay::Relay;
 use sealroom_relay::mask::IdMask;
@@ -30,6 +31,22 @@ impl Capture {
     }
 }
 
+/// Returns once the relay has logged `client`'s join. The relay writes that line after it
+/// has queued `Joined`, so the client can read `Joined` first; but it handles one
+/// connection's control messages in order, so once a ticket refresh sent after the join is
+/// answered, the line is written.
+async fn join_logged(client: &mut Client, ticket: &str) -> anyhow::Result<()> {
+    client
+        .send_control(&ControlMessage::RefreshTicket {
+            ticket: ticket.to_owned(),
+        })
+        .await?;
+    client
+        .expect_control(|m| matches!(m, ControlMessage::TicketRefreshed { .. }))
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_room_ids_are_masked_unless_shown() -> anyhow::Result<()> {
     let capture = Capture::default();
@@ -41,8 +58,10 @@ async fn user_and_room_ids_are_masked_unless_shown() -> anyhow::Result<()> {
         .init();
 
     let masked = Relay::start(config(Default::default())).await?;
-    let a = Client::join(&masked, &ticket(APP_A, "alice-the-user", "the-secret-room")).await?;
+    let alice = ticket(APP_A, "alice-the-user", "the-secret-room");
+    let mut a = Client::join(&masked, &alice).await?;
     a.send_datagram(a.envelope(MediaKind::Audio, 1, 0, 0), b"x")?;
+    join_logged(&mut a, &alice).await?;
     let mask_line = capture
         .text()
         .lines()
@@ -56,7 +75,9 @@ async fn user_and_room_ids_are_masked_unless_shown() -> anyhow::Result<()> {
     assert!(!text.contains("the-secret-room"));
 
     let shown = Relay::start(config(Default::default()).id_mask(IdMask::show())).await?;
-    Client::join(&shown, &ticket(APP_A, "bob-the-user", "open-room")).await?;
+    let bob = ticket(APP_A, "bob-the-user", "open-room");
+    let mut b = Client::join(&shown, &bob).await?;
+    join_logged(&mut b, &bob).await?;
     let text = capture.text();
     assert!(text.contains("user=bob-the-user"), "{text}");
     assert!(text.contains("room=app-a/open-room"), "{text}");
