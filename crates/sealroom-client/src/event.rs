@@ -130,7 +130,10 @@ impl DisconnectReason {
 pub(crate) fn recoverable_code(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::RateLimited
+        ErrorCode::ShuttingDown
+            | ErrorCode::Internal
+            | ErrorCode::RateLimited
+            | ErrorCode::Overloaded
     )
 }
 

@@ -126,6 +126,9 @@ pub enum ErrorCode {
     BadTicket,
     /// Anything else.
     Internal,
+    /// The relay is over its own capacity (its app-wide join budget, its memory ceiling,
+    /// its handshake budget); retry later or at another node.
+    Overloaded,
 }
 
 /// A message on the control stream.
@@ -256,7 +259,7 @@ pub enum ControlError {
 
 impl ErrorCode {
     /// Every error code, in wire order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::BadSignature,
         Self::Expired,
         Self::NotYetValid,
@@ -276,6 +279,7 @@ impl ErrorCode {
         Self::ProtocolViolation,
         Self::BadTicket,
         Self::Internal,
+        Self::Overloaded,
     ];
 
     /// The QUIC application close code for this reason: its wire index plus one (0 is a

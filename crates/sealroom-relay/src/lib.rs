@@ -93,8 +93,10 @@
 pub mod admin; // operations: admin API (ops engineer)
 pub mod config;
 pub mod core;
+pub mod gate;
 pub mod http; // operations: internal listener (ops engineer)
 pub mod incoming;
+mod listener;
 pub mod mask; // operations: id masking for logs (ops engineer)
 pub mod metrics;
 mod outbox;
@@ -104,7 +106,10 @@ pub mod sla; // operations: join success rate (ops engineer)
 pub mod ticket;
 mod tls;
 
-pub use config::{AppConfig, Limits, RelayConfig, TicketSecret, TlsConfig};
+pub use config::{
+    AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
+};
+pub use gate::{HandshakeStats, Refusal};
 pub use core::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
     MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
