@@ -310,13 +310,22 @@ async fn main() -> anyhow::Result<()> {
                             break;
                         }
                         sent += 1;
+                        if sent % 20 == 0 {
+                            // Pace the flood (about 20 000 a second at most) so that the
+                            // client's own datagram buffer does not drop it before it
+                            // leaves the host.
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                     }
                     stop.store(true, Ordering::Relaxed);
-                    sent
+                    (sent, mallory)
                 })
             };
             let (joined, attempts) = honest_joins(&node, &stop).await;
-            let sent = flood.await?;
+            let (sent, mallory) = flood.await?;
+            // Let the last datagrams land before reading the counters.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(mallory);
             (joined, attempts, format!("{sent} of {amount} forged datagrams sent before the sender was cut off"))
         }
         _ => bail!("attacks: spoof N | slow-headers N | join-storm N | forged N"),
