@@ -547,9 +547,9 @@ mod tests {
         // TrackPublished { member 0, track 9, kind 3 }.
         assert!(malformed(&[1, 4, 0, 9, 3]));
         assert!(!malformed(&[1, 4, 0, 9, 2]));
-        // Error { code 19 }.
-        assert!(malformed(&[1, 12, 19, 0]));
-        assert!(!malformed(&[1, 12, 18, 0]));
+        // Error { code 20 } (one past Overloaded).
+        assert!(malformed(&[1, 12, 20, 0]));
+        assert!(!malformed(&[1, 12, 19, 0]));
         // A bool that is neither 0 nor 1.
         assert!(malformed(&[1, 0, 0, 0, 0, 2, 0]));
         assert!(!malformed(&[1, 0, 0, 0, 0, 1, 0]));
@@ -679,7 +679,8 @@ mod tests {
         }
         assert_eq!(ErrorCode::BadSignature.close_code(), 1);
         assert_eq!(ErrorCode::from_close_code(0), None);
-        assert_eq!(ErrorCode::from_close_code(20), None);
+        assert_eq!(ErrorCode::Overloaded.close_code(), 20);
+        assert_eq!(ErrorCode::from_close_code(21), None);
         assert_eq!(ErrorCode::from_close_code(u64::MAX), None);
     }
 }
