@@ -104,7 +104,10 @@ impl Node {
         if !raw.starts_with("HTTP/1.1 200") {
             bail!("not 200: {}", raw.lines().next().unwrap_or(""));
         }
-        Ok(raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+        Ok(raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default())
     }
 
     /// Resident memory now and at its peak (KiB), and CPU seconds used, of the relay.
@@ -133,9 +136,16 @@ impl Node {
         body.lines()
             .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
             .filter(|l| {
-                ["handshakes", "joins_total", "violations", "dropped", "half_open", "sla_joins"]
-                    .iter()
-                    .any(|k| l.contains(k))
+                [
+                    "handshakes",
+                    "joins_total",
+                    "violations",
+                    "dropped",
+                    "half_open",
+                    "sla_joins",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
             })
             .collect::<Vec<_>>()
             .join("\n    ")
@@ -155,7 +165,12 @@ async fn honest_join(node: &Node, user: &str, room: &str) -> bool {
     };
     let joined = tokio::time::timeout(
         Duration::from_secs(15),
-        client.join(node.quic, "localhost", ticket(user, room), &RoomSecret::generate()),
+        client.join(
+            node.quic,
+            "localhost",
+            ticket(user, room),
+            &RoomSecret::generate(),
+        ),
     )
     .await;
     match joined {
@@ -208,13 +223,19 @@ async fn main() -> anyhow::Result<()> {
             flood.join().expect("flood thread")?;
             let n = sent.load(Ordering::Relaxed);
             let rate = n as f64 / started.elapsed().as_secs_f64();
-            (joined, attempts, format!("{n} spoofed Initials, {rate:.0}/s from 50 addresses"))
+            (
+                joined,
+                attempts,
+                format!("{n} spoofed Initials, {rate:.0}/s from 50 addresses"),
+            )
         }
         "slow-headers" => {
             let mut held = Vec::new();
             for _ in 0..amount {
                 if let Ok(mut s) = TcpStream::connect(node.http).await {
-                    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ").await;
+                    let _ = s
+                        .write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+                        .await;
                     held.push(s);
                 }
             }
@@ -243,7 +264,9 @@ async fn main() -> anyhow::Result<()> {
             (
                 joined,
                 attempts,
-                format!("{amount} slow-header connections; /health answered {ok}/{checks}; {closed} of them closed by the relay"),
+                format!(
+                    "{amount} slow-header connections; /health answered {ok}/{checks}; {closed} of them closed by the relay"
+                ),
             )
         }
         "join-storm" => {
@@ -285,12 +308,22 @@ async fn main() -> anyhow::Result<()> {
             };
             let (joined, attempts) = honest_joins(&node, &stop).await;
             let sent = storm.await?;
-            (joined, attempts, format!("{sent} joins with one ticket from 127.0.0.2"))
+            (
+                joined,
+                attempts,
+                format!("{sent} joins with one ticket from 127.0.0.2"),
+            )
         }
         "forged" => {
-            let client = Client::new(ClientConfig::new(Trust::Pinned(node.pin)).reconnect_attempts(0))?;
+            let client =
+                Client::new(ClientConfig::new(Trust::Pinned(node.pin)).reconnect_attempts(0))?;
             let (mallory, _events) = client
-                .join(node.quic, "localhost", ticket("mallory", "forged"), &RoomSecret::generate())
+                .join(
+                    node.quic,
+                    "localhost",
+                    ticket("mallory", "forged"),
+                    &RoomSecret::generate(),
+                )
                 .await?;
             let flood = {
                 let stop = Arc::clone(&stop);
@@ -306,11 +339,16 @@ async fn main() -> anyhow::Result<()> {
                             seq: seq as u32,
                             timestamp_us: 0,
                         };
-                        if mallory.dangerous().send_frame_as(envelope, b"forged").await.is_err() {
+                        if mallory
+                            .dangerous()
+                            .send_frame_as(envelope, b"forged")
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                         sent += 1;
-                        if sent % 20 == 0 {
+                        if sent.is_multiple_of(20) {
                             // Pace the flood (about 20 000 a second at most) so that the
                             // client's own datagram buffer does not drop it before it
                             // leaves the host.
@@ -326,7 +364,11 @@ async fn main() -> anyhow::Result<()> {
             // Let the last datagrams land before reading the counters.
             tokio::time::sleep(Duration::from_millis(500)).await;
             drop(mallory);
-            (joined, attempts, format!("{sent} of {amount} forged datagrams sent before the sender was cut off"))
+            (
+                joined,
+                attempts,
+                format!("{sent} of {amount} forged datagrams sent before the sender was cut off"),
+            )
         }
         _ => bail!("attacks: spoof N | slow-headers N | join-storm N | forged N"),
     };

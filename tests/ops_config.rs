@@ -48,8 +48,14 @@ fn unknown_keys_and_bad_values_are_refused_by_name() {
         ),
         // Out of range: a timeout that would overflow a deadline, a rate of zero, a word
         // that is not a mode.
-        ("[limits]\njoin_timeout_secs = 9999999999999\n", "join_timeout_secs"),
-        ("[limits]\njoins_per_user_per_sec = 0\n", "joins_per_user_per_sec"),
+        (
+            "[limits]\njoin_timeout_secs = 9999999999999\n",
+            "join_timeout_secs",
+        ),
+        (
+            "[limits]\njoins_per_user_per_sec = 0\n",
+            "joins_per_user_per_sec",
+        ),
         (
             "[limits]\naddress_validation = \"sometimes\"\n",
             "address_validation",
@@ -109,14 +115,25 @@ fn every_limit_can_be_set_from_flags_and_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("address_validation = \"always\""), "{stdout}");
+    assert!(
+        stdout.contains("address_validation = \"always\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("max_half_open = 32"), "{stdout}");
-    assert!(stdout.contains("max_ticket_lifetime_secs = 86400"), "{stdout}");
+    assert!(
+        stdout.contains("max_ticket_lifetime_secs = 86400"),
+        "{stdout}"
+    );
     // The boolean spelling works too, and a limit out of range is refused by name.
     let out = sealroom()
         .args(["relay", "--check-config"])
         .arg(example())
-        .args(["--limit", "address_validation=false", "--limit", "idle_timeout_ms=1"])
+        .args([
+            "--limit",
+            "address_validation=false",
+            "--limit",
+            "idle_timeout_ms=1",
+        ])
         .output()
         .expect("run sealroom");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -56,7 +56,7 @@ async fn a_spoofed_initial_flood_leaves_honest_joins_and_memory_alone() -> anyho
     until(
         "the flood is under way",
         || sent.load(Ordering::Relaxed) >= 2000,
-        || String::new(),
+        String::new,
     )
     .await?;
     let started = Instant::now();
@@ -87,12 +87,18 @@ async fn a_spoofed_initial_flood_leaves_honest_joins_and_memory_alone() -> anyho
         rss.unwrap_or(0),
         hwm.unwrap_or(0)
     );
-    assert!(joined * 100 >= attempts * 99, "honest joins {joined}/{attempts}");
+    assert!(
+        joined * 100 >= attempts * 99,
+        "honest joins {joined}/{attempts}"
+    );
     // The flood was answered with stateless Retries once the half-open budget was under
     // pressure, so what it holds stays within the half-open budget.
     assert!(stats.retried > 0, "{stats:?}");
     assert!(most_half_open <= limits.max_half_open as u64, "{stats:?}");
-    assert!(most_connections <= limits.max_half_open + 10, "{most_connections}");
+    assert!(
+        most_connections <= limits.max_half_open + 10,
+        "{most_connections}"
+    );
     relay.shutdown().await;
     Ok(())
 }
@@ -246,7 +252,12 @@ async fn a_forged_frame_flood_gets_the_member_removed() -> anyhow::Result<()> {
             bytes.put_u8(0);
             bytes[0] = 0xee;
         }
-        if mallory.conn.send_datagram_wait(bytes.freeze()).await.is_err() {
+        if mallory
+            .conn
+            .send_datagram_wait(bytes.freeze())
+            .await
+            .is_err()
+        {
             break;
         }
         sent += 1;

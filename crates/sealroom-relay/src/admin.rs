@@ -20,10 +20,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::{Extension, Json};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
@@ -145,7 +145,8 @@ fn authorized(state: &InternalState, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let digest = |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let digest =
+        |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     let (a, b) = (digest(expected), digest(given));
     bool::from(a.as_ref().ct_eq(b.as_ref()))
 }

@@ -2852,7 +2852,8 @@ mod tests {
         );
         // The app's budget is still there for everyone else.
         for i in 0..10 {
-            let (_, outcome) = h.join_with("app", &format!("u{i}"), &format!("r{i}"), Grants::all());
+            let (_, outcome) =
+                h.join_with("app", &format!("u{i}"), &format!("r{i}"), Grants::all());
             assert_eq!(outcome, JoinOutcome::Joined, "user {i}");
         }
     }
@@ -2864,7 +2865,7 @@ mod tests {
             joins_per_address_burst: 2,
             ..Limits::default()
         });
-        let mut join_from = |h: &mut Harness, ip: &str, user: &str| {
+        let join_from = |h: &mut Harness, ip: &str, user: &str| {
             let conn = ConnId(h.next);
             h.next += 1;
             h.core.handle_connect_from(conn, ip.parse().unwrap(), h.now);
@@ -2882,7 +2883,10 @@ mod tests {
             join_from(&mut h, "2001:db8::3", "c"),
             JoinOutcome::Refused(ErrorCode::RateLimited)
         );
-        assert_eq!(join_from(&mut h, "2001:db8:0:1::3", "c"), JoinOutcome::Joined);
+        assert_eq!(
+            join_from(&mut h, "2001:db8:0:1::3", "c"),
+            JoinOutcome::Joined
+        );
     }
 
     #[test]
@@ -2912,7 +2916,9 @@ mod tests {
             max_user_id_len: 1024,
             ..Limits::default()
         });
-        let users: Vec<String> = (0..63).map(|i| format!("{i:02}{}", "x".repeat(1000))).collect();
+        let users: Vec<String> = (0..63)
+            .map(|i| format!("{i:02}{}", "x".repeat(1000)))
+            .collect();
         for user in &users {
             h.join(user, "r");
         }
@@ -2921,7 +2927,10 @@ mod tests {
         let sent = h.sent_to(conn);
         let mut seen = HashSet::new();
         for message in &sent {
-            let len = message.to_bytes().expect("every message fits its limit").len();
+            let len = message
+                .to_bytes()
+                .expect("every message fits its limit")
+                .len();
             assert!(len <= sealroom_frame::control::MAX_CONTROL_LEN);
             match message {
                 ControlMessage::Joined { roster, .. } => {

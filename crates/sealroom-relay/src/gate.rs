@@ -236,7 +236,10 @@ impl GateMetrics {
                     Refusal::Address => "refused_address",
                     Refusal::Memory => "refused_memory",
                 };
-                (*reason, family.get_or_create_owned(&ResultLabels { result }))
+                (
+                    *reason,
+                    family.get_or_create_owned(&ResultLabels { result }),
+                )
             })
             .collect();
         registry.register(

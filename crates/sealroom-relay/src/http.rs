@@ -503,7 +503,10 @@ mod tests {
             request(addr, "GET", "/admin/rooms", Some(&spaced)).await.0,
             401
         );
-        assert_eq!(request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0, 200);
+        assert_eq!(
+            request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0,
+            200
+        );
         // Guessing: past the burst of failures, the address gets 429 even with the right
         // token, until its budget refills.
         let mut statuses = Vec::new();
@@ -512,7 +515,10 @@ mod tests {
             statuses.push(request(addr, "GET", "/admin/rooms", Some(&guess)).await.0);
         }
         assert!(statuses.contains(&429), "{statuses:?}");
-        assert_eq!(request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0, 429);
+        assert_eq!(
+            request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0,
+            429
+        );
         // Health and metrics are not behind the admin throttle.
         assert_eq!(request(addr, "GET", "/health", None).await.0, 200);
         server.shutdown().await;

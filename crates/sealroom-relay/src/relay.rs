@@ -17,11 +17,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::{Limits, RelayConfig};
-use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
 use crate::core::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
     Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
+use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
 use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
@@ -705,8 +705,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     // spend from it, and the core's join timeout runs from the same instant.
     let deadline = tokio::time::Instant::from_std(arrived + shared.limits.join_timeout());
     let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout_at(deadline, async { incoming.accept()?.await }).await
-    {
+    let conn = match tokio::time::timeout_at(deadline, async { incoming.accept()?.await }).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(err)) => {
             tracing::debug!(%err, "handshake failed");
@@ -753,7 +752,9 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
             instant: arrived.min(now.instant),
             unix_secs: now.unix_secs,
         };
-        state.core.handle_connect_from(id, remote.ip(), first_packet);
+        state
+            .core
+            .handle_connect_from(id, remote.ip(), first_packet);
         if shared.draining.load(Ordering::Relaxed) {
             state.core.begin_drain();
         }
