@@ -331,3 +331,43 @@ async fn over_the_memory_ceiling_new_work_is_refused_and_counted() -> anyhow::Re
     relay.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_that_never_expire_are_refused_when_a_lifetime_is_set() -> anyhow::Result<()> {
+    let relay = relay(Limits {
+        max_ticket_lifetime_secs: 24 * 3600,
+        ..Limits::default()
+    })
+    .await?;
+    // `exp` = 2^64 - 1: a ticket that would never expire.
+    let forever = ticket("eternal", "r", Grants::all(), u64::MAX);
+    let mut raw = Raw::connect(&relay).await?;
+    raw.send_control(&join_message(&forever)).await?;
+    until(
+        "the refusal",
+        || raw.errors(ErrorCode::BadTicket) == 1,
+        || format!("{:?}", raw.messages()),
+    )
+    .await?;
+    // A day's ticket is fine.
+    let mut raw = Raw::connect(&relay).await?;
+    raw.send_control(&join_message(&ticket(
+        "daily",
+        "r",
+        Grants::all(),
+        24 * 3600,
+    )))
+    .await?;
+    until(
+        "Joined",
+        || {
+            raw.messages()
+                .iter()
+                .any(|m| matches!(m, ControlMessage::Joined { .. }))
+        },
+        || format!("{:?}", raw.messages()),
+    )
+    .await?;
+    relay.shutdown().await;
+    Ok(())
+}
