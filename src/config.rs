@@ -374,11 +374,16 @@ impl FileConfig {
             let (name, value) = item.split_once('=').with_context(|| {
                 format!("limit `{item}` (--limit or SEALROOM_LIMITS) is not of the form name=value")
             })?;
-            let value: i64 = value.trim().parse().with_context(|| {
-                format!("limit `{name}` (--limit or SEALROOM_LIMITS) needs a whole number")
-            })?;
-            self.limits
-                .insert(name.trim().to_owned(), toml::Value::Integer(value));
+            // Whole numbers for counts and durations, `true`/`false` or a word
+            // (`address_validation=auto`) for the rest; the limits' own parser says which
+            // key takes what.
+            let value = value.trim();
+            let value = match (value.parse::<i64>(), value.parse::<bool>()) {
+                (Ok(number), _) => toml::Value::Integer(number),
+                (_, Ok(flag)) => toml::Value::Boolean(flag),
+                _ => toml::Value::String(value.to_owned()),
+            };
+            self.limits.insert(name.trim().to_owned(), value);
         }
         for item in o.apps.iter().filter(|s| !s.trim().is_empty()) {
             let mut parts = item.splitn(3, ':');
@@ -474,6 +479,9 @@ impl FileConfig {
                  --app app:kid:secret (SEALROOM_APPS)"
             );
         }
+        limits
+            .validate()
+            .map_err(|err| anyhow::anyhow!("[limits] {err}"))?;
         let mut apps = Vec::with_capacity(self.apps.len());
         for section in &self.apps {
             if section.app.is_empty() {

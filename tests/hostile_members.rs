@@ -16,5 +16,9 @@ mod bad_input;
 mod expiry;
 #[path = "hostile_members/flood.rs"]
 mod flood;
+#[path = "hostile_members/hardening.rs"]
+mod hardening;
+#[path = "hostile_members/spoof.rs"]
+mod spoof;
 #[path = "hostile_members/stalled.rs"]
 mod stalled;

@@ -46,6 +46,20 @@ fn unknown_keys_and_bad_values_are_refused_by_name() {
             "[[apps]]\napp = \"a\"\nsecrets = [{ kid = \"k\", secret = \"short\" }]\n",
             "16 bytes",
         ),
+        // Out of range: a timeout that would overflow a deadline, a rate of zero, a word
+        // that is not a mode.
+        (
+            "[limits]\njoin_timeout_secs = 9999999999999\n",
+            "join_timeout_secs",
+        ),
+        (
+            "[limits]\njoins_per_user_per_sec = 0\n",
+            "joins_per_user_per_sec",
+        ),
+        (
+            "[limits]\naddress_validation = \"sometimes\"\n",
+            "address_validation",
+        ),
     ] {
         let path = dir.write("bad.toml", text);
         let out = sealroom()
@@ -211,4 +225,47 @@ fn a_busy_quic_port_is_named_once() {
     let cause = "in use";
     assert_eq!(stderr.matches(cause).count(), 1, "cause repeated: {stderr}");
     assert!(stderr.contains("--listen"), "says what to do: {stderr}");
+}
+
+#[test]
+fn every_limit_can_be_set_from_flags_and_the_environment() {
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .env(
+            "SEALROOM_LIMITS",
+            "address_validation=always,max_half_open=32,max_ticket_lifetime_secs=86400",
+        )
+        .output()
+        .expect("run sealroom");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("address_validation = \"always\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max_half_open = 32"), "{stdout}");
+    assert!(
+        stdout.contains("max_ticket_lifetime_secs = 86400"),
+        "{stdout}"
+    );
+    // The boolean spelling works too, and a limit out of range is refused by name.
+    let out = sealroom()
+        .args(["relay", "--check-config"])
+        .arg(example())
+        .args([
+            "--limit",
+            "address_validation=false",
+            "--limit",
+            "idle_timeout_ms=1",
+        ])
+        .output()
+        .expect("run sealroom");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("idle_timeout_ms"), "{stderr}");
 }

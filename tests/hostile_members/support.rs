@@ -203,6 +203,11 @@ pub(crate) struct Raw {
 impl Raw {
     /// Connect and open the control stream; nothing is sent yet.
     pub(crate) async fn connect(relay: &Relay) -> anyhow::Result<Self> {
+        Self::connect_from(relay, Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Like [`Raw::connect`], from a socket bound to `ip` (any of 127.0.0.0/8 on Linux).
+    pub(crate) async fn connect_from(relay: &Relay, ip: Ipv4Addr) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(rustls::pki_types::CertificateDer::from(relay.cert_der()))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -215,7 +220,7 @@ impl Raw {
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_uni_streams(1000u32.into());
         config.transport_config(Arc::new(transport));
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from((ip, 0)))?;
         endpoint.set_default_client_config(config);
         let conn = endpoint
             .connect(relay.local_addr(), "localhost")?

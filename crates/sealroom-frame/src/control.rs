@@ -136,6 +136,9 @@ pub enum ErrorCode {
     BadTicket,
     /// Anything else.
     Internal,
+    /// The relay is over its own capacity (its app-wide join budget, its memory ceiling,
+    /// its handshake budget); retry later or at another node.
+    Overloaded,
 }
 
 /// A message on the control stream.
@@ -271,7 +274,7 @@ pub enum ControlError {
 
 impl ErrorCode {
     /// Every error code, in wire order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::BadSignature,
         Self::Expired,
         Self::NotYetValid,
@@ -291,6 +294,7 @@ impl ErrorCode {
         Self::ProtocolViolation,
         Self::BadTicket,
         Self::Internal,
+        Self::Overloaded,
     ];
 
     /// The wire index of this code (its position in [`ErrorCode::ALL`]).
@@ -359,6 +363,7 @@ impl ErrorCode {
             Self::ProtocolViolation => ("protocol_violation", ENDS, FINAL),
             Self::BadTicket => ("bad_ticket", KEEPS, FINAL),
             Self::Internal => ("internal", ENDS, RETRY),
+            Self::Overloaded => ("overloaded", KEEPS, RETRY),
         };
         Meaning {
             label,
@@ -626,9 +631,9 @@ mod tests {
         // TrackPublished { member 0, track 9, kind 3 }.
         assert!(malformed(&[1, 4, 0, 9, 3]));
         assert!(!malformed(&[1, 4, 0, 9, 2]));
-        // Error { code 19 }.
-        assert!(malformed(&[1, 12, 19, 0]));
-        assert!(!malformed(&[1, 12, 18, 0]));
+        // Error { code 20 } (one past Overloaded).
+        assert!(malformed(&[1, 12, 20, 0]));
+        assert!(!malformed(&[1, 12, 19, 0]));
         // A bool that is neither 0 nor 1.
         assert!(malformed(&[1, 0, 0, 0, 0, 2, 0]));
         assert!(!malformed(&[1, 0, 0, 0, 0, 1, 0]));
@@ -758,7 +763,8 @@ mod tests {
         }
         assert_eq!(ErrorCode::BadSignature.close_code(), 1);
         assert_eq!(ErrorCode::from_close_code(0), None);
-        assert_eq!(ErrorCode::from_close_code(20), None);
+        assert_eq!(ErrorCode::Overloaded.close_code(), 20);
+        assert_eq!(ErrorCode::from_close_code(21), None);
         assert_eq!(ErrorCode::from_close_code(u64::MAX), None);
     }
 }

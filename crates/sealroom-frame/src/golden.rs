@@ -55,6 +55,7 @@ const fn error_code_row(code: ErrorCode) -> (u8, &'static str) {
         ErrorCode::ProtocolViolation => (16, "protocol_violation"),
         ErrorCode::BadTicket => (17, "bad_ticket"),
         ErrorCode::Internal => (18, "internal"),
+        ErrorCode::Overloaded => (19, "overloaded"),
     }
 }
 
@@ -325,7 +326,8 @@ fn codes_that_end_a_session_and_codes_worth_a_reconnect() {
         [
             ErrorCode::RateLimited,
             ErrorCode::ShuttingDown,
-            ErrorCode::Internal
+            ErrorCode::Internal,
+            ErrorCode::Overloaded,
         ]
     );
 }

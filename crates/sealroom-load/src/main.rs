@@ -271,6 +271,10 @@ media_bytes_per_sec = {max}
 media_bytes_burst = {max}
 control_messages_per_sec = {max}
 joins_per_app_per_sec = {max}
+joins_per_user_per_sec = {max}
+joins_per_user_burst = {max}
+joins_per_address_per_sec = {max}
+joins_per_address_burst = {max}
 
 [[apps]]
 app = "{APP}"

@@ -16,18 +16,23 @@
 //! The handlers talk to the relay through [`AdminTarget`], so they can be tested without a
 //! network and the relay's room table stays the relay's business.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 
 use sealroom_frame::envelope::MemberId;
 
 use crate::core::{AdminError, MemberSummary, MemberTarget, RoomKey, RoomSummary};
 use crate::http::InternalState;
+use crate::listener::Peer;
+use crate::ratelimit::KeyedLimiter;
 
 /// What the admin API needs from a relay. [`crate::Relay`] implements it; tests use fakes.
 pub trait AdminTarget: Send + Sync + 'static {
@@ -71,7 +76,64 @@ fn problem(status: StatusCode, error: &'static str) -> Response {
     (status, Json(Problem { error })).into_response()
 }
 
-/// Check the bearer token in constant time (for equal lengths).
+/// Failed admin attempts one source address may make per second, and their burst; past
+/// them every admin request from the address gets 429 without its token being looked at.
+const AUTH_FAILURES_PER_SEC: u32 = 1;
+const AUTH_FAILURES_BURST: u32 = 10;
+/// Source addresses whose failures are remembered at once.
+const AUTH_FAILURE_ENTRIES: usize = 4096;
+
+/// Throttling of failed admin attempts per source address, and of the log line they write.
+#[derive(Debug)]
+pub(crate) struct AuthThrottle {
+    failures: Mutex<KeyedLimiter<IpAddr>>,
+    /// Second (since the throttle started) of the last warning, and failures since.
+    log: Mutex<(Option<u64>, u64)>,
+    started: Instant,
+}
+
+impl AuthThrottle {
+    pub(crate) fn new() -> Self {
+        Self {
+            failures: Mutex::new(KeyedLimiter::new(
+                AUTH_FAILURES_PER_SEC,
+                AUTH_FAILURES_BURST,
+                AUTH_FAILURE_ENTRIES,
+            )),
+            log: Mutex::new((None, 0)),
+            started: Instant::now(),
+        }
+    }
+
+    /// Whether `source` may try (it has failures left).
+    fn may_try(&self, source: IpAddr) -> bool {
+        lock(&self.failures).check(&source, Instant::now())
+    }
+
+    /// `source` failed: take one of its failures, and warn at most once a second.
+    fn failed(&self, source: IpAddr) {
+        let _ = lock(&self.failures).try_take(source, Instant::now());
+        let second = self.started.elapsed().as_secs();
+        let mut log = lock(&self.log);
+        log.1 += 1;
+        if log.0 != Some(second) {
+            tracing::warn!(
+                failures = log.1,
+                "admin request refused: missing or wrong token (failures since the last \
+                 such line)"
+            );
+            *log = (Some(second), 0);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Check the bearer token in constant time, whatever its length: both sides are hashed
+/// and the digests compared with `subtle`. The token must follow `Bearer ` exactly, with
+/// nothing around it.
 fn authorized(state: &InternalState, headers: &HeaderMap) -> bool {
     let Some(expected) = state.admin_token() else {
         return false;
@@ -83,8 +145,26 @@ fn authorized(state: &InternalState, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let (a, b) = (expected.as_bytes(), given.trim().as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let digest =
+        |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let (a, b) = (digest(expected), digest(given));
+    bool::from(a.as_ref().ct_eq(b.as_ref()))
+}
+
+/// Where a request came from (unspecified when the router runs outside the listener).
+fn source(peer: Option<&Extension<Peer>>) -> IpAddr {
+    peer.map_or(IpAddr::from([0u8; 4]), |p| p.0.0.ip())
+}
+
+fn throttled() -> Response {
+    let mut response = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed admin attempts from this address; wait and retry with the right token",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    response
 }
 
 fn unauthorized() -> Response {
@@ -97,9 +177,13 @@ fn unauthorized() -> Response {
 }
 
 macro_rules! require_admin {
-    ($state:expr, $headers:expr) => {
+    ($state:expr, $headers:expr, $peer:expr) => {
+        let from = source($peer.as_ref());
+        if !$state.throttle().may_try(from) {
+            return throttled();
+        }
         if !authorized(&$state, &$headers) {
-            tracing::warn!("admin request refused: missing or wrong token");
+            $state.throttle().failed(from);
             return unauthorized();
         }
     };
@@ -107,9 +191,10 @@ macro_rules! require_admin {
 
 pub(crate) async fn list_rooms(
     State(state): State<Arc<InternalState>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
 ) -> Response {
-    require_admin!(state, headers);
+    require_admin!(state, headers, peer);
     Json(Rooms {
         rooms: state.target().rooms(),
     })
@@ -118,10 +203,11 @@ pub(crate) async fn list_rooms(
 
 pub(crate) async fn list_members(
     State(state): State<Arc<InternalState>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path((app, room)): Path<(String, String)>,
 ) -> Response {
-    require_admin!(state, headers);
+    require_admin!(state, headers, peer);
     match state
         .target()
         .members(&RoomKey::new(app.as_str(), room.as_str()))
@@ -141,10 +227,11 @@ pub(crate) async fn list_members(
 
 pub(crate) async fn remove_member(
     State(state): State<Arc<InternalState>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path((app, room, user)): Path<(String, String, String)>,
 ) -> Response {
-    require_admin!(state, headers);
+    require_admin!(state, headers, peer);
     let mask = state.mask();
     match state
         .target()
@@ -167,10 +254,11 @@ pub(crate) async fn remove_member(
 
 pub(crate) async fn dismiss_room(
     State(state): State<Arc<InternalState>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path((app, room)): Path<(String, String)>,
 ) -> Response {
-    require_admin!(state, headers);
+    require_admin!(state, headers, peer);
     match state
         .target()
         .dismiss_room(&RoomKey::new(app.as_str(), room.as_str()))

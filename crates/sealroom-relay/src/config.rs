@@ -217,11 +217,28 @@ pub struct Limits {
     pub max_connections: usize,
     /// Simultaneous QUIC connections from one IP address (default 256).
     pub max_connections_per_ip: usize,
-    /// Make every new connection prove its address with a QUIC Retry before the relay
-    /// keeps any state for it (default off: it costs a round trip).
-    pub address_validation: bool,
-    /// Seconds a new connection has to send its `Join` (default 10).
+    /// When a new connection must prove its address with a QUIC Retry (one round trip)
+    /// before the relay keeps any state for it: `auto` (default) asks for it while
+    /// `retry_above_half_open` or more connections are half-open, `always` asks every
+    /// connection, `off` never (`true` and `false` are read as `always` and `off`).
+    pub address_validation: AddressValidation,
+    /// Half-open connections (from their first packet until `Join` is decided) the relay
+    /// holds at once; past it new handshakes are refused and counted (default 256).
+    pub max_half_open: usize,
+    /// With `address_validation = "auto"`, the number of half-open connections from which
+    /// on handshakes from unvalidated addresses get a Retry (default 16).
+    pub retry_above_half_open: usize,
+    /// Seconds a new connection has from its first packet to its `Join`: handshake, control
+    /// stream and `Join` together (default 10).
     pub join_timeout_secs: u64,
+    /// Bytes a connection may send before it has joined (QUIC connection receive window
+    /// until `Join` is admitted; no media stream may be opened before); at least 66 KiB so
+    /// the largest `Join` fits (default 80 KiB).
+    pub pre_join_window_bytes: u32,
+    /// Resident memory of the whole node, in MiB, above which the relay refuses new work
+    /// (handshakes and joins are refused with `Overloaded`) until it is back below; `0`
+    /// turns the ceiling off (default 2048). Read from `/proc/self/statm` (Linux).
+    pub max_memory_mb: u64,
     /// Milliseconds without any packet before a connection is dropped (default 30 000).
     pub idle_timeout_ms: u64,
     /// Milliseconds between keep-alive packets the relay sends (default 5 000).
@@ -280,8 +297,102 @@ pub struct Limits {
     pub media_bytes_burst: u32,
     /// Control messages per second one member may send (default 50, burst 100).
     pub control_messages_per_sec: u32,
-    /// Joins per second one app may receive (default 200, burst 400).
+    /// Joins per second one app may receive (default 200, burst 400); past it joins are
+    /// refused with `Overloaded`, which counts against the join success rate.
     pub joins_per_app_per_sec: u32,
+    /// Join attempts per second one user of one app may make (default 2); past it (and the
+    /// burst) the attempt is refused with `RateLimited` before it costs the app's budget.
+    pub joins_per_user_per_sec: u32,
+    /// Join attempt burst of one user above the steady rate (default 5).
+    pub joins_per_user_burst: u32,
+    /// Join attempts per second from one source address (IPv4 address, or IPv6 /64) (default
+    /// 50); past it (and the burst) the attempt is refused with `RateLimited`.
+    pub joins_per_address_per_sec: u32,
+    /// Join attempt burst of one source address above the steady rate (default 100).
+    pub joins_per_address_burst: u32,
+    /// Users and addresses whose join rate the relay remembers at once (each table); when a
+    /// table is full and no entry can be forgotten, further joins are refused with
+    /// `Overloaded` (default 65 536).
+    pub join_limiter_entries: usize,
+    /// Forged or malformed frames (another member's sender id, a frame before `Join`,
+    /// bytes that do not decode, a track used as another kind) one connection may send per
+    /// second; past it and the burst it is removed with `ProtocolViolation`, counted as the
+    /// `bad_frames` violation (default 20).
+    pub bad_frames_per_sec: u32,
+    /// Forged or malformed frame burst above the steady rate (default 200).
+    pub bad_frames_burst: u32,
+    /// Longest user id (bytes) a ticket may carry; a longer one is refused with `BadTicket`
+    /// (default 256). Bounds the roster in `Joined`.
+    pub max_user_id_len: usize,
+    /// Longest ticket lifetime (`exp` minus the time of the join or refresh) accepted, in
+    /// seconds; a ticket that lives longer is refused with `BadTicket`. `0` accepts any
+    /// (default 0).
+    pub max_ticket_lifetime_secs: u64,
+}
+
+/// When the relay asks a new connection to prove its address with a QUIC Retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressValidation {
+    /// While `retry_above_half_open` or more connections are half-open (a handshake flood,
+    /// spoofed or not); otherwise no extra round trip.
+    #[default]
+    Auto,
+    /// Every new connection (one round trip more for everyone).
+    Always,
+    /// Never: a flood of spoofed handshakes fills the half-open budget.
+    Off,
+}
+
+impl AddressValidation {
+    /// The config spelling.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl Serialize for AddressValidation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressValidation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(true) => Ok(Self::Always),
+            Raw::Flag(false) => Ok(Self::Off),
+            Raw::Word(word) => match word.as_str() {
+                "auto" => Ok(Self::Auto),
+                "always" | "true" => Ok(Self::Always),
+                "off" | "false" => Ok(Self::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "address_validation is `auto`, `always` or `off`, not `{other}`"
+                ))),
+            },
+        }
+    }
+}
+
+/// A limit out of its range, found when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit `{key}` = {value}: {reason}")]
+pub struct LimitsError {
+    /// The limit's name.
+    pub key: &'static str,
+    /// The value given.
+    pub value: String,
+    /// The range it must be in.
+    pub reason: &'static str,
 }
 
 impl Default for Limits {
@@ -294,8 +405,12 @@ impl Default for Limits {
             max_tracks_per_member: 8,
             max_connections: 10_000,
             max_connections_per_ip: 256,
-            address_validation: false,
+            address_validation: AddressValidation::Auto,
+            max_half_open: 256,
+            retry_above_half_open: 16,
             join_timeout_secs: 10,
+            pre_join_window_bytes: 80 * 1024,
+            max_memory_mb: 2048,
             idle_timeout_ms: 30_000,
             keep_alive_ms: 5_000,
             ticket_leeway_secs: 30,
@@ -320,6 +435,15 @@ impl Default for Limits {
             media_bytes_burst: 8_000_000,
             control_messages_per_sec: 50,
             joins_per_app_per_sec: 200,
+            joins_per_user_per_sec: 2,
+            joins_per_user_burst: 5,
+            joins_per_address_per_sec: 50,
+            joins_per_address_burst: 100,
+            join_limiter_entries: 65_536,
+            bad_frames_per_sec: 20,
+            bad_frames_burst: 200,
+            max_user_id_len: 256,
+            max_ticket_lifetime_secs: 0,
         }
     }
 }
@@ -363,8 +487,157 @@ impl Limits {
         self.joins_per_app_per_sec = u32::MAX;
         self.incoming_streams_per_sec = u32::MAX;
         self.incoming_streams_burst = u32::MAX;
+        self.joins_per_user_per_sec = u32::MAX;
+        self.joins_per_user_burst = u32::MAX;
+        self.joins_per_address_per_sec = u32::MAX;
+        self.joins_per_address_burst = u32::MAX;
         self
     }
+
+    /// Check every limit against its range, so that a typo cannot make the relay refuse
+    /// everything or overflow a deadline.
+    ///
+    /// # Errors
+    /// [`LimitsError`] naming the first limit out of range.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        const DAY_SECS: u64 = 24 * 3600;
+        fn check(
+            ok: bool,
+            key: &'static str,
+            value: impl fmt::Display,
+            reason: &'static str,
+        ) -> Result<(), LimitsError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(LimitsError {
+                    key,
+                    value: value.to_string(),
+                    reason,
+                })
+            }
+        }
+        let positive = "must be at least 1";
+        for (key, value) in [
+            ("max_members_per_room", self.max_members_per_room),
+            ("max_rooms_per_app", self.max_rooms_per_app),
+            ("max_tracks_per_member", self.max_tracks_per_member),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("max_half_open", self.max_half_open),
+            ("control_queue_len", self.control_queue_len),
+            ("datagram_queue_len", self.datagram_queue_len),
+            ("max_open_groups_per_track", self.max_open_groups_per_track),
+            ("join_limiter_entries", self.join_limiter_entries),
+            ("max_user_id_len", self.max_user_id_len),
+        ] {
+            check(value >= 1, key, value, positive)?;
+        }
+        for (key, value) in [
+            ("joins_per_app_per_sec", self.joins_per_app_per_sec),
+            ("joins_per_user_per_sec", self.joins_per_user_per_sec),
+            ("joins_per_address_per_sec", self.joins_per_address_per_sec),
+            ("control_messages_per_sec", self.control_messages_per_sec),
+            ("data_messages_per_sec", self.data_messages_per_sec),
+            ("incoming_streams_per_sec", self.incoming_streams_per_sec),
+            ("bad_frames_per_sec", self.bad_frames_per_sec),
+        ] {
+            check(value >= 1, key, value, positive)?;
+        }
+        check(
+            (1024..=16 * 1024 * 1024).contains(&self.max_frame_len),
+            "max_frame_len",
+            self.max_frame_len,
+            "must be between 1 KiB and 16 MiB",
+        )?;
+        check(
+            (1..=DAY_SECS).contains(&self.join_timeout_secs),
+            "join_timeout_secs",
+            self.join_timeout_secs,
+            "must be between 1 and 86400 seconds",
+        )?;
+        check(
+            (100..=DAY_SECS * 1000).contains(&self.idle_timeout_ms),
+            "idle_timeout_ms",
+            self.idle_timeout_ms,
+            "must be between 100 ms and one day",
+        )?;
+        check(
+            self.keep_alive_ms <= DAY_SECS * 1000,
+            "keep_alive_ms",
+            self.keep_alive_ms,
+            "must be at most one day (0 turns keep-alives off)",
+        )?;
+        check(
+            (1..=DAY_SECS * 1000).contains(&self.incomplete_frame_timeout_ms),
+            "incomplete_frame_timeout_ms",
+            self.incomplete_frame_timeout_ms,
+            "must be between 1 ms and one day",
+        )?;
+        check(
+            self.keyframe_request_interval_ms <= DAY_SECS * 1000,
+            "keyframe_request_interval_ms",
+            self.keyframe_request_interval_ms,
+            "must be at most one day",
+        )?;
+        check(
+            self.ticket_leeway_secs <= DAY_SECS,
+            "ticket_leeway_secs",
+            self.ticket_leeway_secs,
+            "must be at most one day",
+        )?;
+        check(
+            self.max_ticket_lifetime_secs <= 366 * DAY_SECS,
+            "max_ticket_lifetime_secs",
+            self.max_ticket_lifetime_secs,
+            "must be at most a year (0 accepts any lifetime)",
+        )?;
+        check(
+            self.max_memory_mb <= 1 << 30,
+            "max_memory_mb",
+            self.max_memory_mb,
+            "must be at most 2^30 MiB (0 turns the ceiling off)",
+        )?;
+        let min_window = MIN_PRE_JOIN_WINDOW;
+        check(
+            (min_window..=16 * 1024 * 1024).contains(&self.pre_join_window_bytes),
+            "pre_join_window_bytes",
+            self.pre_join_window_bytes,
+            "must be between 66 KiB (the largest Join) and 16 MiB",
+        )?;
+        check(
+            self.max_user_id_len <= MAX_USER_ID_LEN,
+            "max_user_id_len",
+            self.max_user_id_len,
+            "must be at most 1024 bytes",
+        )?;
+        check(
+            roster_entry_fits(self.max_tracks_per_member),
+            "max_tracks_per_member",
+            self.max_tracks_per_member,
+            "a member with every track must fit one control message",
+        )?;
+        Ok(())
+    }
+}
+
+/// Smallest pre-join receive window: the largest control message and its framing.
+pub const MIN_PRE_JOIN_WINDOW: u32 = 66 * 1024;
+
+/// Largest `max_user_id_len` accepted.
+pub const MAX_USER_ID_LEN: usize = 1024;
+
+/// Whether one roster entry (the largest user id, every track) fits one control message
+/// with room to spare; a roster as a whole is split over several messages when it does
+/// not fit one.
+fn roster_entry_fits(tracks: usize) -> bool {
+    // An entry: member id, user id and one (track id, kind) pair per track, each a few
+    // bytes in the wire encoding.
+    MAX_USER_ID_LEN
+        .saturating_add(tracks.saturating_mul(8))
+        .saturating_add(64)
+        <= sealroom_frame::control::MAX_CONTROL_LEN / 2
+        && MAX_USER_ID_LEN < sealroom_frame::control::MAX_CONTROL_LEN
 }
 
 #[cfg(test)]

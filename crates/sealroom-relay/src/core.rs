@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sealroom_frame::control::{
@@ -22,7 +23,8 @@ use sealroom_frame::control::{
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 
 use crate::config::{AppConfig, Limits};
-use crate::ratelimit::TokenBucket;
+use crate::gate::source_key;
+use crate::ratelimit::{Keyed, KeyedLimiter, TokenBucket};
 use crate::ticket::{Grants, TicketClaims, TicketVerifier};
 
 /// A connection, named by the driver.
@@ -165,6 +167,16 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Whether the frame was forged or malformed by its sender (counted towards
+    /// [`Violation::BadFrames`]): a wrong sender id, a frame before `Join`, bytes that do
+    /// not decode, a track used as another kind.
+    pub const fn is_bad(self) -> bool {
+        matches!(
+            self,
+            Self::ForgedSender | Self::NotJoined | Self::Malformed | Self::KindMismatch
+        )
+    }
+
     /// Every reason, for exporting zeroed counters.
     pub const ALL: [Self; 15] = [
         Self::NotJoined,
@@ -239,11 +251,15 @@ pub enum Violation {
     StalledFrame,
     /// Any other breach of the QUIC specification; quinn closed the connection.
     Quic,
+    /// Forged or malformed frames (another member's sender id, frames before `Join`,
+    /// bytes that do not decode as a frame, a track used as another kind) beyond
+    /// `bad_frames_per_sec` and its burst: removed with `ProtocolViolation`.
+    BadFrames,
 }
 
 impl Violation {
     /// Every kind, for exporting zeroed counters.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::BeforeJoin,
         Self::JoinTwice,
         Self::RelayOnly,
@@ -254,6 +270,7 @@ impl Violation {
         Self::TooManyStreams,
         Self::StalledFrame,
         Self::Quic,
+        Self::BadFrames,
     ];
 
     /// A stable lowercase label (metrics, logs).
@@ -269,6 +286,7 @@ impl Violation {
             Self::TooManyStreams => "too_many_streams",
             Self::StalledFrame => "stalled_frame",
             Self::Quic => "quic",
+            Self::BadFrames => "bad_frames",
         }
     }
 
@@ -292,6 +310,9 @@ impl Violation {
             Self::TooManyStreams => "too many streams",
             Self::StalledFrame => "a control message that never completed",
             Self::Quic => "QUIC protocol violation",
+            Self::BadFrames => {
+                "too many forged or malformed frames; fix the sender before reconnecting"
+            }
         }
     }
 }
@@ -391,6 +412,20 @@ pub struct MemberSummary {
     pub ticket_exp: u64,
 }
 
+/// Bytes of roster entries `Joined` carries at most; the rest of the roster follows as
+/// `MemberJoined` messages. Leaves room under the control message limit for the rest of
+/// `Joined`.
+const ROSTER_BUDGET: usize = sealroom_frame::control::MAX_CONTROL_LEN - 4096;
+
+/// An upper bound of the encoded length of one roster entry: the user id, and a few bytes
+/// for the member id, each track and the length prefixes.
+fn roster_entry_len(info: &MemberInfo) -> usize {
+    info.user
+        .len()
+        .saturating_add(info.tracks.len().saturating_mul(8))
+        .saturating_add(16)
+}
+
 /// How often at most one kind of feedback error is sent to one member.
 const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -414,6 +449,10 @@ struct Conn {
     streams: TokenBucket,
     /// When `RateLimited` for too many streams was last sent (before or after joining).
     streams_feedback: Option<Instant>,
+    /// The source address, for per-address join limits (`None`: not told).
+    source: Option<IpAddr>,
+    /// Forged or malformed frames this connection may still send.
+    bad_frames: TokenBucket,
 }
 
 #[derive(Debug)]
@@ -533,6 +572,12 @@ pub struct RelayCore {
     outputs: VecDeque<Output>,
     receivers: Vec<ConnId>,
     draining: bool,
+    /// Whether the node is over its memory ceiling (joins are refused with `Overloaded`).
+    overloaded: bool,
+    /// Join attempts per (app, user).
+    user_joins: KeyedLimiter<(String, String)>,
+    /// Join attempts per source key (IPv4 address, IPv6 /64).
+    address_joins: KeyedLimiter<IpAddr>,
 }
 
 impl fmt::Debug for RelayCore {
@@ -566,7 +611,24 @@ impl RelayCore {
             outputs: VecDeque::new(),
             receivers: Vec::new(),
             draining: false,
+            overloaded: false,
+            user_joins: KeyedLimiter::new(
+                limits.joins_per_user_per_sec,
+                limits.joins_per_user_burst,
+                limits.join_limiter_entries,
+            ),
+            address_joins: KeyedLimiter::new(
+                limits.joins_per_address_per_sec,
+                limits.joins_per_address_burst,
+                limits.join_limiter_entries,
+            ),
         }
+    }
+
+    /// Tell the core whether the node is over its memory ceiling; while it is, joins are
+    /// refused with `Overloaded`.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        self.overloaded = overloaded;
     }
 
     /// The limits in force.
@@ -678,8 +740,19 @@ impl RelayCore {
         self.outputs.pop_front()
     }
 
-    /// A new connection arrived. During a drain it is told to go away at once.
+    /// A new connection arrived; `now` is its first packet, from which the join timeout
+    /// runs. During a drain it is told to go away at once.
     pub fn handle_connect(&mut self, conn: ConnId, now: Now) {
+        self.connect(conn, None, now);
+    }
+
+    /// A new connection arrived from `source` (for the per-address join limit); like
+    /// [`RelayCore::handle_connect`] otherwise.
+    pub fn handle_connect_from(&mut self, conn: ConnId, source: IpAddr, now: Now) {
+        self.connect(conn, Some(source), now);
+    }
+
+    fn connect(&mut self, conn: ConnId, source: Option<IpAddr>, now: Now) {
         let rate = self.limits.incoming_streams_per_sec;
         let burst = self.limits.incoming_streams_burst;
         self.conns.insert(
@@ -689,8 +762,27 @@ impl RelayCore {
                 told_to_go: false,
                 streams: TokenBucket::new(rate, burst, now.instant),
                 streams_feedback: None,
+                source,
+                bad_frames: TokenBucket::new(
+                    self.limits.bad_frames_per_sec,
+                    self.limits.bad_frames_burst,
+                    now.instant,
+                ),
             },
         );
+    }
+
+    /// `conn` sent a forged or malformed frame (the driver's decode failed, or
+    /// [`RelayCore::handle_frame`] answered [`DropReason::is_bad`]). Past
+    /// `bad_frames_per_sec` and its burst the connection is removed with
+    /// `ProtocolViolation`; returns [`Violation::BadFrames`] then.
+    pub fn handle_bad_frame(&mut self, conn: ConnId, now: Now) -> Option<Violation> {
+        let state = self.conns.get_mut(&conn)?;
+        if state.bad_frames.try_take(1, now.instant) {
+            return None;
+        }
+        self.handle_violation(conn, Violation::BadFrames);
+        Some(Violation::BadFrames)
     }
 
     /// `conn` opened an incoming (unidirectional) stream.
@@ -898,6 +990,15 @@ impl RelayCore {
         self.rooms.get_mut(key)?.members.get_mut(&member)
     }
 
+    /// Whether a ticket expiring at `exp` lives longer than `max_ticket_lifetime_secs`
+    /// from now.
+    fn lifetime_too_long(&self, exp: u64, now: Now) -> bool {
+        let max = self.limits.max_ticket_lifetime_secs;
+        max > 0
+            && exp.saturating_sub(now.unix_secs)
+                > max.saturating_add(self.limits.ticket_leeway_secs)
+    }
+
     fn subscription_bound(&self) -> usize {
         self.limits
             .max_members_per_room
@@ -939,10 +1040,48 @@ impl RelayCore {
         if self.draining {
             return Err((ErrorCode::ShuttingDown, "the relay is shutting down"));
         }
+        if self.overloaded {
+            return Err((
+                ErrorCode::Overloaded,
+                "the relay is over its memory ceiling; retry later or at another node",
+            ));
+        }
+        // Per source address first, before the ticket costs an HMAC: one address cannot
+        // spend the app's budget.
+        if let Some(source) = self.conns.get(&conn).and_then(|c| c.source) {
+            match self.address_joins.try_take(source_key(source), now.instant) {
+                Keyed::Allowed => {}
+                Keyed::Limited => {
+                    return Err((
+                        ErrorCode::RateLimited,
+                        "too many joins from this address; retry in a few seconds",
+                    ));
+                }
+                Keyed::Full => {
+                    return Err((
+                        ErrorCode::Overloaded,
+                        "the relay is tracking too many joining addresses; retry later",
+                    ));
+                }
+            }
+        }
         let claims = self
             .verifier
             .verify(ticket, now.unix_secs)
             .map_err(|err| (err.code(), verify_message(err.code())))?;
+        if claims.user.len() > self.limits.max_user_id_len {
+            return Err((
+                ErrorCode::BadTicket,
+                "the ticket's user id is longer than this relay accepts (max_user_id_len)",
+            ));
+        }
+        if self.lifetime_too_long(claims.exp, now) {
+            return Err((
+                ErrorCode::BadTicket,
+                "the ticket lives longer than this relay accepts (max_ticket_lifetime_secs); \
+                 mint a shorter one",
+            ));
+        }
         if options
             .room
             .as_ref()
@@ -953,12 +1092,38 @@ impl RelayCore {
                 "the ticket names another room than the one requested",
             ));
         }
+        if !self.apps.contains_key(&claims.app) {
+            return Err((ErrorCode::UnknownApp, "unknown app"));
+        }
+        // Per user before the app's budget: one ticket holder joining over and over is
+        // refused on its own account, and other users keep joining.
+        match self
+            .user_joins
+            .try_take((claims.app.clone(), claims.user.clone()), now.instant)
+        {
+            Keyed::Allowed => {}
+            Keyed::Limited => {
+                return Err((
+                    ErrorCode::RateLimited,
+                    "this user joins too often; retry in a few seconds",
+                ));
+            }
+            Keyed::Full => {
+                return Err((
+                    ErrorCode::Overloaded,
+                    "the relay is tracking too many joining users; retry later",
+                ));
+            }
+        }
         let app = self
             .apps
             .get_mut(&claims.app)
             .ok_or((ErrorCode::UnknownApp, "unknown app"))?;
         if !app.joins.try_take(1, now.instant) {
-            return Err((ErrorCode::RateLimited, "too many joins for this app; retry"));
+            return Err((
+                ErrorCode::Overloaded,
+                "the relay takes no more joins for this app right now; retry in a second",
+            ));
         }
         let key = RoomKey::new(claims.app.clone(), claims.room.clone());
         let replaced = self
@@ -1035,7 +1200,21 @@ impl RelayCore {
             }
         };
         let id = room.allocate_member_id();
-        let roster: Vec<MemberInfo> = room.members.iter().map(|(id, m)| m.info(*id)).collect();
+        // The roster goes in `Joined` as far as it fits one control message; the rest
+        // follows as `MemberJoined` messages, so no message is ever over its limit.
+        let mut roster: Vec<MemberInfo> = Vec::new();
+        let mut rest: Vec<MemberInfo> = Vec::new();
+        let mut roster_len = 0usize;
+        for (member_id, m) in &room.members {
+            let info = m.info(*member_id);
+            let len = roster_entry_len(&info);
+            if rest.is_empty() && roster_len.saturating_add(len) <= ROSTER_BUDGET {
+                roster_len += len;
+                roster.push(info);
+            } else {
+                rest.push(info);
+            }
+        }
         let subscriptions = if options.auto_subscribe {
             Subscriptions::AllExcept(HashSet::new())
         } else {
@@ -1097,6 +1276,12 @@ impl RelayCore {
                 },
             },
         });
+        for info in rest {
+            self.outputs.push_back(Output::Send {
+                conn,
+                message: ControlMessage::MemberJoined(info),
+            });
+        }
         if let Some(state) = self.conns.get_mut(&conn) {
             state.phase = ConnPhase::Joined {
                 room: key,
@@ -1114,6 +1299,7 @@ impl RelayCore {
         now: Now,
     ) {
         let result = self.verifier.verify(ticket, now.unix_secs);
+        let max_lifetime = self.limits.max_ticket_lifetime_secs;
         let Some(member) = self
             .rooms
             .get_mut(key)
@@ -1129,6 +1315,16 @@ impl RelayCore {
                 ErrorCode::NotPermitted,
                 "the fresh ticket names another user",
             ),
+            Ok(claims)
+                if max_lifetime > 0
+                    && claims.exp.saturating_sub(now.unix_secs)
+                        > max_lifetime.saturating_add(self.limits.ticket_leeway_secs) =>
+            {
+                (
+                    ErrorCode::BadTicket,
+                    "the fresh ticket lives longer than this relay accepts; mint a shorter one",
+                )
+            }
             Ok(claims) => {
                 member.ticket_exp = claims.exp;
                 member.grants = claims.grants;
@@ -2615,6 +2811,146 @@ mod tests {
             .filter(|o| **o == JoinOutcome::Joined)
             .count();
         assert_eq!(joined, 4, "burst of twice the rate");
-        assert_eq!(outcomes[5], JoinOutcome::Refused(ErrorCode::RateLimited));
+        // The app's budget is the relay's own capacity: it says so, and the SLA counts it.
+        assert_eq!(outcomes[5], JoinOutcome::Refused(ErrorCode::Overloaded));
+    }
+
+    #[test]
+    fn one_user_joining_over_and_over_does_not_starve_others() {
+        let mut h = Harness::new(Limits {
+            joins_per_app_per_sec: 10,
+            ..Limits::default()
+        });
+        // One ticket holder replays its ticket 100 times in the same instant.
+        let storm: Vec<JoinOutcome> = (0..100)
+            .map(|_| h.join_with("app", "mallory", "r-m", Grants::all()).1)
+            .collect();
+        let admitted = storm.iter().filter(|o| **o == JoinOutcome::Joined).count();
+        assert_eq!(admitted, Limits::default().joins_per_user_burst as usize);
+        assert!(
+            storm[admitted..]
+                .iter()
+                .all(|o| *o == JoinOutcome::Refused(ErrorCode::RateLimited))
+        );
+        // The app's budget is still there for everyone else.
+        for i in 0..10 {
+            let (_, outcome) =
+                h.join_with("app", &format!("u{i}"), &format!("r{i}"), Grants::all());
+            assert_eq!(outcome, JoinOutcome::Joined, "user {i}");
+        }
+    }
+
+    #[test]
+    fn joins_are_limited_per_source_address_and_ipv6_prefix() {
+        let mut h = Harness::new(Limits {
+            joins_per_address_per_sec: 1,
+            joins_per_address_burst: 2,
+            ..Limits::default()
+        });
+        let join_from = |h: &mut Harness, ip: &str, user: &str| {
+            let conn = ConnId(h.next);
+            h.next += 1;
+            h.core.handle_connect_from(conn, ip.parse().unwrap(), h.now);
+            let ticket = h.ticket("app", user, "r", Grants::all());
+            let options = JoinOptions {
+                auto_subscribe: true,
+                room: None,
+            };
+            h.core.handle_join(conn, &ticket, &options, h.now)
+        };
+        assert_eq!(join_from(&mut h, "2001:db8::1", "a"), JoinOutcome::Joined);
+        assert_eq!(join_from(&mut h, "2001:db8::2", "b"), JoinOutcome::Joined);
+        // Same /64: over its budget, even with a bad ticket or another user.
+        assert_eq!(
+            join_from(&mut h, "2001:db8::3", "c"),
+            JoinOutcome::Refused(ErrorCode::RateLimited)
+        );
+        assert_eq!(
+            join_from(&mut h, "2001:db8:0:1::3", "c"),
+            JoinOutcome::Joined
+        );
+    }
+
+    #[test]
+    fn long_user_ids_and_long_lived_tickets_are_refused_typed() {
+        let mut h = Harness::new(Limits {
+            max_user_id_len: 8,
+            max_ticket_lifetime_secs: 300,
+            ..Limits::default()
+        });
+        // The harness mints tickets for 600 s: over the 300 s (+ leeway) maximum.
+        let (conn, outcome) = h.join_with("app", "bob", "r", Grants::all());
+        assert_eq!(outcome, JoinOutcome::Refused(ErrorCode::BadTicket));
+        assert_eq!(refusal(&h.outputs(), conn), Some(ErrorCode::BadTicket));
+        let mut h = Harness::new(Limits {
+            max_user_id_len: 8,
+            ..Limits::default()
+        });
+        let (_, outcome) = h.join_with("app", "a-very-long-user-id", "r", Grants::all());
+        assert_eq!(outcome, JoinOutcome::Refused(ErrorCode::BadTicket));
+        let (_, outcome) = h.join_with("app", "shortid", "r", Grants::all());
+        assert_eq!(outcome, JoinOutcome::Joined);
+    }
+
+    #[test]
+    fn a_roster_too_large_for_one_message_is_split_never_dropped() {
+        let mut h = Harness::new(Limits {
+            max_user_id_len: 1024,
+            ..Limits::default()
+        });
+        let users: Vec<String> = (0..63)
+            .map(|i| format!("{i:02}{}", "x".repeat(1000)))
+            .collect();
+        for user in &users {
+            h.join(user, "r");
+        }
+        h.outputs();
+        let (conn, _) = h.join("last", "r");
+        let sent = h.sent_to(conn);
+        let mut seen = HashSet::new();
+        for message in &sent {
+            let len = message
+                .to_bytes()
+                .expect("every message fits its limit")
+                .len();
+            assert!(len <= sealroom_frame::control::MAX_CONTROL_LEN);
+            match message {
+                ControlMessage::Joined { roster, .. } => {
+                    seen.extend(roster.iter().map(|m| m.user.clone()));
+                }
+                ControlMessage::MemberJoined(info) => {
+                    seen.insert(info.user.clone());
+                }
+                _ => {}
+            }
+        }
+        assert!(matches!(sent[0], ControlMessage::Joined { .. }));
+        assert_eq!(seen.len(), users.len(), "every earlier member is announced");
+    }
+
+    #[test]
+    fn forged_frames_past_the_budget_remove_the_member() {
+        let mut h = Harness::new(Limits {
+            bad_frames_per_sec: 1,
+            bad_frames_burst: 5,
+            ..Limits::default()
+        });
+        let (a, a_id) = h.join("a", "r");
+        let (b, _) = h.join("b", "r");
+        h.outputs();
+        let mut removed = None;
+        for i in 0..10 {
+            let dropped = h.frame(a, a_id + 1, MediaKind::Audio, 1, 100);
+            assert_eq!(dropped, Err(DropReason::ForgedSender));
+            if let Some(v) = h.core.handle_bad_frame(a, h.now) {
+                removed = Some((i, v));
+                break;
+            }
+        }
+        assert_eq!(removed, Some((5, Violation::BadFrames)));
+        let outputs = h.outputs();
+        assert_eq!(refusal(&outputs, a), Some(ErrorCode::ProtocolViolation));
+        assert!(h.core.membership(a).is_none());
+        assert!(h.core.membership(b).is_some());
     }
 }

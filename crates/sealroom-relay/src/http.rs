@@ -28,7 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminTarget};
+use crate::admin::{self, AdminTarget, AuthThrottle};
+pub use crate::listener::ListenerLimits;
 use crate::mask::IdMask;
 use crate::sla::{SlaConfig, SlaOutcome, SlaSummary, SlaTracker};
 
@@ -44,6 +45,8 @@ pub struct InternalOptions {
     pub sla: SlaConfig,
     /// How ids are masked in the log lines the admin API writes.
     pub mask: IdMask,
+    /// Connection cap and timeouts of the listener.
+    pub limits: ListenerLimits,
 }
 
 impl InternalOptions {
@@ -63,6 +66,12 @@ impl InternalOptions {
     #[must_use]
     pub fn mask(mut self, mask: IdMask) -> Self {
         self.mask = mask;
+        self
+    }
+    /// Set the connection cap and timeouts.
+    #[must_use]
+    pub fn limits(mut self, limits: ListenerLimits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -114,6 +123,7 @@ pub struct InternalState {
     admin_token: Option<String>,
     ready: AtomicBool,
     mask: IdMask,
+    throttle: AuthThrottle,
 }
 
 impl std::fmt::Debug for InternalState {
@@ -135,6 +145,7 @@ impl InternalState {
             admin_token: options.admin_token.filter(|t| !t.is_empty()),
             ready: AtomicBool::new(true),
             mask: options.mask,
+            throttle: AuthThrottle::new(),
         }
     }
 
@@ -180,6 +191,10 @@ impl InternalState {
 
     pub(crate) fn mask(&self) -> &IdMask {
         &self.mask
+    }
+
+    pub(crate) fn throttle(&self) -> &AuthThrottle {
+        &self.throttle
     }
 }
 
@@ -263,16 +278,11 @@ impl InternalServer {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let limits = options.limits;
         let state = Arc::new(InternalState::new(target, options));
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(Arc::clone(&state));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let task = tokio::spawn(crate::listener::serve(listener, app, limits, stopped));
         tracing::info!(%local_addr, "internal listener serving /metrics /health /ready /sla /admin");
         Ok(Self {
             local_addr,
@@ -292,7 +302,7 @@ impl InternalServer {
         &self.state
     }
 
-    /// Stop accepting, finish the requests in flight, and return.
+    /// Stop accepting, close the open connections, and return.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -479,6 +489,90 @@ mod tests {
             .await
             .0;
         assert_eq!(status, 401);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn admin_token_is_exact_and_failures_are_throttled() {
+        let fake = Arc::new(Fake::default());
+        let server = start_server(Arc::clone(&fake), Some(TOKEN)).await;
+        let addr = server.local_addr();
+        // Whitespace between the scheme and the token is not part of a right token.
+        let spaced = format!(" {TOKEN}");
+        assert_eq!(
+            request(addr, "GET", "/admin/rooms", Some(&spaced)).await.0,
+            401
+        );
+        assert_eq!(
+            request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0,
+            200
+        );
+        // Guessing: past the burst of failures, the address gets 429 even with the right
+        // token, until its budget refills.
+        let mut statuses = Vec::new();
+        for i in 0..20 {
+            let guess = format!("guess-{i}");
+            statuses.push(request(addr, "GET", "/admin/rooms", Some(&guess)).await.0);
+        }
+        assert!(statuses.contains(&429), "{statuses:?}");
+        assert_eq!(
+            request(addr, "GET", "/admin/rooms", Some(TOKEN)).await.0,
+            429
+        );
+        // Health and metrics are not behind the admin throttle.
+        assert_eq!(request(addr, "GET", "/health", None).await.0, 200);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn health_answers_through_a_slow_header_flood() {
+        let limits = ListenerLimits {
+            max_connections: 16,
+            header_timeout: std::time::Duration::from_millis(300),
+            connection_lifetime: std::time::Duration::from_secs(30),
+        };
+        let options = InternalOptions::default()
+            .mask(IdMask::with_salt(b"t"))
+            .limits(limits);
+        let server = InternalServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Fake::default()),
+            options,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        // 200 connections that start a request and never finish its headers.
+        let mut slow = Vec::new();
+        for _ in 0..200 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+                .await
+                .unwrap();
+            slow.push(stream);
+        }
+        for _ in 0..5 {
+            assert_eq!(
+                request(addr, "GET", "/health", None).await,
+                (200, "ok\n".into())
+            );
+        }
+        // Every slow connection is closed by the listener (capped, then timed out): a
+        // read sees the end of the stream (or a reset) rather than waiting forever.
+        for mut stream in slow {
+            let mut buf = [0u8; 256];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(read.is_ok(), "a slow-header connection was left open");
+        }
         server.shutdown().await;
     }
 

@@ -7,6 +7,8 @@
 //!
 //! - [`core`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
 //!   that tests and benches drive without a network;
+//! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
+//!   (Retry) or refuses, before it keeps any state for them;
 //! - [`incoming`]: reading what clients send on their streams, without I/O: the media
 //!   stream type, framing, and the deadline of a frame in progress (slowloris);
 //! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
@@ -93,8 +95,10 @@
 pub mod admin; // operations: admin API
 pub mod config;
 pub mod core;
+pub mod gate;
 pub mod http; // operations: internal listener
 pub mod incoming;
+mod listener;
 pub mod mask; // operations: id masking for logs
 pub mod metrics;
 mod outbox;
@@ -104,11 +108,14 @@ pub mod sla; // operations: join success rate
 pub mod ticket;
 mod tls;
 
-pub use config::{AppConfig, Limits, RelayConfig, TicketSecret, TlsConfig};
+pub use config::{
+    AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
+};
 pub use core::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
     MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
 };
+pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, mint};

@@ -193,7 +193,7 @@ pub struct Metrics {
 /// draining relay, a second `Join` on one connection). Codes that only end a session that
 /// was admitted (kicked, replaced, `ticket_expired`, ...) are never join outcomes; anything
 /// unlisted that does occur is still counted, under its own label, from its first time.
-pub const JOIN_OUTCOMES: [JoinOutcome; 12] = [
+pub const JOIN_OUTCOMES: [JoinOutcome; 13] = [
     JoinOutcome::Joined,
     JoinOutcome::Refused(ErrorCode::BadTicket),
     JoinOutcome::Refused(ErrorCode::BadSignature),
@@ -206,6 +206,7 @@ pub const JOIN_OUTCOMES: [JoinOutcome; 12] = [
     JoinOutcome::Refused(ErrorCode::TooManyRooms),
     JoinOutcome::Refused(ErrorCode::ShuttingDown),
     JoinOutcome::Refused(ErrorCode::ProtocolViolation),
+    JoinOutcome::Refused(ErrorCode::Overloaded),
 ];
 
 impl Default for Metrics {

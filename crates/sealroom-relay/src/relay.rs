@@ -2,7 +2,7 @@
 //! decisions onto QUIC streams and datagrams (see `docs/TRANSPORT.md`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use crate::core::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
     Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
+use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
 use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
@@ -96,9 +97,9 @@ struct Shared {
     next_conn: AtomicU64,
     draining: AtomicBool,
     connections: AtomicUsize,
-    /// Open connections per source address (entries removed at zero, so bounded by
-    /// `max_connections`).
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Which handshakes are taken on; open and half-open connections.
+    gate: Mutex<Gate>,
+    gate_metrics: GateMetrics,
     connection_gone: Notify,
     id_mask: IdMask,
 }
@@ -238,6 +239,7 @@ impl Shared {
             Ok(frame) => frame.envelope,
             Err(_) => {
                 self.metrics.frame_dropped(DropReason::Malformed);
+                self.bad_frame(conn, now);
                 return None;
             }
         };
@@ -260,6 +262,12 @@ impl Shared {
                         tracing::debug!(claimed = envelope.sender, "forged sender dropped");
                     }
                     self.metrics.frame_dropped(reason);
+                    if reason.is_bad()
+                        && let Some(violation) = state.core.handle_bad_frame(conn, now)
+                    {
+                        tracing::debug!(violation = violation.label(), "protocol violation");
+                        self.metrics.violation(violation);
+                    }
                 }
             }
             state.flush();
@@ -301,6 +309,16 @@ impl Shared {
         Some(envelope)
     }
 
+    /// `conn` sent bytes that do not decode as a frame: charged to its bad-frame budget.
+    fn bad_frame(&self, conn: ConnId, now: Now) {
+        let mut state = self.state();
+        if let Some(violation) = state.core.handle_bad_frame(conn, now) {
+            tracing::debug!(violation = violation.label(), "protocol violation");
+            self.metrics.violation(violation);
+        }
+        state.flush();
+    }
+
     fn oversize(&self, conn: ConnId) {
         self.metrics.frame_dropped(DropReason::TooLarge);
         let mut state = self.state();
@@ -309,7 +327,16 @@ impl Shared {
     }
 
     fn tick(&self) {
+        // Read before the lock: the file read is a system call.
+        let memory = resident_memory();
+        let (over, half_open) = {
+            let mut gate = lock(&self.gate);
+            let over = memory.is_some_and(|bytes| gate.handle_memory(bytes));
+            (over, gate.half_open())
+        };
+        self.gate_metrics.set(half_open, memory.unwrap_or(0));
         let mut state = self.state();
+        state.core.set_overloaded(over);
         let outcome = state.core.handle_timeout(Now::system());
         state.flush();
         self.update_gauges(&state);
@@ -357,7 +384,13 @@ impl Relay {
             runtime,
         )?;
         let local_addr = endpoint.local_addr()?;
-        let metrics = Arc::new(Metrics::new());
+        config
+            .limits
+            .validate()
+            .map_err(|err| StartError::Limits(err.to_string()))?;
+        let mut metrics = Metrics::new();
+        let gate_metrics = GateMetrics::register(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -372,7 +405,8 @@ impl Relay {
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
-            per_ip: Mutex::new(HashMap::new()),
+            gate: Mutex::new(Gate::new(config.limits)),
+            gate_metrics,
             connection_gone: Notify::new(),
             id_mask: config.id_mask,
         });
@@ -423,6 +457,11 @@ impl Relay {
             self.shared.update_gauges(&state);
         }
         self.shared.metrics.snapshot()
+    }
+
+    /// What the relay did with new handshakes, and its half-open and memory gauges.
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        self.shared.gate_metrics.snapshot()
     }
 
     /// The relay's metrics.
@@ -522,6 +561,7 @@ impl Relay {
     /// connected at the deadline.
     pub async fn drain(&self, timeout: Duration) -> usize {
         self.shared.draining.store(true, Ordering::Relaxed);
+        lock(&self.shared.gate).begin_drain();
         {
             let mut state = self.shared.state();
             state.core.begin_drain();
@@ -547,6 +587,7 @@ impl Relay {
     /// short while for the closes to reach the peers.
     pub async fn shutdown(self) {
         self.shared.draining.store(true, Ordering::Relaxed);
+        lock(&self.shared.gate).begin_drain();
         {
             let mut state = self.shared.state();
             state.core.close_all();
@@ -585,60 +626,60 @@ impl Drop for Relay {
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
-        if shared.draining.load(Ordering::Relaxed)
-            || shared.connections.load(Ordering::Relaxed) >= shared.limits.max_connections
-        {
-            incoming.refuse();
-            continue;
-        }
-        if shared.limits.address_validation && !incoming.remote_address_validated() {
-            // Stateless: the client comes back with a token proving its address.
-            if incoming.may_retry() {
-                let _ = incoming.retry();
-            } else {
-                incoming.refuse();
-            }
-            continue;
-        }
-        let ip = incoming.remote_address().ip();
-        {
-            let mut per_ip = lock(&shared.per_ip);
-            let count = per_ip.entry(ip).or_insert(0);
-            if *count >= shared.limits.max_connections_per_ip {
-                drop(per_ip);
-                incoming.refuse();
+        // The first packet of this connection arrived about now: its one deadline (to
+        // `Join`) runs from here.
+        let arrived = Instant::now();
+        let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+        let remote = incoming.remote_address();
+        let validated = incoming.remote_address_validated();
+        let decision = lock(&shared.gate).decide(id, remote.ip(), validated);
+        shared.gate_metrics.handshake(decision);
+        match decision {
+            Handshake::Accept => {}
+            Handshake::Retry => {
+                // Stateless: a real client comes back with a token proving its address;
+                // a spoofed one never does.
+                if incoming.may_retry() {
+                    let _ = incoming.retry();
+                } else {
+                    incoming.refuse();
+                }
                 continue;
             }
-            *count += 1;
+            Handshake::Refuse(reason) => {
+                tracing::debug!(%remote, reason = reason.label(), "handshake refused");
+                incoming.refuse();
+                if validated && reason.is_overload() {
+                    // A client that proved its address was turned away by the relay's own
+                    // overload: it counts against the join success rate.
+                    shared.joined(JoinOutcome::Refused(ErrorCode::Overloaded), unix_now());
+                }
+                continue;
+            }
         }
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
             let span = tracing::info_span!(
                 "conn",
                 id = %id,
-                remote = %incoming.remote_address(),
+                remote = %remote,
                 member = tracing::field::Empty,
                 user = tracing::field::Empty,
                 room = tracing::field::Empty,
             );
-            serve(Arc::clone(&shared), id, incoming)
+            serve(Arc::clone(&shared), id, incoming, arrived)
                 .instrument(span)
                 .await;
-            {
-                let mut per_ip = lock(&shared.per_ip);
-                if let Some(count) = per_ip.get_mut(&ip) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        per_ip.remove(&ip);
-                    }
-                }
-            }
+            lock(&shared.gate).handle_closed(id, remote.ip());
             shared.connections.fetch_sub(1, Ordering::Relaxed);
             shared.connection_gone.notify_waiters();
         });
     }
+}
+
+fn unix_now() -> u64 {
+    Now::system().unix_secs
 }
 
 /// Why a member whose connection ended left: closing the connection itself is leaving;
@@ -663,9 +704,12 @@ fn quic_violation(err: &ConnectionError) -> Option<Violation> {
     }
 }
 
-async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
-    let join_timeout = shared.limits.join_timeout();
-    let conn = match tokio::time::timeout(join_timeout, async { incoming.accept()?.await }).await {
+async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arrived: Instant) {
+    // One deadline from the first packet to `Join`: the handshake and the control stream
+    // spend from it, and the core's join timeout runs from the same instant.
+    let deadline = tokio::time::Instant::from_std(arrived + shared.limits.join_timeout());
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout_at(deadline, async { incoming.accept()?.await }).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(err)) => {
             tracing::debug!(%err, "handshake failed");
@@ -673,16 +717,23 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
         }
         Err(_) => {
             tracing::debug!("handshake timed out");
+            shared.metrics.violation(Violation::NoJoin);
             return;
         }
     };
-    let (send, recv) = match tokio::time::timeout(join_timeout, conn.accept_bi()).await {
+    let control = tokio::select! {
+        control = tokio::time::timeout_at(deadline, conn.accept_bi()) => control,
+        // Datagrams before the control stream are dropped as they come, never buffered.
+        () = discard_datagrams(&shared, &conn) => return,
+    };
+    let (send, recv) = match control {
         Ok(Ok(streams)) => streams,
         Ok(Err(err)) => {
             tracing::debug!(%err, "connection ended before a control stream");
             return;
         }
         Err(_) => {
+            shared.metrics.violation(Violation::NoJoin);
             conn.close(
                 VarInt::from_u32(ErrorCode::ProtocolViolation.close_code()),
                 b"no control stream in time",
@@ -700,7 +751,14 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
     {
         let mut state = shared.state();
         state.outboxes.insert(id, outbox);
-        state.core.handle_connect(id, Now::system());
+        let now = Now::system();
+        let first_packet = Now {
+            instant: arrived.min(now.instant),
+            unix_secs: now.unix_secs,
+        };
+        state
+            .core
+            .handle_connect_from(id, remote.ip(), first_packet);
         if shared.draining.load(Ordering::Relaxed) {
             state.core.begin_drain();
         }
@@ -708,7 +766,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
     }
     let incoming_buffered = Arc::new(AtomicUsize::new(0));
     let mut reason = tokio::select! {
-        reason = read_control(&shared, id, recv) => reason,
+        reason = read_control(&shared, id, recv, &conn) => reason,
         reason = read_datagrams(&shared, id, &conn) => reason,
         reason = accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
     };
@@ -733,7 +791,12 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming) {
     tracing::debug!(?reason, "connection ended");
 }
 
-async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) -> LeaveReason {
+async fn read_control(
+    shared: &Shared,
+    id: ConnId,
+    mut recv: quinn::RecvStream,
+    conn: &quinn::Connection,
+) -> LeaveReason {
     let mut deframer = Deframer::new(MAX_CONTROL_LEN);
     let mut deadline = FrameDeadline::new(shared.limits.incomplete_frame_timeout());
     loop {
@@ -775,8 +838,13 @@ async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) 
                             return LeaveReason::Removed;
                         }
                     };
-                    if let ControlOutcome::Violation(_) = outcome {
-                        return LeaveReason::Removed;
+                    match outcome {
+                        ControlOutcome::Violation(_) => return LeaveReason::Removed,
+                        ControlOutcome::Join(JoinOutcome::Joined) => {
+                            lock(&shared.gate).handle_joined(id);
+                            tls::grant_joined(conn, &shared.limits);
+                        }
+                        _ => {}
                     }
                 }
                 Ok(None) => break,
@@ -792,6 +860,14 @@ async fn read_control(shared: &Shared, id: ConnId, mut recv: quinn::RecvStream) 
             }
         }
         deadline.update(completed, deframer.buffered_len() > 0, Instant::now());
+    }
+}
+
+/// Drop datagrams a connection sends before its control stream, counted as `not_joined`;
+/// returns when the connection ends.
+async fn discard_datagrams(shared: &Shared, conn: &quinn::Connection) {
+    while conn.read_datagram().await.is_ok() {
+        shared.metrics.frame_dropped(DropReason::NotJoined);
     }
 }
 

@@ -105,9 +105,11 @@ impl SlaOutcome {
 /// Whether a join refused with `code` counts as a failed attempt in the success rate.
 ///
 /// Refusals that only the caller can fix (its ticket is forged, malformed, expired, not yet
-/// valid, for another room or an unknown app, or grants too little; it broke the protocol)
-/// are excluded. Everything else the relay answered with, including a full room, an app at
-/// its room limit, rate limiting, shutdown and internal errors, counts against the rate.
+/// valid, for another room or an unknown app, or grants too little; it broke the protocol;
+/// it joins more often than its own user or address may, `RateLimited`) are excluded.
+/// Everything else the relay answered with, including a full room, an app at its room
+/// limit, the relay's own overload (`Overloaded`: the app's join budget, the memory
+/// ceiling, the handshake budget), shutdown and internal errors, counts against the rate.
 pub fn counts_against_sla(code: ErrorCode) -> bool {
     !matches!(
         code,
@@ -119,6 +121,7 @@ pub fn counts_against_sla(code: ErrorCode) -> bool {
             | ErrorCode::NotPermitted
             | ErrorCode::BadTicket
             | ErrorCode::ProtocolViolation
+            | ErrorCode::RateLimited
     )
 }
 
@@ -339,7 +342,9 @@ mod tests {
         assert!(counts_against_sla(ErrorCode::RoomFull));
         assert!(counts_against_sla(ErrorCode::ShuttingDown));
         assert!(counts_against_sla(ErrorCode::Internal));
-        assert!(counts_against_sla(ErrorCode::RateLimited));
+        assert!(counts_against_sla(ErrorCode::Overloaded));
+        // A caller over its own user's or address's join rate fails on its own account.
+        assert!(!counts_against_sla(ErrorCode::RateLimited));
         assert!(!counts_against_sla(ErrorCode::WrongRoom));
         assert!(!counts_against_sla(ErrorCode::BadTicket));
         assert_eq!(

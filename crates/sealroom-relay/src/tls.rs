@@ -34,6 +34,9 @@ pub enum StartError {
     /// The UDP socket could not be bound.
     #[error("could not bind the QUIC endpoint: {0}")]
     Bind(#[from] std::io::Error),
+    /// A limit is out of its range.
+    #[error("invalid limits: {0}")]
+    Limits(String),
 }
 
 /// A certificate chain and its key.
@@ -96,8 +99,46 @@ pub(crate) fn server_config(
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls).map_err(|err| StartError::Tls(err.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(transport_config(limits)));
+    config.transport_config(Arc::new(pre_join_transport_config(limits)));
+    // Handshakes not yet decided by the gate: the accept loop decides each at once, so a
+    // short queue with little buffered data each is enough, and bounds what a flood holds.
+    config.max_incoming(MAX_INCOMING);
+    config.incoming_buffer_size(16 * 1024);
+    config.incoming_buffer_size_total(MAX_INCOMING as u64 * 16 * 1024 / 4);
     Ok(config)
+}
+
+/// Handshakes quinn queues before the accept loop has decided them.
+const MAX_INCOMING: usize = 1024;
+
+/// The transport parameters a connection starts with, before it has joined: no media
+/// stream may be opened and the whole connection may have at most `pre_join_window_bytes`
+/// unread (enough for the largest `Join`). [`grant_joined`] raises both once it joins.
+fn pre_join_transport_config(limits: &Limits) -> TransportConfig {
+    let mut transport = transport_config(limits);
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // The connection window bounds every stream together; the per-stream window stays
+    // a member's, since quinn cannot raise it for streams opened later.
+    transport.receive_window(VarInt::from_u32(limits.pre_join_window_bytes));
+    transport
+}
+
+/// `conn` has joined: grant it the stream credit of a member.
+pub(crate) fn grant_joined(conn: &quinn::Connection, limits: &Limits) {
+    conn.set_max_concurrent_uni_streams(VarInt::from_u32(limits.max_incoming_streams));
+    conn.set_receive_window(VarInt::from_u32(connection_window(limits)));
+}
+
+/// The per-stream receive window of a member: a frame may be up to `max_frame_len` on a
+/// stream; leave room for a few.
+fn stream_window(limits: &Limits) -> u32 {
+    let frame = u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX);
+    frame.saturating_mul(2).max(256 * 1024)
+}
+
+/// The connection receive window of a member.
+fn connection_window(limits: &Limits) -> u32 {
+    stream_window(limits).saturating_mul(8)
 }
 
 /// Transport parameters for relay connections (public so that the load generator's bare
@@ -113,11 +154,8 @@ pub fn transport_config(limits: &Limits) -> TransportConfig {
     if limits.keep_alive_ms > 0 {
         transport.keep_alive_interval(Some(limits.keep_alive()));
     }
-    // Incoming: a frame may be up to max_frame_len on a stream; leave room for a few.
-    let frame = u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX);
-    let stream_window = frame.saturating_mul(2).max(256 * 1024);
-    transport.stream_receive_window(VarInt::from_u32(stream_window));
-    transport.receive_window(VarInt::from_u32(stream_window.saturating_mul(8)));
+    transport.stream_receive_window(VarInt::from_u32(stream_window(limits)));
+    transport.receive_window(VarInt::from_u32(connection_window(limits)));
     // Outgoing: unacknowledged bytes per connection; the relay's own queues hold the rest,
     // where they are bounded and their drops counted.
     transport.send_window(4 * 1024 * 1024);

@@ -342,7 +342,7 @@ async fn connections_per_address_are_bounded() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn address_validation_with_retry_still_admits() -> anyhow::Result<()> {
     let relay = relay_with(Limits {
-        address_validation: true,
+        address_validation: sealroom_relay::config::AddressValidation::Always,
         ..Limits::default().unlimited_rates()
     })
     .await;
