@@ -274,8 +274,9 @@ pub struct Limits {
     /// Bytes of video queued towards one connection over all its groups; a group that
     /// would go over is reset like one over its own bound (default 8 MiB).
     pub video_queue_bytes: usize,
-    /// Video groups of one track open at once towards one connection; opening another
-    /// resets the oldest (default 3).
+    /// Video groups of one track the relay remembers towards one connection (open or
+    /// finished); a newer group finishes or resets the oldest remembered, and a group older
+    /// than all of them is dropped as late (default 3).
     pub max_open_groups_per_track: usize,
     /// Bytes of reliable data queued towards one connection; past it the member is removed
     /// with `SlowConsumer` (default 1 MiB).
