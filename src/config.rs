@@ -473,15 +473,15 @@ impl FileConfig {
         let limits: Limits = toml::Value::Table(self.limits.clone())
             .try_into()
             .map_err(|err| anyhow::anyhow!("[limits]: {err}"))?;
+        limits
+            .validate()
+            .map_err(|err| anyhow::anyhow!("[limits] {err}"))?;
         if self.apps.is_empty() {
             bail!(
                 "no apps configured: add an [[apps]] section with its ticket secrets, or pass \
                  --app app:kid:secret (SEALROOM_APPS)"
             );
         }
-        limits
-            .validate()
-            .map_err(|err| anyhow::anyhow!("[limits] {err}"))?;
         let mut apps = Vec::with_capacity(self.apps.len());
         for section in &self.apps {
             if section.app.is_empty() {
