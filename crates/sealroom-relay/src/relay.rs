@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
-use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId, TrackId};
+use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId};
 use sealroom_frame::stream::{DeframeError, Deframer};
 use sealroom_frame::transport::StreamCode;
 use tokio::sync::Notify;
@@ -23,11 +23,14 @@ use crate::core::{
     Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
 use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
-use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
-use crate::outbox::{Forwarded, Outbox, Pushed};
 use crate::tls::{self, Identity, StartError};
+use crate::transport::ingress::{
+    BudgetChange, BudgetShare, FrameDeadline, GroupInFlight, GroupTracker, IncomingBudget,
+    MediaStreamReader, StreamError,
+};
+use crate::transport::{Forwarded, Outbox, Pushed};
 
 /// A test hook that sees what the relay receives from clients, each byte once
 /// ([`Relay::set_payload_tap`]).
@@ -282,7 +285,7 @@ impl Shared {
             match outbox.push(&frame) {
                 Pushed::SlowConsumer => slow.push(outbox.id),
                 Pushed::Stale => stale.push(outbox.id),
-                Pushed::Queued | Pushed::Dropped => {}
+                Pushed::Queued | Pushed::SendNow | Pushed::Dropped => {}
             }
         }
         if !stale.is_empty() {
@@ -764,7 +767,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
         }
         state.flush();
     }
-    let incoming_buffered = Arc::new(AtomicUsize::new(0));
+    let incoming_buffered = Arc::new(IncomingBudget::new(shared.limits.max_incoming_buffer_bytes));
     let mut reason = tokio::select! {
         reason = read_control(&shared, id, recv, &conn) => reason,
         reason = read_datagrams(&shared, id, &conn) => reason,
@@ -887,7 +890,7 @@ async fn accept_streams(
     shared: &Arc<Shared>,
     id: ConnId,
     conn: &quinn::Connection,
-    buffered: &Arc<AtomicUsize>,
+    buffered: &Arc<IncomingBudget>,
 ) -> LeaveReason {
     loop {
         match conn.accept_uni().await {
@@ -902,8 +905,8 @@ async fn accept_streams(
                 tokio::spawn(
                     async move {
                         let mut budget = Budget {
-                            shared: &buffered,
-                            mine: 0,
+                            budget: &buffered,
+                            share: BudgetShare::default(),
                             metrics: &shared.metrics,
                         };
                         read_media_stream(&shared, id, recv, &mut budget).await;
@@ -916,54 +919,42 @@ async fn accept_streams(
     }
 }
 
-/// The video group an incoming stream is carrying, and where its frames went.
-struct GroupInFlight {
-    sender: MemberId,
-    track: TrackId,
-    group: u32,
-    receivers: Vec<Arc<Outbox>>,
-}
-
-impl GroupInFlight {
-    fn end(&self, reset: bool) {
-        for outbox in &self.receivers {
-            outbox.end_group(self.sender, self.track, self.group, reset);
-        }
+/// The end (`reset`: abandonment) of a video group reaches every receiver it went to.
+fn end_group(group: &GroupInFlight<Arc<Outbox>>, reset: bool) {
+    for outbox in &group.receivers {
+        outbox.end_group(group.sender, group.track, group.group, reset);
     }
 }
 
-/// One stream's share of its connection's buffer of incomplete incoming frames; given back
-/// when the stream ends.
+/// One stream's share of its connection's [`IncomingBudget`], counted in the metrics and
+/// given back when the stream ends.
 struct Budget<'a> {
-    shared: &'a AtomicUsize,
-    mine: usize,
+    budget: &'a IncomingBudget,
+    share: BudgetShare,
     metrics: &'a Metrics,
 }
 
 impl Budget<'_> {
-    /// Account for the stream now buffering `now` bytes; `false` when the connection's
-    /// total would exceed `limit`.
-    fn set(&mut self, now: usize, limit: usize) -> bool {
-        if now >= self.mine {
-            let more = now - self.mine;
-            let total = self.shared.fetch_add(more, Ordering::Relaxed) + more;
-            self.metrics.incoming_buffered(more);
-            self.mine = now;
-            total <= limit
-        } else {
-            let less = self.mine - now;
-            self.shared.fetch_sub(less, Ordering::Relaxed);
-            self.metrics.incoming_released(less);
-            self.mine = now;
-            true
+    /// The stream now holds `buffered` bytes; `false` when the connection's total is over
+    /// its limit.
+    fn set(&mut self, buffered: usize) -> bool {
+        match self.share.update(self.budget, buffered) {
+            BudgetChange::Grew { by, over } => {
+                self.metrics.incoming_buffered(by);
+                !over
+            }
+            BudgetChange::Shrank { by } => {
+                self.metrics.incoming_released(by);
+                true
+            }
         }
     }
 }
 
 impl Drop for Budget<'_> {
     fn drop(&mut self) {
-        self.shared.fetch_sub(self.mine, Ordering::Relaxed);
-        self.metrics.incoming_released(self.mine);
+        let released = self.share.release(self.budget);
+        self.metrics.incoming_released(released);
     }
 }
 
@@ -979,7 +970,7 @@ async fn read_media_stream(
         Instant::now(),
     );
     let mut targets = Vec::new();
-    let mut group: Option<GroupInFlight> = None;
+    let mut group = GroupTracker::new();
     let refusal = loop {
         let read = recv.read_chunk(READ_CHUNK, true);
         let read = match reader.deadline() {
@@ -1000,14 +991,14 @@ async fn read_media_stream(
                 if reader.finish().is_err() {
                     shared.metrics.frame_dropped(DropReason::Malformed);
                 }
-                if let Some(group) = &group {
-                    group.end(false);
+                if let Some(group) = group.take() {
+                    end_group(&group, false);
                 }
                 return;
             }
             Err(ReadError::Reset(_)) => {
-                if let Some(group) = &group {
-                    group.end(true);
+                if let Some(group) = group.take() {
+                    end_group(&group, true);
                 }
                 return;
             }
@@ -1024,8 +1015,11 @@ async fn read_media_stream(
                     let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
                         continue;
                     };
-                    if envelope.kind == MediaKind::Video {
-                        track_group(&mut group, &envelope, &targets);
+                    if envelope.kind == MediaKind::Video
+                        && let Some(ended) =
+                            group.handle_frame(&envelope, &targets, |a, b| a.id == b.id)
+                    {
+                        end_group(&ended, false);
                     }
                 }
                 Ok(None) => break Ok(()),
@@ -1035,16 +1029,13 @@ async fn read_media_stream(
         if let Err(err) = polled {
             break err;
         }
-        if !budget.set(
-            reader.buffered_len(),
-            shared.limits.max_incoming_buffer_bytes,
-        ) {
+        if !budget.set(reader.buffered_len()) {
             // Too many incomplete frames held for this connection (a peer trickling
             // frames that never complete): this stream goes.
             shared.metrics.frame_dropped(DropReason::Backlog);
             let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-            if let Some(group) = &group {
-                group.end(true);
+            if let Some(group) = group.take() {
+                end_group(&group, true);
             }
             return;
         }
@@ -1060,34 +1051,8 @@ async fn read_media_stream(
         }
     }
     let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-    if let Some(group) = &group {
-        group.end(true);
-    }
-}
-
-/// Follow which video group an incoming stream carries and which receivers its frames
-/// went to, so that the end (or reset) of the stream reaches them.
-fn track_group(group: &mut Option<GroupInFlight>, envelope: &Envelope, targets: &[Arc<Outbox>]) {
-    let same = group.as_ref().is_some_and(|g| {
-        g.sender == envelope.sender && g.track == envelope.track && g.group == envelope.group
-    });
-    if !same {
-        if let Some(previous) = group.take() {
-            previous.end(false);
-        }
-        *group = Some(GroupInFlight {
-            sender: envelope.sender,
-            track: envelope.track,
-            group: envelope.group,
-            receivers: Vec::new(),
-        });
-    }
-    if let Some(group) = group {
-        for outbox in targets {
-            if !group.receivers.iter().any(|o| o.id == outbox.id) {
-                group.receivers.push(Arc::clone(outbox));
-            }
-        }
+    if let Some(group) = group.take() {
+        end_group(&group, true);
     }
 }
 
