@@ -439,4 +439,82 @@ mod tests {
         assert!(frames(&mut reader, t0).is_empty());
         assert!(matches!(reader.finish(), Err(StreamError::Framing(_))));
     }
+
+    #[test]
+    fn the_incoming_budget_is_shared_by_the_streams_of_a_connection() {
+        let budget = IncomingBudget::new(100);
+        let mut one = BudgetShare::default();
+        let mut two = BudgetShare::default();
+        assert_eq!(
+            one.update(&budget, 60),
+            BudgetChange::Grew {
+                by: 60,
+                over: false
+            }
+        );
+        // Growing from 60 to 70 charges 10 more, not 70.
+        assert_eq!(
+            one.update(&budget, 70),
+            BudgetChange::Grew {
+                by: 10,
+                over: false
+            }
+        );
+        assert_eq!(
+            two.update(&budget, 30),
+            BudgetChange::Grew {
+                by: 30,
+                over: false
+            }
+        );
+        assert_eq!(budget.held(), 100);
+        assert_eq!(
+            two.update(&budget, 31),
+            BudgetChange::Grew { by: 1, over: true },
+            "one byte past the connection's limit"
+        );
+        // A frame completes: the stream holds less.
+        assert_eq!(one.update(&budget, 0), BudgetChange::Shrank { by: 70 });
+        assert_eq!(budget.held(), 31);
+        assert_eq!(two.release(&budget), 31);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(two.release(&budget), 0, "given back once");
+    }
+
+    fn video(group: u32, track: TrackId) -> Envelope {
+        Envelope {
+            kind: sealroom_frame::envelope::MediaKind::Video,
+            flags: sealroom_frame::envelope::Flags::empty(),
+            sender: 3,
+            track,
+            group,
+            seq: 0,
+            timestamp_us: 0,
+        }
+    }
+
+    #[test]
+    fn a_stream_ends_the_group_it_carried_when_another_starts() {
+        let mut groups = GroupTracker::new();
+        let same = |a: &u64, b: &u64| a == b;
+        assert!(groups.handle_frame(&video(1, 1), &[10, 11], same).is_none());
+        // Later frames of the group reach more receivers; each is remembered once.
+        assert!(groups.handle_frame(&video(1, 1), &[11, 12], same).is_none());
+        let ended = groups
+            .handle_frame(&video(2, 1), &[10], same)
+            .expect("group 1 ends");
+        assert_eq!((ended.sender, ended.track, ended.group), (3, 1, 1));
+        assert_eq!(ended.receivers, vec![10, 11, 12]);
+        // Another track on the same stream is another group too.
+        let ended = groups
+            .handle_frame(&video(2, 2), &[], same)
+            .expect("group 2 of track 1 ends");
+        assert_eq!(
+            (ended.track, ended.group, ended.receivers),
+            (1, 2, vec![10])
+        );
+        let last = groups.take().expect("the stream carried a group");
+        assert_eq!((last.track, last.group), (2, 2));
+        assert!(groups.take().is_none());
+    }
 }
