@@ -1,0 +1,216 @@
+//! The media side of one connection's task: datagrams and incoming unidirectional streams,
+//! read and handed to forwarding. The decisions are the I/O-free
+//! [`MediaStreamReader`], [`IncomingBudget`] and [`GroupTracker`]; this file carries them
+//! out on quinn (stop a stream with a code, end a video group at its receivers).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use quinn::{ReadError, VarInt};
+use sealroom_frame::control::LeaveReason;
+use sealroom_frame::envelope::MediaKind;
+use sealroom_frame::transport::StreamCode;
+use tracing::Instrument;
+
+use super::{READ_CHUNK, Shared, leave_reason};
+use crate::core::{ConnId, DropReason, Violation};
+use crate::metrics::Metrics;
+use crate::transport::Outbox;
+use crate::transport::ingress::{
+    BudgetChange, BudgetShare, GroupInFlight, GroupTracker, IncomingBudget, MediaStreamReader,
+    StreamError,
+};
+
+/// Drop datagrams a connection sends before its control stream, counted as `not_joined`;
+/// returns when the connection ends.
+pub(super) async fn discard_datagrams(shared: &Shared, conn: &quinn::Connection) {
+    while conn.read_datagram().await.is_ok() {
+        shared.metrics.frame_dropped(DropReason::NotJoined);
+    }
+}
+
+pub(super) async fn read_datagrams(
+    shared: &Shared,
+    id: ConnId,
+    conn: &quinn::Connection,
+) -> LeaveReason {
+    let mut targets = Vec::new();
+    loop {
+        match conn.read_datagram().await {
+            Ok(bytes) => {
+                shared.forward(id, bytes, &mut targets);
+            }
+            Err(err) => return leave_reason(&err),
+        }
+    }
+}
+
+pub(super) async fn accept_streams(
+    shared: &Arc<Shared>,
+    id: ConnId,
+    conn: &quinn::Connection,
+    buffered: &Arc<IncomingBudget>,
+) -> LeaveReason {
+    loop {
+        match conn.accept_uni().await {
+            Ok(mut recv) => {
+                if !shared.incoming_stream(id) {
+                    // Over the stream opening rate: refused before it costs anything.
+                    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+                    continue;
+                }
+                let shared = Arc::clone(shared);
+                let buffered = Arc::clone(buffered);
+                tokio::spawn(
+                    async move {
+                        let mut budget = Budget {
+                            budget: &buffered,
+                            share: BudgetShare::default(),
+                            metrics: &shared.metrics,
+                        };
+                        read_media_stream(&shared, id, recv, &mut budget).await;
+                    }
+                    .instrument(tracing::Span::current()),
+                );
+            }
+            Err(err) => return leave_reason(&err),
+        }
+    }
+}
+
+/// The end (`reset`: abandonment) of a video group reaches every receiver it went to.
+fn end_group(group: &GroupInFlight<Arc<Outbox>>, reset: bool) {
+    for outbox in &group.receivers {
+        outbox.end_group(group.sender, group.track, group.group, reset);
+    }
+}
+
+/// One stream's share of its connection's [`IncomingBudget`], counted in the metrics and
+/// given back when the stream ends.
+struct Budget<'a> {
+    budget: &'a IncomingBudget,
+    share: BudgetShare,
+    metrics: &'a Metrics,
+}
+
+impl Budget<'_> {
+    /// The stream now holds `buffered` bytes; `false` when the connection's total is over
+    /// its limit.
+    fn set(&mut self, buffered: usize) -> bool {
+        match self.share.update(self.budget, buffered) {
+            BudgetChange::Grew { by, over } => {
+                self.metrics.incoming_buffered(by);
+                !over
+            }
+            BudgetChange::Shrank { by } => {
+                self.metrics.incoming_released(by);
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Budget<'_> {
+    fn drop(&mut self) {
+        let released = self.share.release(self.budget);
+        self.metrics.incoming_released(released);
+    }
+}
+
+async fn read_media_stream(
+    shared: &Shared,
+    id: ConnId,
+    mut recv: quinn::RecvStream,
+    budget: &mut Budget<'_>,
+) {
+    let mut reader = MediaStreamReader::new(
+        shared.limits.max_frame_len,
+        shared.limits.incomplete_frame_timeout(),
+        Instant::now(),
+    );
+    let mut targets = Vec::new();
+    let mut group = GroupTracker::new();
+    let refusal = loop {
+        let read = recv.read_chunk(READ_CHUNK, true);
+        let read = match reader.deadline() {
+            Some(at) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
+                    Ok(read) => read,
+                    Err(_) => match reader.handle_timeout(Instant::now()) {
+                        Ok(()) => continue,
+                        Err(err) => break err,
+                    },
+                }
+            }
+            None => read.await,
+        };
+        let chunk = match read {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => {
+                if reader.finish().is_err() {
+                    shared.metrics.frame_dropped(DropReason::Malformed);
+                }
+                if let Some(group) = group.take() {
+                    end_group(&group, false);
+                }
+                return;
+            }
+            Err(ReadError::Reset(_)) => {
+                if let Some(group) = group.take() {
+                    end_group(&group, true);
+                }
+                return;
+            }
+            Err(_) => return,
+        };
+        // Not tapped here: every frame the chunks complete is tapped once, in `forward`.
+        if let Err(err) = reader.handle_chunk(chunk) {
+            break err;
+        }
+        let now = Instant::now();
+        let polled = loop {
+            match reader.poll_frame(now) {
+                Ok(Some(bytes)) => {
+                    let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
+                        continue;
+                    };
+                    if envelope.kind == MediaKind::Video
+                        && let Some(ended) =
+                            group.handle_frame(&envelope, &targets, |a, b| a.id == b.id)
+                    {
+                        end_group(&ended, false);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        };
+        if let Err(err) = polled {
+            break err;
+        }
+        if !budget.set(reader.buffered_len()) {
+            // Too many incomplete frames held for this connection (a peer trickling
+            // frames that never complete): this stream goes.
+            shared.metrics.frame_dropped(DropReason::Backlog);
+            let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+            if let Some(group) = group.take() {
+                end_group(&group, true);
+            }
+            return;
+        }
+    };
+    match refusal {
+        StreamError::Oversize { .. } => shared.oversize(id),
+        StreamError::Stalled => {
+            tracing::debug!("a frame on a media stream never completed");
+            shared.metrics.violation(Violation::StalledFrame);
+        }
+        StreamError::UnknownType(_) | StreamError::Framing(_) => {
+            shared.metrics.frame_dropped(DropReason::Malformed);
+        }
+    }
+    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+    if let Some(group) = group.take() {
+        end_group(&group, true);
+    }
+}
