@@ -276,7 +276,15 @@ impl Shared {
         if targets.is_empty() {
             return Some(envelope);
         }
-        let frame = Forwarded::new(bytes, envelope, now.instant);
+        self.deliver(Forwarded::new(bytes, envelope, now.instant), targets, now);
+        Some(envelope)
+    }
+
+    /// Queue `frame` to each of `targets`, and act on what their egress says: a receiver
+    /// behind on a video group gets a keyframe asked for on its behalf, a receiver that
+    /// cannot keep up with reliable data is removed.
+    fn deliver(&self, frame: Forwarded, targets: &[Arc<Outbox>], now: Now) {
+        let envelope = &frame.envelope;
         let mut slow = Vec::new();
         let mut stale = Vec::new();
         for outbox in targets.iter() {
@@ -307,7 +315,6 @@ impl Shared {
                 "reliable data backlog over the limit",
             );
         }
-        Some(envelope)
     }
 
     /// `conn` sent bytes that do not decode as a frame: charged to its bad-frame budget.

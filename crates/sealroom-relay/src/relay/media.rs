@@ -117,100 +117,136 @@ impl Drop for Budget<'_> {
     }
 }
 
+/// What reading an incoming media stream came to.
+enum Read {
+    /// The next chunk.
+    Chunk(bytes::Bytes),
+    /// The peer finished the stream (`clean`) or reset it.
+    Ended { clean: bool },
+    /// The connection is gone.
+    Gone,
+    /// The stream must be refused.
+    Refused(StreamError),
+}
+
+/// One incoming media stream being read: its I/O-free reader and the video group it carries.
+struct MediaStream<'a> {
+    shared: &'a Shared,
+    id: ConnId,
+    reader: MediaStreamReader,
+    targets: Vec<Arc<Outbox>>,
+    group: GroupTracker<Arc<Outbox>>,
+}
+
+impl MediaStream<'_> {
+    /// The next chunk, or how the stream ended, waiting no longer than the reader's
+    /// deadline for a frame in progress.
+    async fn read(&mut self, recv: &mut quinn::RecvStream) -> Read {
+        loop {
+            let read = recv.read_chunk(READ_CHUNK, true);
+            let read = match self.reader.deadline() {
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    match tokio::time::timeout_at(at, read).await {
+                        Ok(read) => read,
+                        Err(_) => match self.reader.handle_timeout(Instant::now()) {
+                            Ok(()) => continue,
+                            Err(err) => return Read::Refused(err),
+                        },
+                    }
+                }
+                None => read.await,
+            };
+            return match read {
+                Ok(Some(chunk)) => Read::Chunk(chunk.bytes),
+                Ok(None) => {
+                    if self.reader.finish().is_err() {
+                        self.shared.metrics.frame_dropped(DropReason::Malformed);
+                    }
+                    Read::Ended { clean: true }
+                }
+                Err(ReadError::Reset(_)) => Read::Ended { clean: false },
+                Err(_) => Read::Gone,
+            };
+        }
+    }
+
+    /// Take in a chunk and forward every frame it completes.
+    fn handle_chunk(&mut self, chunk: bytes::Bytes) -> Result<(), StreamError> {
+        // Not tapped here: every frame the chunks complete is tapped once, in `forward`.
+        self.reader.handle_chunk(chunk)?;
+        let now = Instant::now();
+        while let Some(bytes) = self.reader.poll_frame(now)? {
+            let Some(envelope) = self.shared.forward(self.id, bytes, &mut self.targets) else {
+                continue;
+            };
+            if envelope.kind == MediaKind::Video
+                && let Some(ended) = self
+                    .group
+                    .handle_frame(&envelope, &self.targets, |a, b| a.id == b.id)
+            {
+                end_group(&ended, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: the group it carried ends at its receivers (reset unless `clean`).
+    fn end(&mut self, clean: bool) {
+        if let Some(group) = self.group.take() {
+            end_group(&group, !clean);
+        }
+    }
+
+    /// Count why the stream is refused.
+    fn count_refusal(&self, refusal: &StreamError) {
+        match refusal {
+            StreamError::Oversize { .. } => self.shared.oversize(self.id),
+            StreamError::Stalled => {
+                tracing::debug!("a frame on a media stream never completed");
+                self.shared.metrics.violation(Violation::StalledFrame);
+            }
+            StreamError::UnknownType(_) | StreamError::Framing(_) => {
+                self.shared.metrics.frame_dropped(DropReason::Malformed);
+            }
+        }
+    }
+}
+
 async fn read_media_stream(
     shared: &Shared,
     id: ConnId,
     mut recv: quinn::RecvStream,
     budget: &mut Budget<'_>,
 ) {
-    let mut reader = MediaStreamReader::new(
-        shared.limits.max_frame_len,
-        shared.limits.incomplete_frame_timeout(),
-        Instant::now(),
-    );
-    let mut targets = Vec::new();
-    let mut group = GroupTracker::new();
-    let refusal = loop {
-        let read = recv.read_chunk(READ_CHUNK, true);
-        let read = match reader.deadline() {
-            Some(at) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
-                    Ok(read) => read,
-                    Err(_) => match reader.handle_timeout(Instant::now()) {
-                        Ok(()) => continue,
-                        Err(err) => break err,
-                    },
-                }
-            }
-            None => read.await,
+    let mut stream = MediaStream {
+        shared,
+        id,
+        reader: MediaStreamReader::new(
+            shared.limits.max_frame_len,
+            shared.limits.incomplete_frame_timeout(),
+            Instant::now(),
+        ),
+        targets: Vec::new(),
+        group: GroupTracker::new(),
+    };
+    loop {
+        let refusal = match stream.read(&mut recv).await {
+            Read::Chunk(chunk) => stream.handle_chunk(chunk).err(),
+            Read::Ended { clean } => return stream.end(clean),
+            Read::Gone => return,
+            Read::Refused(err) => Some(err),
         };
-        let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => {
-                if reader.finish().is_err() {
-                    shared.metrics.frame_dropped(DropReason::Malformed);
-                }
-                if let Some(group) = group.take() {
-                    end_group(&group, false);
-                }
-                return;
-            }
-            Err(ReadError::Reset(_)) => {
-                if let Some(group) = group.take() {
-                    end_group(&group, true);
-                }
-                return;
-            }
-            Err(_) => return,
-        };
-        // Not tapped here: every frame the chunks complete is tapped once, in `forward`.
-        if let Err(err) = reader.handle_chunk(chunk) {
-            break err;
-        }
-        let now = Instant::now();
-        let polled = loop {
-            match reader.poll_frame(now) {
-                Ok(Some(bytes)) => {
-                    let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
-                        continue;
-                    };
-                    if envelope.kind == MediaKind::Video
-                        && let Some(ended) =
-                            group.handle_frame(&envelope, &targets, |a, b| a.id == b.id)
-                    {
-                        end_group(&ended, false);
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(err),
-            }
-        };
-        if let Err(err) = polled {
-            break err;
-        }
-        if !budget.set(reader.buffered_len()) {
+        if let Some(refusal) = &refusal {
+            stream.count_refusal(refusal);
+        } else if !budget.set(stream.reader.buffered_len()) {
             // Too many incomplete frames held for this connection (a peer trickling
             // frames that never complete): this stream goes.
             shared.metrics.frame_dropped(DropReason::Backlog);
-            let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-            if let Some(group) = group.take() {
-                end_group(&group, true);
-            }
-            return;
+        } else {
+            continue;
         }
-    };
-    match refusal {
-        StreamError::Oversize { .. } => shared.oversize(id),
-        StreamError::Stalled => {
-            tracing::debug!("a frame on a media stream never completed");
-            shared.metrics.violation(Violation::StalledFrame);
-        }
-        StreamError::UnknownType(_) | StreamError::Framing(_) => {
-            shared.metrics.frame_dropped(DropReason::Malformed);
-        }
-    }
-    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-    if let Some(group) = group.take() {
-        end_group(&group, true);
+        let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+        return stream.end(false);
     }
 }
