@@ -76,6 +76,25 @@ fn opened(actions: &[Action]) -> Vec<(StreamId, i32)> {
         .collect()
 }
 
+/// An egress under `limits` after `frames` were pushed with room on the datagram path, and
+/// the actions it asked for.
+fn pushed(limits: Limits, frames: &[Forwarded]) -> (Egress, Vec<Action>) {
+    let mut egress = Egress::new(limits);
+    for frame in frames {
+        let _ = egress.push(frame, &ROOMY);
+    }
+    let asked = actions(&mut egress);
+    (egress, asked)
+}
+
+/// Limits that keep `groups` video groups per track.
+fn keeping(groups: usize) -> Limits {
+    Limits {
+        max_open_groups_per_track: groups,
+        ..Limits::default()
+    }
+}
+
 /// Every frame the writer of `stream` has to write now, then what it does after them
 /// (`None`: wait).
 fn drain(egress: &mut Egress, stream: StreamId) -> (Vec<u32>, Option<StreamWrite>) {
@@ -231,14 +250,7 @@ fn a_group_read_after_a_newer_one_is_forwarded_below_it_not_late() {
 
 #[test]
 fn a_group_older_than_every_group_remembered_is_late() {
-    let limits = Limits {
-        max_open_groups_per_track: 2,
-        ..Limits::default()
-    };
-    let mut egress = Egress::new(limits);
-    egress.push(&video(10, 0, 100), &ROOMY);
-    egress.push(&video(11, 0, 100), &ROOMY);
-    actions(&mut egress);
+    let (mut egress, _) = pushed(keeping(2), &[video(10, 0, 100), video(11, 0, 100)]);
     assert_eq!(egress.push(&video(9, 0, 100), &ROOMY), Pushed::Dropped);
     assert_eq!(
         drops(&actions(&mut egress)),
@@ -248,14 +260,8 @@ fn a_group_older_than_every_group_remembered_is_late() {
 
 #[test]
 fn a_newer_group_resets_a_stale_group_the_receiver_is_behind_on() {
-    let limits = Limits {
-        max_open_groups_per_track: 1,
-        ..Limits::default()
-    };
-    let mut egress = Egress::new(limits);
-    egress.push(&video(1, 0, 100), &ROOMY);
-    egress.push(&video(1, 1, 100), &ROOMY);
-    let old = opened(&actions(&mut egress))[0].0;
+    let (mut egress, asked) = pushed(keeping(1), &[video(1, 0, 100), video(1, 1, 100)]);
+    let old = opened(&asked)[0].0;
     // The receiver has not read group 1 at all when group 2 starts.
     assert_eq!(egress.push(&video(2, 0, 100), &ROOMY), Pushed::Queued);
     assert!(actions(&mut egress).contains(&Action::Wake(old)));
@@ -273,14 +279,8 @@ fn a_newer_group_resets_a_stale_group_the_receiver_is_behind_on() {
 
 #[test]
 fn a_group_still_being_delivered_is_finished_not_reset() {
-    let limits = Limits {
-        max_open_groups_per_track: 1,
-        ..Limits::default()
-    };
-    let mut egress = Egress::new(limits);
-    egress.push(&video(1, 0, 100), &ROOMY);
-    egress.push(&video(1, 1, 100), &ROOMY);
-    let old = opened(&actions(&mut egress))[0].0;
+    let (mut egress, asked) = pushed(keeping(1), &[video(1, 0, 100), video(1, 1, 100)]);
+    let old = opened(&asked)[0].0;
     // The writer has taken both frames and is writing the last one when group 2
     // starts: the receiver keeps up, so group 1 must arrive whole.
     assert_eq!(drain(&mut egress, old).0, vec![0, 1]);
