@@ -9,8 +9,10 @@
 //!   that tests and benches drive without a network;
 //! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
 //!   (Retry) or refuses, before it keeps any state for them;
-//! - [`incoming`]: reading what clients send on their streams, without I/O: the media
-//!   stream type, framing, and the deadline of a frame in progress (slowloris);
+//! - [`transport`]: what goes in and out of a connection, decided without I/O (the media
+//!   stream reader and frame deadline in [`transport::ingress`], also reachable as
+//!   [`incoming`]; the outbound queues and the slow-receiver policy), and the driver that
+//!   carries it out on quinn;
 //! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
 //! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
 //!   datagrams (see `docs/TRANSPORT.md`);
@@ -97,16 +99,17 @@ pub mod config;
 pub mod core;
 pub mod gate;
 pub mod http; // operations: internal listener
-pub mod incoming;
 mod listener;
 pub mod mask; // operations: id masking for logs
 pub mod metrics;
-mod outbox;
 pub mod ratelimit;
 mod relay;
 pub mod sla; // operations: join success rate
 pub mod ticket;
 mod tls;
+pub mod transport;
+
+pub use transport::ingress as incoming;
 
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,

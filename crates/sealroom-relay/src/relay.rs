@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
-use sealroom_frame::envelope::{Envelope, FrameRef, MediaKind, MemberId, TrackId};
+use sealroom_frame::envelope::{Envelope, FrameRef, MemberId};
 use sealroom_frame::stream::{DeframeError, Deframer};
-use sealroom_frame::transport::StreamCode;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -23,11 +22,13 @@ use crate::core::{
     Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
 use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
-use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
-use crate::outbox::{Forwarded, Outbox, Pushed};
 use crate::tls::{self, Identity, StartError};
+use crate::transport::ingress::{FrameDeadline, IncomingBudget};
+use crate::transport::{Forwarded, Outbox, Pushed};
+
+mod media;
 
 /// A test hook that sees what the relay receives from clients, each byte once
 /// ([`Relay::set_payload_tap`]).
@@ -275,14 +276,22 @@ impl Shared {
         if targets.is_empty() {
             return Some(envelope);
         }
-        let frame = Forwarded::new(bytes, envelope, now.instant);
+        self.deliver(Forwarded::new(bytes, envelope, now.instant), targets, now);
+        Some(envelope)
+    }
+
+    /// Queue `frame` to each of `targets`, and act on what their egress says: a receiver
+    /// behind on a video group gets a keyframe asked for on its behalf, a receiver that
+    /// cannot keep up with reliable data is removed.
+    fn deliver(&self, frame: Forwarded, targets: &[Arc<Outbox>], now: Now) {
+        let envelope = &frame.envelope;
         let mut slow = Vec::new();
         let mut stale = Vec::new();
         for outbox in targets.iter() {
             match outbox.push(&frame) {
                 Pushed::SlowConsumer => slow.push(outbox.id),
                 Pushed::Stale => stale.push(outbox.id),
-                Pushed::Queued | Pushed::Dropped => {}
+                Pushed::Queued | Pushed::SendNow | Pushed::Dropped => {}
             }
         }
         if !stale.is_empty() {
@@ -306,7 +315,6 @@ impl Shared {
                 "reliable data backlog over the limit",
             );
         }
-        Some(envelope)
     }
 
     /// `conn` sent bytes that do not decode as a frame: charged to its bad-frame budget.
@@ -724,7 +732,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     let control = tokio::select! {
         control = tokio::time::timeout_at(deadline, conn.accept_bi()) => control,
         // Datagrams before the control stream are dropped as they come, never buffered.
-        () = discard_datagrams(&shared, &conn) => return,
+        () = media::discard_datagrams(&shared, &conn) => return,
     };
     let (send, recv) = match control {
         Ok(Ok(streams)) => streams,
@@ -764,11 +772,11 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
         }
         state.flush();
     }
-    let incoming_buffered = Arc::new(AtomicUsize::new(0));
+    let incoming_buffered = Arc::new(IncomingBudget::new(shared.limits.max_incoming_buffer_bytes));
     let mut reason = tokio::select! {
         reason = read_control(&shared, id, recv, &conn) => reason,
-        reason = read_datagrams(&shared, id, &conn) => reason,
-        reason = accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
+        reason = media::read_datagrams(&shared, id, &conn) => reason,
+        reason = media::accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
     };
     if let Some(violation) = conn.close_reason().as_ref().and_then(quic_violation) {
         // quinn closed the connection because the peer broke QUIC (more streams than the
@@ -860,234 +868,6 @@ async fn read_control(
             }
         }
         deadline.update(completed, deframer.buffered_len() > 0, Instant::now());
-    }
-}
-
-/// Drop datagrams a connection sends before its control stream, counted as `not_joined`;
-/// returns when the connection ends.
-async fn discard_datagrams(shared: &Shared, conn: &quinn::Connection) {
-    while conn.read_datagram().await.is_ok() {
-        shared.metrics.frame_dropped(DropReason::NotJoined);
-    }
-}
-
-async fn read_datagrams(shared: &Shared, id: ConnId, conn: &quinn::Connection) -> LeaveReason {
-    let mut targets = Vec::new();
-    loop {
-        match conn.read_datagram().await {
-            Ok(bytes) => {
-                shared.forward(id, bytes, &mut targets);
-            }
-            Err(err) => return leave_reason(&err),
-        }
-    }
-}
-
-async fn accept_streams(
-    shared: &Arc<Shared>,
-    id: ConnId,
-    conn: &quinn::Connection,
-    buffered: &Arc<AtomicUsize>,
-) -> LeaveReason {
-    loop {
-        match conn.accept_uni().await {
-            Ok(mut recv) => {
-                if !shared.incoming_stream(id) {
-                    // Over the stream opening rate: refused before it costs anything.
-                    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-                    continue;
-                }
-                let shared = Arc::clone(shared);
-                let buffered = Arc::clone(buffered);
-                tokio::spawn(
-                    async move {
-                        let mut budget = Budget {
-                            shared: &buffered,
-                            mine: 0,
-                            metrics: &shared.metrics,
-                        };
-                        read_media_stream(&shared, id, recv, &mut budget).await;
-                    }
-                    .instrument(tracing::Span::current()),
-                );
-            }
-            Err(err) => return leave_reason(&err),
-        }
-    }
-}
-
-/// The video group an incoming stream is carrying, and where its frames went.
-struct GroupInFlight {
-    sender: MemberId,
-    track: TrackId,
-    group: u32,
-    receivers: Vec<Arc<Outbox>>,
-}
-
-impl GroupInFlight {
-    fn end(&self, reset: bool) {
-        for outbox in &self.receivers {
-            outbox.end_group(self.sender, self.track, self.group, reset);
-        }
-    }
-}
-
-/// One stream's share of its connection's buffer of incomplete incoming frames; given back
-/// when the stream ends.
-struct Budget<'a> {
-    shared: &'a AtomicUsize,
-    mine: usize,
-    metrics: &'a Metrics,
-}
-
-impl Budget<'_> {
-    /// Account for the stream now buffering `now` bytes; `false` when the connection's
-    /// total would exceed `limit`.
-    fn set(&mut self, now: usize, limit: usize) -> bool {
-        if now >= self.mine {
-            let more = now - self.mine;
-            let total = self.shared.fetch_add(more, Ordering::Relaxed) + more;
-            self.metrics.incoming_buffered(more);
-            self.mine = now;
-            total <= limit
-        } else {
-            let less = self.mine - now;
-            self.shared.fetch_sub(less, Ordering::Relaxed);
-            self.metrics.incoming_released(less);
-            self.mine = now;
-            true
-        }
-    }
-}
-
-impl Drop for Budget<'_> {
-    fn drop(&mut self) {
-        self.shared.fetch_sub(self.mine, Ordering::Relaxed);
-        self.metrics.incoming_released(self.mine);
-    }
-}
-
-async fn read_media_stream(
-    shared: &Shared,
-    id: ConnId,
-    mut recv: quinn::RecvStream,
-    budget: &mut Budget<'_>,
-) {
-    let mut reader = MediaStreamReader::new(
-        shared.limits.max_frame_len,
-        shared.limits.incomplete_frame_timeout(),
-        Instant::now(),
-    );
-    let mut targets = Vec::new();
-    let mut group: Option<GroupInFlight> = None;
-    let refusal = loop {
-        let read = recv.read_chunk(READ_CHUNK, true);
-        let read = match reader.deadline() {
-            Some(at) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
-                    Ok(read) => read,
-                    Err(_) => match reader.handle_timeout(Instant::now()) {
-                        Ok(()) => continue,
-                        Err(err) => break err,
-                    },
-                }
-            }
-            None => read.await,
-        };
-        let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => {
-                if reader.finish().is_err() {
-                    shared.metrics.frame_dropped(DropReason::Malformed);
-                }
-                if let Some(group) = &group {
-                    group.end(false);
-                }
-                return;
-            }
-            Err(ReadError::Reset(_)) => {
-                if let Some(group) = &group {
-                    group.end(true);
-                }
-                return;
-            }
-            Err(_) => return,
-        };
-        // Not tapped here: every frame the chunks complete is tapped once, in `forward`.
-        if let Err(err) = reader.handle_chunk(chunk) {
-            break err;
-        }
-        let now = Instant::now();
-        let polled = loop {
-            match reader.poll_frame(now) {
-                Ok(Some(bytes)) => {
-                    let Some(envelope) = shared.forward(id, bytes, &mut targets) else {
-                        continue;
-                    };
-                    if envelope.kind == MediaKind::Video {
-                        track_group(&mut group, &envelope, &targets);
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(err),
-            }
-        };
-        if let Err(err) = polled {
-            break err;
-        }
-        if !budget.set(
-            reader.buffered_len(),
-            shared.limits.max_incoming_buffer_bytes,
-        ) {
-            // Too many incomplete frames held for this connection (a peer trickling
-            // frames that never complete): this stream goes.
-            shared.metrics.frame_dropped(DropReason::Backlog);
-            let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-            if let Some(group) = &group {
-                group.end(true);
-            }
-            return;
-        }
-    };
-    match refusal {
-        StreamError::Oversize { .. } => shared.oversize(id),
-        StreamError::Stalled => {
-            tracing::debug!("a frame on a media stream never completed");
-            shared.metrics.violation(Violation::StalledFrame);
-        }
-        StreamError::UnknownType(_) | StreamError::Framing(_) => {
-            shared.metrics.frame_dropped(DropReason::Malformed);
-        }
-    }
-    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
-    if let Some(group) = &group {
-        group.end(true);
-    }
-}
-
-/// Follow which video group an incoming stream carries and which receivers its frames
-/// went to, so that the end (or reset) of the stream reaches them.
-fn track_group(group: &mut Option<GroupInFlight>, envelope: &Envelope, targets: &[Arc<Outbox>]) {
-    let same = group.as_ref().is_some_and(|g| {
-        g.sender == envelope.sender && g.track == envelope.track && g.group == envelope.group
-    });
-    if !same {
-        if let Some(previous) = group.take() {
-            previous.end(false);
-        }
-        *group = Some(GroupInFlight {
-            sender: envelope.sender,
-            track: envelope.track,
-            group: envelope.group,
-            receivers: Vec::new(),
-        });
-    }
-    if let Some(group) = group {
-        for outbox in targets {
-            if !group.receivers.iter().any(|o| o.id == outbox.id) {
-                group.receivers.push(Arc::clone(outbox));
-            }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reading what a client sends on a stream, without I/O and with time as an input: the
-//! media stream's type byte, its framing, and the deadline by which a frame that has started
-//! arriving must be complete.
+//! media stream's type byte, its framing, the deadline by which a frame that has started
+//! arriving must be complete, the connection's budget of bytes held in incomplete frames,
+//! and which video group a stream carries (so its end reaches the group's receivers).
 //!
 //! The deadline is what stops a slowloris: a peer that sends the first bytes of a frame and
 //! then trickles or stops would otherwise hold a stream slot and the bytes buffered for it
@@ -8,9 +9,11 @@
 //! [`MediaStreamReader::deadline`], whichever comes first, and on the deadline calls
 //! [`MediaStreamReader::handle_timeout`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use sealroom_frame::envelope::{Envelope, MemberId, TrackId};
 use sealroom_frame::stream::{DeframeError, Deframer};
 use sealroom_frame::transport::StreamType;
 
@@ -181,6 +184,147 @@ impl MediaStreamReader {
     }
 }
 
+/// A connection's budget of bytes held in incomplete incoming frames, over all its streams
+/// (`Limits::max_incoming_buffer_bytes`); each stream holds a [`BudgetShare`] of it.
+#[derive(Debug)]
+pub(crate) struct IncomingBudget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+/// How a stream's share of the [`IncomingBudget`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BudgetChange {
+    /// The stream holds `by` bytes more; `over` when the connection's total is now past the
+    /// limit (the stream must go).
+    Grew {
+        /// Bytes more.
+        by: usize,
+        /// Whether the connection's total went past the limit.
+        over: bool,
+    },
+    /// The stream holds `by` bytes fewer (possibly none).
+    Shrank {
+        /// Bytes fewer.
+        by: usize,
+    },
+}
+
+impl IncomingBudget {
+    /// A budget of `limit` bytes, none held.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes held over all streams.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// One stream's share of its connection's [`IncomingBudget`]; give it back with
+/// [`release`](Self::release) when the stream ends.
+#[derive(Debug, Default)]
+pub(crate) struct BudgetShare {
+    mine: usize,
+}
+
+impl BudgetShare {
+    /// The stream now holds `buffered` bytes of an incomplete frame.
+    pub(crate) fn update(&mut self, budget: &IncomingBudget, buffered: usize) -> BudgetChange {
+        if buffered >= self.mine {
+            let by = buffered - self.mine;
+            let total = budget.held.fetch_add(by, Ordering::Relaxed) + by;
+            self.mine = buffered;
+            BudgetChange::Grew {
+                by,
+                over: total > budget.limit,
+            }
+        } else {
+            let by = self.mine - buffered;
+            budget.held.fetch_sub(by, Ordering::Relaxed);
+            self.mine = buffered;
+            BudgetChange::Shrank { by }
+        }
+    }
+
+    /// The stream ended: its bytes go back to the budget; returns how many.
+    pub(crate) fn release(&mut self, budget: &IncomingBudget) -> usize {
+        let mine = std::mem::take(&mut self.mine);
+        budget.held.fetch_sub(mine, Ordering::Relaxed);
+        mine
+    }
+}
+
+/// The video group an incoming stream carries and the receivers its frames went to, so that
+/// the end (or reset) of the stream reaches them.
+#[derive(Debug)]
+pub(crate) struct GroupInFlight<R> {
+    /// The publisher.
+    pub(crate) sender: MemberId,
+    /// Its track.
+    pub(crate) track: TrackId,
+    /// The group.
+    pub(crate) group: u32,
+    /// Every receiver a frame of the group went to, once each.
+    pub(crate) receivers: Vec<R>,
+}
+
+/// Which video group one incoming stream is carrying ([`GroupInFlight`]).
+#[derive(Debug)]
+pub(crate) struct GroupTracker<R> {
+    current: Option<GroupInFlight<R>>,
+}
+
+impl<R: Clone> GroupTracker<R> {
+    /// A stream that has carried no video yet.
+    pub(crate) fn new() -> Self {
+        Self { current: None }
+    }
+
+    /// A video frame of `envelope` from this stream went to `receivers` (`same` tells two
+    /// receivers apart). Returns the group the stream carried before when this frame is of
+    /// another one: that group is over, its streams towards the receivers finish.
+    pub(crate) fn handle_frame(
+        &mut self,
+        envelope: &Envelope,
+        receivers: &[R],
+        same: impl Fn(&R, &R) -> bool,
+    ) -> Option<GroupInFlight<R>> {
+        let carried = self.current.as_ref().is_some_and(|g| {
+            g.sender == envelope.sender && g.track == envelope.track && g.group == envelope.group
+        });
+        let ended = if carried {
+            None
+        } else {
+            self.current.replace(GroupInFlight {
+                sender: envelope.sender,
+                track: envelope.track,
+                group: envelope.group,
+                receivers: Vec::new(),
+            })
+        };
+        if let Some(group) = &mut self.current {
+            for receiver in receivers {
+                if !group.receivers.iter().any(|r| same(r, receiver)) {
+                    group.receivers.push(receiver.clone());
+                }
+            }
+        }
+        ended
+    }
+
+    /// The stream ended: the group it was carrying, if any. The driver finishes its streams
+    /// towards the receivers when the stream ended cleanly and resets them when it did not.
+    pub(crate) fn take(&mut self) -> Option<GroupInFlight<R>> {
+        self.current.take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
@@ -294,5 +438,83 @@ mod tests {
         reader.handle_chunk(stream.freeze()).expect("typed");
         assert!(frames(&mut reader, t0).is_empty());
         assert!(matches!(reader.finish(), Err(StreamError::Framing(_))));
+    }
+
+    #[test]
+    fn the_incoming_budget_is_shared_by_the_streams_of_a_connection() {
+        let budget = IncomingBudget::new(100);
+        let mut one = BudgetShare::default();
+        let mut two = BudgetShare::default();
+        assert_eq!(
+            one.update(&budget, 60),
+            BudgetChange::Grew {
+                by: 60,
+                over: false
+            }
+        );
+        // Growing from 60 to 70 charges 10 more, not 70.
+        assert_eq!(
+            one.update(&budget, 70),
+            BudgetChange::Grew {
+                by: 10,
+                over: false
+            }
+        );
+        assert_eq!(
+            two.update(&budget, 30),
+            BudgetChange::Grew {
+                by: 30,
+                over: false
+            }
+        );
+        assert_eq!(budget.held(), 100);
+        assert_eq!(
+            two.update(&budget, 31),
+            BudgetChange::Grew { by: 1, over: true },
+            "one byte past the connection's limit"
+        );
+        // A frame completes: the stream holds less.
+        assert_eq!(one.update(&budget, 0), BudgetChange::Shrank { by: 70 });
+        assert_eq!(budget.held(), 31);
+        assert_eq!(two.release(&budget), 31);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(two.release(&budget), 0, "given back once");
+    }
+
+    fn video(group: u32, track: TrackId) -> Envelope {
+        Envelope {
+            kind: sealroom_frame::envelope::MediaKind::Video,
+            flags: sealroom_frame::envelope::Flags::empty(),
+            sender: 3,
+            track,
+            group,
+            seq: 0,
+            timestamp_us: 0,
+        }
+    }
+
+    #[test]
+    fn a_stream_ends_the_group_it_carried_when_another_starts() {
+        let mut groups = GroupTracker::new();
+        let same = |a: &u64, b: &u64| a == b;
+        assert!(groups.handle_frame(&video(1, 1), &[10, 11], same).is_none());
+        // Later frames of the group reach more receivers; each is remembered once.
+        assert!(groups.handle_frame(&video(1, 1), &[11, 12], same).is_none());
+        let ended = groups
+            .handle_frame(&video(2, 1), &[10], same)
+            .expect("group 1 ends");
+        assert_eq!((ended.sender, ended.track, ended.group), (3, 1, 1));
+        assert_eq!(ended.receivers, vec![10, 11, 12]);
+        // Another track on the same stream is another group too.
+        let ended = groups
+            .handle_frame(&video(2, 2), &[], same)
+            .expect("group 2 of track 1 ends");
+        assert_eq!(
+            (ended.track, ended.group, ended.receivers),
+            (1, 2, vec![10])
+        );
+        let last = groups.take().expect("the stream carried a group");
+        assert_eq!((last.track, last.group), (2, 2));
+        assert!(groups.take().is_none());
     }
 }
