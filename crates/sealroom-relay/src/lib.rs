@@ -11,7 +11,7 @@
 //!   (Retry) or refuses, before it keeps any state for them;
 //! - [`incoming`]: reading what clients send on their streams, without I/O: the media
 //!   stream type, framing, and the deadline of a frame in progress (slowloris);
-//! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
+//! - [`ticket`]: entry tickets (HS256 JWTs), from the `sealroom-ticket` crate;
 //! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
 //!   datagrams (see `docs/TRANSPORT.md`);
 //! - [`metrics`]: the Prometheus metrics of one relay;
@@ -118,5 +118,5 @@ pub use core::{
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
 pub use relay::{JoinHook, PayloadTap, Relay};
-pub use ticket::{Grants, TicketClaims, TicketError, mint};
+pub use ticket::{Grants, TicketClaims, TicketError, TicketVerifier, VerifyError, mint};
 pub use tls::{StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};
