@@ -92,21 +92,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin; // operations: admin API
 pub mod config;
 pub mod core;
 pub mod gate;
-pub mod http; // operations: internal listener
 pub mod incoming;
-mod listener;
-pub mod mask; // operations: id masking for logs
-pub mod metrics;
+pub mod ops;
 mod outbox;
 pub mod ratelimit;
 mod relay;
-pub mod sla; // operations: join success rate
 pub mod ticket;
 mod tls;
+
+// The operations modules keep their paths at the crate root too.
+use ops::listener;
+pub use ops::{admin, http, mask, metrics, sla};
 
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
