@@ -2,9 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-mod config;
 mod demo;
-mod logging;
 mod relay_cmd;
 mod token;
 

@@ -96,6 +96,7 @@ pub mod config;
 pub mod core;
 pub mod gate;
 pub mod incoming;
+pub mod node;
 pub mod ops;
 mod outbox;
 pub mod ratelimit;

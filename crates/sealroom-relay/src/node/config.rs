@@ -2,8 +2,8 @@
 //! `SEALROOM_*` environment variables (flag beats environment beats file beats default).
 //!
 //! The file is parsed with unknown keys refused (the error names the key and its line), then
-//! merged with the overrides and resolved into [`Settings`]: secrets read from their files,
-//! every value checked. [`Settings::effective_toml`] prints what is in force with every
+//! merged with the overrides and resolved into [`NodeConfig`]: secrets read from their files,
+//! every value checked. [`NodeConfig::effective_toml`] prints what is in force with every
 //! secret replaced by `<redacted>`.
 
 use std::fmt;
@@ -11,34 +11,35 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use sealroom_relay::sla::SlaConfig;
-use sealroom_relay::{AppConfig, Limits, TlsConfig};
+use crate::config::{AppConfig, Limits, TicketSecret, TlsConfig};
+use crate::sla::SlaConfig;
 
 /// Default QUIC listen address.
-pub(crate) const DEFAULT_LISTEN: SocketAddr =
+pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 4433);
 /// Default internal (metrics, health, admin) listen address: loopback only.
-pub(crate) const DEFAULT_INTERNAL_LISTEN: SocketAddr =
+pub const DEFAULT_INTERNAL_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9433);
 /// Shortest ticket secret a relay accepts (and `sealroom token` signs with), in bytes.
-pub(crate) const MIN_TICKET_SECRET_LEN: usize = 16;
+pub const MIN_TICKET_SECRET_LEN: usize = 16;
 /// Default drain time on shutdown.
-pub(crate) const DEFAULT_DRAIN_SECS: u64 = 10;
+pub const DEFAULT_DRAIN_SECS: u64 = 10;
 
 /// A secret string from the file or the environment: never printed, zeroized on drop by
 /// whoever converts it (the relay's `TicketSecret`).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
-pub(crate) struct Secret(String);
+pub struct Secret(String);
 
 impl Secret {
-    pub(crate) fn new(text: impl Into<String>) -> Self {
+    /// A secret from its text.
+    pub fn new(text: impl Into<String>) -> Self {
         Self(text.into())
     }
-    pub(crate) fn expose(&self) -> &str {
+    /// The secret text, for whoever must use it.
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -56,9 +57,10 @@ impl fmt::Debug for Secret {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Human,
@@ -69,228 +71,442 @@ pub(crate) enum LogFormat {
 /// The file as written: every key optional, unknown keys refused.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct FileConfig {
+pub struct FileConfig {
     /// QUIC (UDP) listen address.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "deserialize_addr"
     )]
-    pub(crate) listen: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
     /// Internal HTTP listener (metrics, health, SLA, admin API).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "deserialize_addr"
     )]
-    pub(crate) internal_listen: Option<SocketAddr>,
+    pub internal_listen: Option<SocketAddr>,
     /// Bearer token for the admin API; the admin API is off without one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) admin_token: Option<Secret>,
+    pub admin_token: Option<Secret>,
     /// File holding the admin token (trailing newline ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) admin_token_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
     /// Seconds to wait for members to leave after GoAway on shutdown.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) drain_secs: Option<u64>,
+    pub drain_secs: Option<u64>,
     /// Seconds between the shutdown signal and the drain, during which `/ready` answers 503
     /// and the node keeps serving, so a load balancer takes it out of rotation first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) ready_drain_delay_secs: Option<u64>,
+    pub ready_drain_delay_secs: Option<u64>,
+    /// `[tls]`.
     #[serde(default)]
-    pub(crate) tls: TlsSection,
+    pub tls: TlsSection,
+    /// `[log]`.
     #[serde(default)]
-    pub(crate) log: LogSection,
+    pub log: LogSection,
+    /// `[sla]`.
     #[serde(default)]
-    pub(crate) sla: SlaSection,
+    pub sla: SlaSection,
     /// Limits; merged key by key over the relay's defaults.
     #[serde(default)]
-    pub(crate) limits: toml::Table,
+    pub limits: toml::Table,
+    /// `[[apps]]`.
     #[serde(default)]
-    pub(crate) apps: Vec<AppSection>,
+    pub apps: Vec<AppSection>,
 }
 
 /// `[tls]`: certificate and key files, or a self-signed certificate for these names.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TlsSection {
+pub struct TlsSection {
+    /// PEM certificate chain.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) key: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Names of a self-signed certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) self_signed_names: Option<Vec<String>>,
+    pub self_signed_names: Option<Vec<String>>,
 }
 
 /// `[log]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct LogSection {
+pub struct LogSection {
+    /// Log line format.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) format: Option<LogFormat>,
+    pub format: Option<LogFormat>,
     /// A `tracing` filter directive such as `info` or `sealroom_relay=debug,info`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) filter: Option<String>,
+    pub filter: Option<String>,
     /// Log user and room ids in clear (development only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) show_ids: Option<bool>,
+    pub show_ids: Option<bool>,
     /// Salt of the id mask; without it a random salt is drawn per process.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) mask_salt: Option<Secret>,
+    pub mask_salt: Option<Secret>,
 }
 
 /// `[sla]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SlaSection {
+pub struct SlaSection {
+    /// Length of an SLA window in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) window_secs: Option<u64>,
+    pub window_secs: Option<u64>,
+    /// SLA windows kept.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) retained_windows: Option<usize>,
+    pub retained_windows: Option<usize>,
+    /// Join success rate a window must reach.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) target: Option<f64>,
+    pub target: Option<f64>,
 }
 
 /// `[[apps]]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AppSection {
-    pub(crate) app: String,
-    pub(crate) secrets: Vec<SecretSection>,
+pub struct AppSection {
+    /// The app id.
+    pub app: String,
+    /// Its ticket secrets.
+    pub secrets: Vec<SecretSection>,
 }
 
 /// `[[apps.secrets]]`: a key id and its secret, inline or in a file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SecretSection {
-    pub(crate) kid: String,
+pub struct SecretSection {
+    /// The key id.
+    pub kid: String,
+    /// The secret, inline.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) secret: Option<Secret>,
+    pub secret: Option<Secret>,
+    /// The file holding the secret (a trailing newline is ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) secret_file: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
 }
 
 /// Overrides from flags and the environment (clap fills both).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub(crate) struct Overrides {
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct Overrides {
     /// QUIC (UDP) listen address, IP:port or host:port [default: 127.0.0.1:4433].
-    #[arg(long, env = "SEALROOM_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
-    pub(crate) listen: Option<SocketAddr>,
+    #[cfg_attr(feature = "cli", arg(long, env = "SEALROOM_LISTEN", value_name = "ADDR", value_parser = parse_addr))]
+    pub listen: Option<SocketAddr>,
     /// Internal HTTP listener for /metrics, /health, /ready, /sla and the admin API
     /// [default: 127.0.0.1:9433].
-    #[arg(long, env = "SEALROOM_INTERNAL_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
-    pub(crate) internal_listen: Option<SocketAddr>,
+    #[cfg_attr(feature = "cli", arg(long, env = "SEALROOM_INTERNAL_LISTEN", value_name = "ADDR", value_parser = parse_addr))]
+    pub internal_listen: Option<SocketAddr>,
     /// Bearer token of the admin API (prefer the environment variable to the flag: flags
     /// show in the process list).
-    #[arg(
-        long,
-        env = "SEALROOM_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "SEALROOM_ADMIN_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )
     )]
-    pub(crate) admin_token: Option<String>,
+    pub admin_token: Option<String>,
     /// File holding the admin token.
-    #[arg(long, env = "SEALROOM_ADMIN_TOKEN_FILE", value_name = "PATH")]
-    pub(crate) admin_token_file: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_ADMIN_TOKEN_FILE", value_name = "PATH")
+    )]
+    pub admin_token_file: Option<PathBuf>,
     /// Seconds to wait for members to leave on shutdown [default: 10].
-    #[arg(long, env = "SEALROOM_DRAIN_SECS", value_name = "SECS")]
-    pub(crate) drain_secs: Option<u64>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_DRAIN_SECS", value_name = "SECS")
+    )]
+    pub drain_secs: Option<u64>,
     /// Seconds between the shutdown signal and the drain: /ready answers 503 while the node
     /// keeps serving, so a load balancer takes it out of rotation first [default: 0].
-    #[arg(long, env = "SEALROOM_READY_DRAIN_DELAY_SECS", value_name = "SECS")]
-    pub(crate) ready_drain_delay_secs: Option<u64>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_READY_DRAIN_DELAY_SECS", value_name = "SECS")
+    )]
+    pub ready_drain_delay_secs: Option<u64>,
     /// PEM certificate chain (with --tls-key; otherwise a self-signed certificate).
-    #[arg(long, env = "SEALROOM_TLS_CERT", value_name = "PATH")]
-    pub(crate) tls_cert: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_TLS_CERT", value_name = "PATH")
+    )]
+    pub tls_cert: Option<PathBuf>,
     /// PEM private key.
-    #[arg(long, env = "SEALROOM_TLS_KEY", value_name = "PATH")]
-    pub(crate) tls_key: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_TLS_KEY", value_name = "PATH")
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Names of the self-signed certificate, comma-separated [default: localhost,127.0.0.1].
-    #[arg(
-        long,
-        env = "SEALROOM_TLS_SELF_SIGNED_NAMES",
-        value_name = "NAMES",
-        value_delimiter = ','
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "SEALROOM_TLS_SELF_SIGNED_NAMES",
+            value_name = "NAMES",
+            value_delimiter = ','
+        )
     )]
-    pub(crate) tls_self_signed_names: Option<Vec<String>>,
+    pub tls_self_signed_names: Option<Vec<String>>,
     /// Log format [default: human].
-    #[arg(long, env = "SEALROOM_LOG_FORMAT", value_name = "FORMAT")]
-    pub(crate) log_format: Option<LogFormat>,
-    /// Log filter directive, e.g. `info` or `sealroom_relay=debug,info` [default: info].
-    #[arg(long, env = "SEALROOM_LOG", value_name = "FILTER")]
-    pub(crate) log_filter: Option<String>,
-    /// Log user and room ids in clear (development only).
-    #[arg(long, env = "SEALROOM_SHOW_IDS", value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true")]
-    pub(crate) show_ids: Option<bool>,
-    /// Salt of the id mask, so masked ids are stable across restarts and nodes.
-    #[arg(
-        long,
-        env = "SEALROOM_MASK_SALT",
-        value_name = "SALT",
-        hide_env_values = true
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_LOG_FORMAT", value_name = "FORMAT")
     )]
-    pub(crate) mask_salt: Option<String>,
+    pub log_format: Option<LogFormat>,
+    /// Log filter directive, e.g. `info` or `sealroom_relay=debug,info` [default: info].
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_LOG", value_name = "FILTER")
+    )]
+    pub log_filter: Option<String>,
+    /// Log user and room ids in clear (development only).
+    #[cfg_attr(feature = "cli", arg(long, env = "SEALROOM_SHOW_IDS", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true"))]
+    pub show_ids: Option<bool>,
+    /// Salt of the id mask, so masked ids are stable across restarts and nodes.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "SEALROOM_MASK_SALT",
+            value_name = "SALT",
+            hide_env_values = true
+        )
+    )]
+    pub mask_salt: Option<String>,
     /// Length of an SLA window in seconds [default: 300].
-    #[arg(long, env = "SEALROOM_SLA_WINDOW_SECS", value_name = "SECS")]
-    pub(crate) sla_window_secs: Option<u64>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_SLA_WINDOW_SECS", value_name = "SECS")
+    )]
+    pub sla_window_secs: Option<u64>,
     /// SLA windows kept [default: 288].
-    #[arg(long, env = "SEALROOM_SLA_RETAINED_WINDOWS", value_name = "N")]
-    pub(crate) sla_retained_windows: Option<usize>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_SLA_RETAINED_WINDOWS", value_name = "N")
+    )]
+    pub sla_retained_windows: Option<usize>,
     /// Join success rate a window must reach [default: 0.99].
-    #[arg(long, env = "SEALROOM_SLA_TARGET", value_name = "RATE")]
-    pub(crate) sla_target: Option<f64>,
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_SLA_TARGET", value_name = "RATE")
+    )]
+    pub sla_target: Option<f64>,
     /// A limit, `name=value` (repeatable; the environment variable takes a comma-separated
     /// list), e.g. `max_members_per_room=16`.
-    #[arg(
-        long = "limit",
-        env = "SEALROOM_LIMITS",
-        value_name = "NAME=VALUE",
-        value_delimiter = ','
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "limit",
+            env = "SEALROOM_LIMITS",
+            value_name = "NAME=VALUE",
+            value_delimiter = ','
+        )
     )]
-    pub(crate) limits: Vec<String>,
+    pub limits: Vec<String>,
     /// An app and one ticket secret, `app:kid:secret` (repeatable; the environment variable
     /// takes a comma-separated list). Adds to the apps of the file.
-    #[arg(
-        long = "app",
-        env = "SEALROOM_APPS",
-        value_name = "APP:KID:SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "app",
+            env = "SEALROOM_APPS",
+            value_name = "APP:KID:SECRET",
+            value_delimiter = ',',
+            hide_env_values = true
+        )
     )]
-    pub(crate) apps: Vec<String>,
+    pub apps: Vec<String>,
 }
 
-/// The resolved, checked configuration.
+/// The resolved, checked configuration of a node: what [`crate::node::Node::load`] takes.
+///
+/// Build it with [`NodeConfig::prepare`] (what `sealroom relay` does), [`NodeConfig::from_toml`],
+/// or [`parse`]/[`read_file`], [`FileConfig::apply`] and [`FileConfig::resolve`].
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) listen: SocketAddr,
-    pub(crate) internal_listen: SocketAddr,
-    pub(crate) admin_token: Option<Secret>,
-    pub(crate) drain: Duration,
-    pub(crate) ready_drain_delay: Duration,
-    pub(crate) tls: TlsConfig,
-    pub(crate) log_format: LogFormat,
-    pub(crate) log_filter: String,
-    pub(crate) show_ids: bool,
-    pub(crate) mask_salt: Option<Secret>,
-    pub(crate) sla: SlaConfig,
-    pub(crate) limits: Limits,
-    pub(crate) apps: Vec<AppConfig>,
+pub struct NodeConfig {
+    /// QUIC (UDP) listen address.
+    pub listen: SocketAddr,
+    /// Internal HTTP listener (metrics, health, readiness, SLA, admin API).
+    pub internal_listen: SocketAddr,
+    /// Bearer token of the admin API; the admin API is off without one.
+    pub admin_token: Option<Secret>,
+    /// How long members get to leave after GoAway on shutdown.
+    pub drain: Duration,
+    /// How long `/ready` answers 503 before the drain starts.
+    pub ready_drain_delay: Duration,
+    /// The TLS identity.
+    pub tls: TlsConfig,
+    /// Log line format (for the binary that installs the log subscriber).
+    pub log_format: LogFormat,
+    /// Log filter directive (for the binary that installs the log subscriber).
+    pub log_filter: String,
+    /// Log user and room ids in clear.
+    pub show_ids: bool,
+    /// Salt of the id mask; random per process without it.
+    pub mask_salt: Option<Secret>,
+    /// Join success rate windows and target.
+    pub sla: SlaConfig,
+    /// The relay's limits.
+    pub limits: Limits,
+    /// The apps served, with their ticket secrets.
+    pub apps: Vec<AppConfig>,
+    /// A development node: no file and no app, so an app secret was generated.
+    pub(crate) development: bool,
+    /// The admin token generated for a development node, to print once.
+    pub(crate) generated_admin_token: Option<Secret>,
     /// The merged file view, for printing.
     merged: FileConfig,
 }
 
+/// Why a node configuration was refused. Each message names the setting and what to give.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape (an unknown key, a wrong type).
+    #[error("invalid config file {}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, naming the key and its line.
+        source: toml::de::Error,
+    },
+    /// A secret file (admin token, ticket secret) cannot be read.
+    #[error("{what}: cannot read {}", path.display())]
+    SecretFile {
+        /// The setting that names the file.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A setting is missing, inconsistent or out of range; the message names it and says
+    /// what to give.
+    #[error("{0}")]
+    Invalid(String),
+    /// The effective configuration could not be written as TOML.
+    #[error("cannot print the effective configuration: {0}")]
+    Print(#[from] toml::ser::Error),
+}
+
+/// App id of a development node.
+pub const DEV_APP: &str = "dev";
+/// Key id of a development node's ticket secret.
+pub const DEV_KID: &str = "dev";
+
+impl NodeConfig {
+    /// What `sealroom relay` runs: the config file (if any) under the overrides, and, with
+    /// neither a file nor an app, a development node (a generated app secret under
+    /// [`DEV_APP`]/[`DEV_KID`] and, unless one is given, a generated admin token).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming what is wrong.
+    pub fn prepare(config: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut file = match config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        file.apply(overrides)?;
+        let development = config.is_none() && file.apps.is_empty();
+        let mut generated_admin_token = None;
+        if development {
+            let secret = random_hex(32);
+            file.apply(&Overrides {
+                apps: vec![format!("{DEV_APP}:{DEV_KID}:{secret}")],
+                ..Overrides::default()
+            })?;
+            if file.admin_token.is_none() && file.admin_token_file.is_none() {
+                let token = Secret::new(random_hex(24));
+                file.admin_token = Some(token.clone());
+                generated_admin_token = Some(token);
+            }
+        }
+        let mut config = file.resolve()?;
+        config.development = development;
+        config.generated_admin_token = generated_admin_token;
+        Ok(config)
+    }
+
+    /// A configuration from TOML text, as a config file would give it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a TOML error, else what [`FileConfig::resolve`] says.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        parse(text)
+            .map_err(|err| ConfigError::Invalid(err.to_string()))?
+            .resolve()
+    }
+
+    /// Whether this is a development node (see [`Self::prepare`]).
+    pub const fn is_development(&self) -> bool {
+        self.development
+    }
+}
+
+/// `bytes` random bytes, hex-encoded.
+fn random_hex(bytes: usize) -> String {
+    use std::fmt::Write as _;
+    let mut buf = vec![0u8; bytes];
+    // The system generator fails only on a broken OS; a development secret from it then
+    // is not worth running with.
+    aws_lc_rs::rand::fill(&mut buf).expect("the system random generator works");
+    buf.iter()
+        .fold(String::with_capacity(bytes * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// Check a `tracing` filter directive the way the log subscriber will parse it.
+#[cfg(feature = "cli")]
+fn check_log_filter(filter: &str) -> Result<(), ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|err| {
+            ConfigError::Invalid(format!(
+                "[log] filter `{filter}` is not a valid directive: {err}"
+            ))
+        })
+}
+
+/// Without the `cli` feature the embedding binary installs its own log subscriber, and the
+/// filter is its business.
+#[cfg(not(feature = "cli"))]
+#[allow(clippy::unnecessary_wraps)]
+fn check_log_filter(_filter: &str) -> Result<(), ConfigError> {
+    Ok(())
+}
+
 /// Read and parse a config file; unknown keys and type errors name the key and the line.
-pub(crate) fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// An address as IP:port, or host:port resolved now (the first IPv4 address it names, else
 /// the first IPv6 one).
-pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let text = text.trim();
     if let Ok(addr) = text.parse() {
@@ -325,13 +541,19 @@ fn deserialize_addr<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Parse config text.
-pub(crate) fn parse(text: &str) -> anyhow::Result<FileConfig> {
-    toml::from_str(text).map_err(|err| anyhow::anyhow!("{err}"))
+///
+/// # Errors
+/// The TOML error, naming the key and its line (unknown keys included).
+pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
 }
 
 impl FileConfig {
     /// Apply flag and environment overrides.
-    pub(crate) fn apply(&mut self, o: &Overrides) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when a `--limit` or `--app` item is not of its form.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
         fn set<T: Clone>(slot: &mut Option<T>, value: Option<&T>) {
             if let Some(v) = value {
                 *slot = Some(v.clone());
@@ -371,8 +593,10 @@ impl FileConfig {
         );
         set(&mut self.sla.target, o.sla_target.as_ref());
         for item in o.limits.iter().filter(|s| !s.trim().is_empty()) {
-            let (name, value) = item.split_once('=').with_context(|| {
-                format!("limit `{item}` (--limit or SEALROOM_LIMITS) is not of the form name=value")
+            let (name, value) = item.split_once('=').ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "limit `{item}` (--limit or SEALROOM_LIMITS) is not of the form name=value"
+                ))
             })?;
             // Whole numbers for counts and durations, `true`/`false` or a word
             // (`address_validation=auto`) for the rest; the limits' own parser says which
@@ -389,10 +613,10 @@ impl FileConfig {
             let mut parts = item.splitn(3, ':');
             let (Some(app), Some(kid), Some(secret)) = (parts.next(), parts.next(), parts.next())
             else {
-                bail!(
+                return Err(ConfigError::Invalid(format!(
                     "app `{}` (--app or SEALROOM_APPS) is not of the form app:kid:secret",
                     redact_app_arg(item)
-                );
+                )));
             };
             let secret = SecretSection {
                 kid: kid.to_owned(),
@@ -411,15 +635,24 @@ impl FileConfig {
     }
 
     /// Check everything and read secret files.
-    pub(crate) fn resolve(self) -> anyhow::Result<Settings> {
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first setting that is missing, inconsistent or out of
+    /// range, or the secret file that cannot be read.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let tls = match (&self.tls.cert, &self.tls.key) {
             (Some(cert), Some(key)) => {
                 if self.tls.self_signed_names.is_some() {
-                    bail!("[tls]: give either cert and key or self_signed_names, not both");
+                    return Err(ConfigError::Invalid(
+                        "[tls]: give either cert and key or self_signed_names, not both".to_owned(),
+                    ));
                 }
                 for (what, path) in [("cert", cert), ("key", key)] {
                     if !path.is_file() {
-                        bail!("[tls] {what}: no such file {}", path.display());
+                        return Err(ConfigError::Invalid(format!(
+                            "[tls] {what}: no such file {}",
+                            path.display()
+                        )));
                     }
                 }
                 TlsConfig::Files {
@@ -429,17 +662,27 @@ impl FileConfig {
             }
             (None, None) => match &self.tls.self_signed_names {
                 Some(names) if names.is_empty() => {
-                    bail!("[tls] self_signed_names: give at least one name")
+                    return Err(ConfigError::Invalid(
+                        "[tls] self_signed_names: give at least one name".to_owned(),
+                    ));
                 }
                 Some(names) => TlsConfig::SelfSigned {
                     names: names.clone(),
                 },
                 None => TlsConfig::default(),
             },
-            _ => bail!("[tls]: cert and key must be given together"),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "[tls]: cert and key must be given together".to_owned(),
+                ));
+            }
         };
         let admin_token = match (&self.admin_token, &self.admin_token_file) {
-            (Some(_), Some(_)) => bail!("give either admin_token or admin_token_file, not both"),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "give either admin_token or admin_token_file, not both".to_owned(),
+                ));
+            }
             (Some(token), None) => Some(token.clone()),
             (None, Some(path)) => Some(Secret::new(read_secret_file(path, "admin_token_file")?)),
             (None, None) => None,
@@ -447,14 +690,14 @@ impl FileConfig {
         if let Some(token) = &admin_token
             && token.expose().len() < 16
         {
-            bail!(
+            return Err(ConfigError::Invalid(
                 "admin_token (or --admin-token, SEALROOM_ADMIN_TOKEN, admin_token_file): use at \
                  least 16 characters"
-            );
+                    .to_owned(),
+            ));
         }
         let log_filter = self.log.filter.clone().unwrap_or_else(|| "info".to_owned());
-        tracing_subscriber::EnvFilter::try_new(&log_filter)
-            .with_context(|| format!("[log] filter `{log_filter}` is not a valid directive"))?;
+        check_log_filter(&log_filter)?;
         let defaults = SlaConfig::default();
         let sla = SlaConfig {
             window_secs: self.sla.window_secs.unwrap_or(defaults.window_secs),
@@ -465,66 +708,79 @@ impl FileConfig {
             target: self.sla.target.unwrap_or(defaults.target),
         };
         if sla.window_secs == 0 || sla.retained_windows == 0 {
-            bail!("[sla] window_secs and retained_windows must be at least 1");
+            return Err(ConfigError::Invalid(
+                "[sla] window_secs and retained_windows must be at least 1".to_owned(),
+            ));
         }
         if !(0.0..=1.0).contains(&sla.target) {
-            bail!("[sla] target must be between 0 and 1");
+            return Err(ConfigError::Invalid(
+                "[sla] target must be between 0 and 1".to_owned(),
+            ));
         }
         let limits: Limits = toml::Value::Table(self.limits.clone())
             .try_into()
-            .map_err(|err| anyhow::anyhow!("[limits]: {err}"))?;
-        if self.apps.is_empty() {
-            bail!(
-                "no apps configured: add an [[apps]] section with its ticket secrets, or pass \
-                 --app app:kid:secret (SEALROOM_APPS)"
-            );
-        }
+            .map_err(|err| ConfigError::Invalid(format!("[limits]: {err}")))?;
         limits
             .validate()
-            .map_err(|err| anyhow::anyhow!("[limits] {err}"))?;
+            .map_err(|err| ConfigError::Invalid(format!("[limits] {err}")))?;
+        if self.apps.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no apps configured: add an [[apps]] section with its ticket secrets, or pass \
+                 --app app:kid:secret (SEALROOM_APPS)"
+                    .to_owned(),
+            ));
+        }
         let mut apps = Vec::with_capacity(self.apps.len());
         for section in &self.apps {
             if section.app.is_empty() {
-                bail!("[[apps]]: app must not be empty");
+                return Err(ConfigError::Invalid(
+                    "[[apps]]: app must not be empty".to_owned(),
+                ));
             }
             if apps.iter().any(|a: &AppConfig| a.app == section.app) {
-                bail!("[[apps]]: app `{}` is listed twice", section.app);
+                return Err(ConfigError::Invalid(format!(
+                    "[[apps]]: app `{}` is listed twice",
+                    section.app
+                )));
             }
             if section.secrets.is_empty() {
-                bail!("app `{}`: give at least one secret", section.app);
+                return Err(ConfigError::Invalid(format!(
+                    "app `{}`: give at least one secret",
+                    section.app
+                )));
             }
             let mut secrets = Vec::with_capacity(section.secrets.len());
             for s in &section.secrets {
                 let bytes = match (&s.secret, &s.secret_file) {
                     (Some(secret), None) => secret.expose().as_bytes().to_vec(),
                     (None, Some(path)) => read_secret_file(path, "secret_file")?.into_bytes(),
-                    _ => bail!(
-                        "app `{}` kid `{}`: give exactly one of secret and secret_file",
-                        section.app,
-                        s.kid
-                    ),
+                    _ => {
+                        return Err(ConfigError::Invalid(format!(
+                            "app `{}` kid `{}`: give exactly one of secret and secret_file",
+                            section.app, s.kid
+                        )));
+                    }
                 };
                 if bytes.len() < MIN_TICKET_SECRET_LEN {
-                    bail!(
+                    return Err(ConfigError::Invalid(format!(
                         "app `{}` kid `{}`: a ticket secret needs at least {MIN_TICKET_SECRET_LEN} bytes",
-                        section.app,
-                        s.kid
-                    );
+                        section.app, s.kid
+                    )));
                 }
-                if secrets
-                    .iter()
-                    .any(|t: &sealroom_relay::TicketSecret| t.kid == s.kid)
-                {
-                    bail!("app `{}`: kid `{}` is listed twice", section.app, s.kid);
+                if secrets.iter().any(|t: &TicketSecret| t.kid == s.kid) {
+                    return Err(ConfigError::Invalid(format!(
+                        "app `{}`: kid `{}` is listed twice",
+                        section.app, s.kid
+                    )));
                 }
-                secrets.push(sealroom_relay::TicketSecret::new(s.kid.clone(), bytes));
+                secrets.push(TicketSecret::new(s.kid.clone(), bytes));
             }
             apps.push(AppConfig {
                 app: section.app.clone(),
                 secrets,
             });
         }
-        Ok(Settings {
+        Ok(NodeConfig {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             internal_listen: self.internal_listen.unwrap_or(DEFAULT_INTERNAL_LISTEN),
             admin_token,
@@ -538,6 +794,8 @@ impl FileConfig {
             sla,
             limits,
             apps,
+            development: false,
+            generated_admin_token: None,
             merged: self,
         })
     }
@@ -551,12 +809,18 @@ fn redact_app_arg(item: &str) -> String {
     }
 }
 
-fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{what}: cannot read {}", path.display()))?;
+fn read_secret_file(path: &Path, what: &'static str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     let text = text.trim_end_matches(['\r', '\n']).to_owned();
     if text.is_empty() {
-        bail!("{what}: {} is empty", path.display());
+        return Err(ConfigError::Invalid(format!(
+            "{what}: {} is empty",
+            path.display()
+        )));
     }
     Ok(text)
 }
@@ -584,9 +848,12 @@ struct EffectiveLog<'a> {
     mask_salt: &'a str,
 }
 
-impl Settings {
+impl NodeConfig {
     /// The configuration in force as TOML, every secret replaced by `<redacted>`.
-    pub(crate) fn effective_toml(&self) -> anyhow::Result<String> {
+    ///
+    /// # Errors
+    /// [`ConfigError::Print`] if the TOML writer fails.
+    pub fn effective_toml(&self) -> Result<String, ConfigError> {
         let mut tls = self.merged.tls.clone();
         if let TlsConfig::SelfSigned { names } = &self.tls {
             tls.self_signed_names = Some(names.clone());
