@@ -5,18 +5,24 @@
 //! sequence, flags); the payload is an SFrame ciphertext it cannot open, because this crate
 //! depends on no content cryptography at all (check with `cargo tree -p sealroom-relay`).
 //!
-//! - [`core`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
-//!   that tests and benches drive without a network;
-//! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
-//!   (Retry) or refuses, before it keeps any state for them;
-//! - [`incoming`]: reading what clients send on their streams, without I/O: the media
-//!   stream type, framing, and the deadline of a frame in progress (slowloris);
-//! - [`ticket`]: entry tickets (HS256 JWTs), from the `sealroom-ticket` crate;
-//! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
-//!   datagrams (see `docs/TRANSPORT.md`);
-//! - [`metrics`]: the Prometheus metrics of one relay;
-//! - [`http`], [`admin`], [`sla`], [`mask`]: the operator's side (internal listener, admin
-//!   API, join success rate, id masking in logs).
+//! The crate is built in layers, from the inside out:
+//!
+//! - **core** ([`core`], [`ratelimit`], [`ticket`]): the I/O-free decisions (admission,
+//!   rooms, subscriptions, forwarding, limits) that tests and benches drive without a
+//!   network; tickets (HS256 JWTs) come from the `sealroom-ticket` crate, which an app
+//!   backend links alone to mint them;
+//! - **transport** ([`Relay`], [`gate`], [`incoming`], [`config`]): the quinn/tokio relay
+//!   that maps the decisions onto QUIC streams and datagrams (see `docs/TRANSPORT.md`),
+//!   which handshakes it takes on, asks to prove their address (Retry) or refuses, and
+//!   reading what clients send on their streams; it records into the operations layer's
+//!   metrics and masks ids with its id mask;
+//! - **node** ([`node`]): a whole node as an operator runs it, embeddable in any binary:
+//!   the node configuration (TOML, flags and `SEALROOM_*` variables with the `cli`
+//!   feature), [`node::Node::load`] to start the relay with its internal listener and SLA,
+//!   [`node::Node::run`] to serve until SIGTERM, Ctrl-C or a [`node::NodeHandle`] and drain;
+//! - **operations** ([`ops`]): what an operator sees and steers: [`metrics`] (Prometheus),
+//!   [`http`] (the internal listener), [`admin`] (the admin API), [`sla`] (join success
+//!   rate), [`mask`] (id masking in logs); each is also reachable at the crate root.
 //!
 //! # Running a relay and minting a ticket
 //!
