@@ -640,43 +640,7 @@ impl FileConfig {
     /// A [`ConfigError`] naming the first setting that is missing, inconsistent or out of
     /// range, or the secret file that cannot be read.
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
-        let tls = match (&self.tls.cert, &self.tls.key) {
-            (Some(cert), Some(key)) => {
-                if self.tls.self_signed_names.is_some() {
-                    return Err(ConfigError::Invalid(
-                        "[tls]: give either cert and key or self_signed_names, not both".to_owned(),
-                    ));
-                }
-                for (what, path) in [("cert", cert), ("key", key)] {
-                    if !path.is_file() {
-                        return Err(ConfigError::Invalid(format!(
-                            "[tls] {what}: no such file {}",
-                            path.display()
-                        )));
-                    }
-                }
-                TlsConfig::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }
-            }
-            (None, None) => match &self.tls.self_signed_names {
-                Some(names) if names.is_empty() => {
-                    return Err(ConfigError::Invalid(
-                        "[tls] self_signed_names: give at least one name".to_owned(),
-                    ));
-                }
-                Some(names) => TlsConfig::SelfSigned {
-                    names: names.clone(),
-                },
-                None => TlsConfig::default(),
-            },
-            _ => {
-                return Err(ConfigError::Invalid(
-                    "[tls]: cert and key must be given together".to_owned(),
-                ));
-            }
-        };
+        let tls = self.tls.resolve()?;
         let admin_token = match (&self.admin_token, &self.admin_token_file) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Invalid(
@@ -730,56 +694,7 @@ impl FileConfig {
                     .to_owned(),
             ));
         }
-        let mut apps = Vec::with_capacity(self.apps.len());
-        for section in &self.apps {
-            if section.app.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "[[apps]]: app must not be empty".to_owned(),
-                ));
-            }
-            if apps.iter().any(|a: &AppConfig| a.app == section.app) {
-                return Err(ConfigError::Invalid(format!(
-                    "[[apps]]: app `{}` is listed twice",
-                    section.app
-                )));
-            }
-            if section.secrets.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "app `{}`: give at least one secret",
-                    section.app
-                )));
-            }
-            let mut secrets = Vec::with_capacity(section.secrets.len());
-            for s in &section.secrets {
-                let bytes = match (&s.secret, &s.secret_file) {
-                    (Some(secret), None) => secret.expose().as_bytes().to_vec(),
-                    (None, Some(path)) => read_secret_file(path, "secret_file")?.into_bytes(),
-                    _ => {
-                        return Err(ConfigError::Invalid(format!(
-                            "app `{}` kid `{}`: give exactly one of secret and secret_file",
-                            section.app, s.kid
-                        )));
-                    }
-                };
-                if bytes.len() < MIN_TICKET_SECRET_LEN {
-                    return Err(ConfigError::Invalid(format!(
-                        "app `{}` kid `{}`: a ticket secret needs at least {MIN_TICKET_SECRET_LEN} bytes",
-                        section.app, s.kid
-                    )));
-                }
-                if secrets.iter().any(|t: &TicketSecret| t.kid == s.kid) {
-                    return Err(ConfigError::Invalid(format!(
-                        "app `{}`: kid `{}` is listed twice",
-                        section.app, s.kid
-                    )));
-                }
-                secrets.push(TicketSecret::new(s.kid.clone(), bytes));
-            }
-            apps.push(AppConfig {
-                app: section.app.clone(),
-                secrets,
-            });
-        }
+        let apps = resolve_apps(&self.apps)?;
         Ok(NodeConfig {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             internal_listen: self.internal_listen.unwrap_or(DEFAULT_INTERNAL_LISTEN),
@@ -799,6 +714,106 @@ impl FileConfig {
             merged: self,
         })
     }
+}
+
+impl TlsSection {
+    /// The TLS identity: certificate files that exist, or a self-signed certificate.
+    fn resolve(&self) -> Result<TlsConfig, ConfigError> {
+        let tls = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                if self.self_signed_names.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "[tls]: give either cert and key or self_signed_names, not both".to_owned(),
+                    ));
+                }
+                for (what, path) in [("cert", cert), ("key", key)] {
+                    if !path.is_file() {
+                        return Err(ConfigError::Invalid(format!(
+                            "[tls] {what}: no such file {}",
+                            path.display()
+                        )));
+                    }
+                }
+                TlsConfig::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }
+            }
+            (None, None) => match &self.self_signed_names {
+                Some(names) if names.is_empty() => {
+                    return Err(ConfigError::Invalid(
+                        "[tls] self_signed_names: give at least one name".to_owned(),
+                    ));
+                }
+                Some(names) => TlsConfig::SelfSigned {
+                    names: names.clone(),
+                },
+                None => TlsConfig::default(),
+            },
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "[tls]: cert and key must be given together".to_owned(),
+                ));
+            }
+        };
+        Ok(tls)
+    }
+}
+
+/// The apps and their ticket secrets: each app once, each key id once per app, every secret
+/// read and long enough.
+fn resolve_apps(sections: &[AppSection]) -> Result<Vec<AppConfig>, ConfigError> {
+    let mut apps = Vec::with_capacity(sections.len());
+    for section in sections {
+        if section.app.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[[apps]]: app must not be empty".to_owned(),
+            ));
+        }
+        if apps.iter().any(|a: &AppConfig| a.app == section.app) {
+            return Err(ConfigError::Invalid(format!(
+                "[[apps]]: app `{}` is listed twice",
+                section.app
+            )));
+        }
+        if section.secrets.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "app `{}`: give at least one secret",
+                section.app
+            )));
+        }
+        let mut secrets = Vec::with_capacity(section.secrets.len());
+        for s in &section.secrets {
+            let bytes = match (&s.secret, &s.secret_file) {
+                (Some(secret), None) => secret.expose().as_bytes().to_vec(),
+                (None, Some(path)) => read_secret_file(path, "secret_file")?.into_bytes(),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "app `{}` kid `{}`: give exactly one of secret and secret_file",
+                        section.app, s.kid
+                    )));
+                }
+            };
+            if bytes.len() < MIN_TICKET_SECRET_LEN {
+                return Err(ConfigError::Invalid(format!(
+                    "app `{}` kid `{}`: a ticket secret needs at least {MIN_TICKET_SECRET_LEN} bytes",
+                    section.app, s.kid
+                )));
+            }
+            if secrets.iter().any(|t: &TicketSecret| t.kid == s.kid) {
+                return Err(ConfigError::Invalid(format!(
+                    "app `{}`: kid `{}` is listed twice",
+                    section.app, s.kid
+                )));
+            }
+            secrets.push(TicketSecret::new(s.kid.clone(), bytes));
+        }
+        apps.push(AppConfig {
+            app: section.app.clone(),
+            secrets,
+        });
+    }
+    Ok(apps)
 }
 
 fn redact_app_arg(item: &str) -> String {
