@@ -18,8 +18,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sealroom_client::{
     Client, ClientConfig, Event, Events, MediaKind, MemberId, PublishError, Room, RoomSecret, Trust,
 };
-use sealroom_relay::ticket::{Grants, TicketClaims, mint};
 use sealroom_relay::{AppConfig, DropReason, Limits, Relay, RelayConfig};
+use sealroom_ticket::{Grants, TicketClaims, mint};
 use tokio::sync::mpsc;
 
 const APP: &str = "demo";

@@ -2,9 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
-mod config;
+mod cli_error;
 mod demo;
-mod logging;
 mod relay_cmd;
 mod token;
 
@@ -32,7 +31,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::try_parse().unwrap_or_else(|err| exit_naming_the_source(err));
+    let cli = Cli::try_parse().unwrap_or_else(|err| cli_error::exit_naming_the_source::<Cli>(err));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -43,65 +42,4 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
         }
     })
-}
-
-/// Report a command line error, naming the environment variable when the bad value came
-/// from one rather than from the flag clap would otherwise name.
-fn exit_naming_the_source(err: clap::Error) -> ! {
-    use std::error::Error as _;
-
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if matches!(
-        err.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::ArgumentConflict
-    ) && let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg)
-        && let Some(var) = env_source(arg)
-    {
-        let value = match err.get(ContextKind::InvalidValue) {
-            Some(ContextValue::String(value)) => format!(" `{value}`"),
-            _ => String::new(),
-        };
-        let reason = err
-            .source()
-            .map(|cause| format!(": {cause}"))
-            .unwrap_or_default();
-        eprintln!(
-            "error: the environment variable {var} has an invalid value{value}{reason}\n\
-             (it stands for {arg}; fix or unset it)"
-        );
-        std::process::exit(2);
-    }
-    err.exit()
-}
-
-/// The environment variable behind `arg` (as clap names it, `--listen <ADDR>`), when the
-/// flag itself was not on the command line and the variable is set.
-fn env_source(arg: &str) -> Option<String> {
-    use clap::CommandFactory;
-    let long = arg
-        .split_whitespace()
-        .next()?
-        .strip_prefix("--")?
-        .to_owned();
-    let on_command_line = std::env::args().any(|a| {
-        a.strip_prefix("--")
-            .is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}=")))
-    });
-    if on_command_line {
-        return None;
-    }
-    let command = Cli::command();
-    let mut commands = vec![&command];
-    while let Some(cmd) = commands.pop() {
-        for a in cmd.get_arguments() {
-            if a.get_long() == Some(long.as_str())
-                && let Some(var) = a.get_env()
-                && std::env::var_os(var).is_some()
-            {
-                return Some(var.to_string_lossy().into_owned());
-            }
-        }
-        commands.extend(cmd.get_subcommands());
-    }
-    None
 }

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use sealroom_relay::ticket::{Grants, TicketClaims, mint};
+use sealroom_ticket::{Grants, TicketClaims, mint};
 
-use crate::config::MIN_TICKET_SECRET_LEN;
+use sealroom_relay::node::config::MIN_TICKET_SECRET_LEN;
 
 /// Arguments of the subcommand.
 #[derive(Debug, clap::Args)]

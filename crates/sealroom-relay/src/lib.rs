@@ -5,20 +5,26 @@
 //! sequence, flags); the payload is an SFrame ciphertext it cannot open, because this crate
 //! depends on no content cryptography at all (check with `cargo tree -p sealroom-relay`).
 //!
-//! - [`core`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
-//!   that tests and benches drive without a network;
-//! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
-//!   (Retry) or refuses, before it keeps any state for them;
-//! - [`transport`]: what goes in and out of a connection, decided without I/O (the media
-//!   stream reader and frame deadline in [`transport::ingress`], also reachable as
-//!   [`incoming`]; the outbound queues and the slow-receiver policy), and the driver that
-//!   carries it out on quinn;
-//! - [`ticket`]: minting and verifying entry tickets (HS256 JWTs);
-//! - [`Relay`]: the quinn/tokio node that maps the decisions onto QUIC streams and
-//!   datagrams (see `docs/TRANSPORT.md`);
-//! - [`metrics`]: the Prometheus metrics of one relay;
-//! - [`http`], [`admin`], [`sla`], [`mask`]: the operator's side (internal listener, admin
-//!   API, join success rate, id masking in logs).
+//! The crate is built in layers, from the inside out:
+//!
+//! - **core** ([`core`], [`ratelimit`], [`ticket`]): the I/O-free decisions (admission,
+//!   rooms, subscriptions, forwarding, limits) that tests and benches drive without a
+//!   network; tickets (HS256 JWTs) come from the `sealroom-ticket` crate, which an app
+//!   backend links alone to mint them;
+//! - **transport** ([`transport`], [`Relay`], [`gate`], [`config`]): what goes in and out
+//!   of a connection, decided without I/O (the media stream reader and frame deadline in
+//!   [`transport::ingress`], also reachable as [`incoming`]; the outbound queues and the
+//!   slow-receiver policy in [`transport::egress`]), the quinn/tokio driver that carries it
+//!   out on QUIC streams and datagrams (see `docs/TRANSPORT.md`), and which handshakes it
+//!   takes on, asks to prove their address (Retry) or refuses; it records into the
+//!   operations layer's metrics and masks ids with its id mask;
+//! - **node** ([`node`]): a whole node as an operator runs it, embeddable in any binary:
+//!   the node configuration (TOML, flags and `SEALROOM_*` variables with the `cli`
+//!   feature), [`node::Node::load`] to start the relay with its internal listener and SLA,
+//!   [`node::Node::run`] to serve until SIGTERM, Ctrl-C or a [`node::NodeHandle`] and drain;
+//! - **operations** ([`ops`]): what an operator sees and steers: [`metrics`] (Prometheus),
+//!   [`http`] (the internal listener), [`admin`] (the admin API), [`sla`] (join success
+//!   rate), [`mask`] (id masking in logs); each is also reachable at the crate root.
 //!
 //! # Running a relay and minting a ticket
 //!
@@ -94,22 +100,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin; // operations: admin API
 pub mod config;
 pub mod core;
 pub mod gate;
-pub mod http; // operations: internal listener
-mod listener;
-pub mod mask; // operations: id masking for logs
-pub mod metrics;
+pub mod node;
+pub mod ops;
 pub mod ratelimit;
 mod relay;
-pub mod sla; // operations: join success rate
 pub mod ticket;
 mod tls;
 pub mod transport;
 
 pub use transport::ingress as incoming;
+
+// The operations modules keep their paths at the crate root too.
+use ops::listener;
+pub use ops::{admin, http, mask, metrics, sla};
 
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
@@ -121,5 +127,5 @@ pub use core::{
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
 pub use relay::{JoinHook, PayloadTap, Relay};
-pub use ticket::{Grants, TicketClaims, TicketError, mint};
+pub use ticket::{Grants, TicketClaims, TicketError, TicketVerifier, VerifyError, mint};
 pub use tls::{StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};

@@ -1,0 +1,16 @@
+//! The operations layer: what an operator sees and steers of a running relay, on top of the
+//! core and the transport.
+//!
+//! - [`metrics`]: the Prometheus metrics of one relay;
+//! - [`http`]: the internal listener (metrics, health, readiness, the SLA summary, the admin
+//!   API), on an address apart from the QUIC one;
+//! - [`admin`]: the admin API (list rooms and members, remove a member, close a room);
+//! - [`sla`]: the join success rate in windows, against a target;
+//! - [`mask`]: masking user and room ids in logs.
+
+pub mod admin;
+pub mod http;
+pub(crate) mod listener;
+pub mod mask;
+pub mod metrics;
+pub mod sla;

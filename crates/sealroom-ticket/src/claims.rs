@@ -1,0 +1,112 @@
+//! The claims of a ticket, as the Rust types and as the JSON a JWT carries.
+
+use serde::{Deserialize, Serialize};
+
+/// What a ticket allows its holder to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Grants {
+    /// Publish audio frames.
+    #[serde(rename = "pa", alias = "publish_audio", default)]
+    pub publish_audio: bool,
+    /// Publish video frames.
+    #[serde(rename = "pv", alias = "publish_video", default)]
+    pub publish_video: bool,
+    /// Publish data messages.
+    #[serde(rename = "pd", alias = "publish_data", default)]
+    pub publish_data: bool,
+    /// Receive the other members' frames.
+    #[serde(rename = "sub", alias = "subscribe", default)]
+    pub subscribe: bool,
+}
+
+impl Grants {
+    /// Everything allowed.
+    pub const fn all() -> Self {
+        Self {
+            publish_audio: true,
+            publish_video: true,
+            publish_data: true,
+            subscribe: true,
+        }
+    }
+
+    /// Nothing allowed (the member can only see the roster).
+    pub const fn none() -> Self {
+        Self {
+            publish_audio: false,
+            publish_video: false,
+            publish_data: false,
+            subscribe: false,
+        }
+    }
+
+    /// Only receiving.
+    pub const fn subscribe_only() -> Self {
+        Self {
+            subscribe: true,
+            ..Self::none()
+        }
+    }
+
+    /// Whether frames of `kind` may be published.
+    #[cfg(feature = "frame")]
+    pub const fn may_publish(&self, kind: sealroom_frame::envelope::MediaKind) -> bool {
+        match kind {
+            sealroom_frame::envelope::MediaKind::Audio => self.publish_audio,
+            sealroom_frame::envelope::MediaKind::Video => self.publish_video,
+            sealroom_frame::envelope::MediaKind::Data => self.publish_data,
+        }
+    }
+}
+
+/// The claims of a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketClaims {
+    /// App id.
+    pub app: String,
+    /// User id (the JWT `sub` claim).
+    pub user: String,
+    /// Room id.
+    pub room: String,
+    /// Not valid before, seconds since the Unix epoch.
+    pub nbf: u64,
+    /// Expiry, seconds since the Unix epoch; the ticket is refused from this second on.
+    pub exp: u64,
+    /// What the holder may do.
+    pub grants: Grants,
+}
+
+impl TicketClaims {
+    /// Claims valid from `now` for `ttl_secs` seconds.
+    pub fn new(
+        app: impl Into<String>,
+        user: impl Into<String>,
+        room: impl Into<String>,
+        now: u64,
+        ttl_secs: u64,
+        grants: Grants,
+    ) -> Self {
+        Self {
+            app: app.into(),
+            user: user.into(),
+            room: room.into(),
+            nbf: now,
+            exp: now.saturating_add(ttl_secs),
+            grants,
+        }
+    }
+}
+
+/// The JSON form of the claims.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireClaims {
+    pub(crate) app: String,
+    pub(crate) sub: String,
+    pub(crate) room: String,
+    pub(crate) nbf: u64,
+    pub(crate) exp: u64,
+    #[serde(default)]
+    pub(crate) iat: Option<u64>,
+    #[serde(default)]
+    pub(crate) grants: Grants,
+}
