@@ -497,9 +497,10 @@ impl Egress {
             return;
         };
         if reset {
-            // The receivers' clients ask for a keyframe on this code, as for a group the
-            // relay gave up on.
-            self.request_reset(stream, StreamCode::StaleGroup);
+            // The publisher abandoned the group: pass its reset on as such. Its next group
+            // starts with a keyframe, so receivers need not ask for one (they do on
+            // `StaleGroup`, a group the relay gave up on for them).
+            self.request_reset(stream, StreamCode::GroupReset);
         } else {
             self.request_finish(stream);
         }

@@ -343,7 +343,7 @@ fn a_publisher_reset_or_finish_reaches_the_group_stream() {
     assert!(matches!(after, Some(StreamWrite::Finish)));
     assert!(matches!(
         egress.poll_stream(streams[1].0),
-        Some(StreamWrite::Reset(StreamCode::StaleGroup))
+        Some(StreamWrite::Reset(StreamCode::GroupReset))
     ));
     // A frame of a finished group is stale.
     assert_eq!(egress.push(&video(1, 1, 100), &ROOMY), Pushed::Dropped);
