@@ -65,7 +65,16 @@ impl TestApp {
         issued_at: u64,
         ttl_secs: u64,
     ) -> String {
-        mint_ticket(self.app, self.kid, self.secret, user, room, grants, issued_at, ttl_secs)
+        mint_ticket(
+            self.app,
+            self.kid,
+            self.secret,
+            user,
+            room,
+            grants,
+            issued_at,
+            ttl_secs,
+        )
     }
 }
 

@@ -11,8 +11,8 @@ use sealroom_frame::stream::{Deframer, write_frame};
 use sealroom_relay::{Grants, Limits, Relay, RelayConfig};
 use tokio::sync::mpsc;
 
-pub use crate::unix_now;
 use crate::TestApp;
+pub use crate::unix_now;
 
 pub const APP_A: &str = "app-a";
 pub const APP_B: &str = "app-b";

@@ -2,9 +2,7 @@
 //! follow them) and the verdict counts every kind it meant to send; options it cannot carry
 //! are refused before anything starts.
 
-mod ops_support;
-
-use ops_support::sealroom;
+use crate::support::sealroom;
 
 /// The `expected` and `delivered` columns of a row of the demo's frame table.
 fn row(stdout: &str, kind: &str) -> (u64, u64) {

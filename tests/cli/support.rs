@@ -3,49 +3,25 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub use sealroom_test_support::TempDir;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use sealroom_client::{Client, ClientConfig, Event, Events, Room, RoomSecret, Trust};
-use sealroom_relay::ticket::{Grants, TicketClaims, mint};
+use sealroom_relay::Grants;
+use sealroom_test_support::unix_now;
 
 /// Upper bound on waiting for anything (a deadlock guard, not a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("sealroom-ops-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The `sealroom` binary.
 pub fn sealroom() -> Command {
@@ -167,17 +143,18 @@ impl Drop for Node {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A ticket for `user` in `room` of `app`, signed with `secret` under `kid`.
 pub fn ticket(app: &str, kid: &str, secret: &[u8], user: &str, room: &str) -> String {
-    let claims = TicketClaims::new(app, user, room, now() - 5, 600, Grants::all());
-    mint(&claims, kid, secret).expect("mint ticket")
+    sealroom_test_support::mint_ticket(
+        app,
+        kid,
+        secret,
+        user,
+        room,
+        Grants::all(),
+        unix_now() - 5,
+        600,
+    )
 }
 
 /// The room secret every member of the tests' rooms holds.

@@ -3,11 +3,9 @@
 //! kind it exports is listed in the operations guide, and neither names a family that does
 //! not exist.
 
-mod ops_support;
-
 use std::collections::BTreeSet;
 
-use ops_support::{Node, TempDir, http};
+use crate::support::{Node, TempDir, http};
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"

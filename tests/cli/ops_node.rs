@@ -2,13 +2,11 @@
 //! file, real clients on loopback QUIC, the internal listener scraped over HTTP, and a
 //! SIGTERM drain.
 
-mod ops_support;
-
 use anyhow::Context;
 use sealroom_client::{DisconnectReason, ErrorCode, Event, JoinError, LeaveReason, MediaKind};
 use sealroom_relay::mask::IdMask;
 
-use ops_support::{Node, TempDir, http, join, metric, next_event, ticket};
+use crate::support::{Node, TempDir, http, join, metric, next_event, ticket};
 
 const APP: &str = "acme";
 const KID: &str = "k1";
@@ -344,7 +342,7 @@ async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> 
     assert_eq!(http(node.internal, "GET", "/ready", None).await?.0, 200);
 
     node.terminate();
-    let deadline = std::time::Instant::now() + ops_support::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     loop {
         let (status, _) = http(node.internal, "GET", "/ready", None).await?;
         if status == 503 {
