@@ -1,8 +1,8 @@
 //! What sealroom's tests share, in one place: raw quinn clients that speak the wire format
 //! ([`wire`] for the relay's own tests, [`raw`] for members that break the rules), the
 //! pinned-TLS client setup ([`tls`]), tickets minted with a test secret ([`TestApp`]),
-//! members whose events a task collects into a log that wakes waiters ([`events`]),
-//! [`unix_now`] and [`TempDir`].
+//! members whose events a task collects into a log that wakes waiters ([`events`]), relay
+//! node processes started from a config file ([`node`]), [`unix_now`] and [`TempDir`].
 //!
 //! Waiting follows CONTRIBUTING.md: a test waits on an observable event (a notification
 //! from an event log, a message, a close) under a generous safety timeout that only turns
@@ -18,6 +18,7 @@ use anyhow::bail;
 use sealroom_relay::{Grants, TicketClaims, mint};
 
 pub mod events;
+pub mod node;
 pub mod raw;
 pub mod tls;
 pub mod wire;
