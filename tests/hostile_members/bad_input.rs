@@ -15,8 +15,8 @@ use sealroom_frame::transport::StreamType;
 use sealroom_relay::{DropReason, Grants, Limits, RelayStats, Violation};
 
 use crate::support::{
-    Garbage, Member, Raw, connection_queue_bound, flushed, frame, join_message, process_memory_kib,
-    relay, ticket, until, until_stats,
+    Garbage, Member, Raw, connection_queue_bound, flushed, frame, join_member, join_message,
+    process_memory_kib, relay, ticket, until, until_stats,
 };
 
 const AUDIO_FRAMES: usize = 100;
@@ -357,7 +357,7 @@ async fn a_hostile_member_costs_four_honest_members_nothing() -> anyhow::Result<
     let secret = RoomSecret::generate();
     let mut honest = Vec::new();
     for user in ["alice", "bob", "carol", "dave"] {
-        honest.push(Member::join(&relay, user, "x", &secret).await?);
+        honest.push(join_member(&relay, user, "x", &secret).await?);
     }
     let victims: Vec<u32> = honest.iter().map(|m| m.id).collect();
     // The hostile member may do nothing: no grant to publish or even to receive.

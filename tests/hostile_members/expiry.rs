@@ -11,7 +11,7 @@ use sealroom_client::{
 use sealroom_frame::control::LeaveReason;
 use sealroom_relay::{Grants, Limits};
 
-use crate::support::{Member, join_client, relay, ticket, until};
+use crate::support::{Member, join_client, join_member, relay, ticket, until};
 
 /// Seconds the short tickets live: long enough to join on a busy machine, short enough
 /// for a test.
@@ -25,7 +25,7 @@ async fn an_expired_ticket_removes_the_member_and_a_refreshed_one_keeps_it() -> 
     })
     .await?;
     let secret = RoomSecret::generate();
-    let observer = Member::join(&relay, "olga", "t", &secret).await?;
+    let observer = join_member(&relay, "olga", "t", &secret).await?;
 
     // Both join with tickets that expire in a few seconds; the app's callback hands out a
     // long one when asked to refresh.

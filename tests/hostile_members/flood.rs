@@ -7,7 +7,7 @@ use bytes::Bytes;
 use sealroom_client::{ErrorCode, Event, MediaKind, RoomSecret};
 use sealroom_relay::{DropReason, Limits};
 
-use crate::support::{Member, relay, until, until_stats};
+use crate::support::{join_member, relay, until, until_stats};
 
 const FLOOD: usize = 300;
 const CALM: usize = 20;
@@ -18,10 +18,10 @@ async fn a_data_flood_is_cut_to_the_limit_and_no_one_else_notices() -> anyhow::R
     let limits = Limits::default();
     let relay = relay(limits).await?;
     let secret = RoomSecret::generate();
-    let flooder = Member::join(&relay, "flo", "f", &secret).await?;
-    let calm = Member::join(&relay, "cal", "f", &secret).await?;
-    let gina = Member::join(&relay, "gina", "f", &secret).await?;
-    let hank = Member::join(&relay, "hank", "f", &secret).await?;
+    let flooder = join_member(&relay, "flo", "f", &secret).await?;
+    let calm = join_member(&relay, "cal", "f", &secret).await?;
+    let gina = join_member(&relay, "gina", "f", &secret).await?;
+    let hank = join_member(&relay, "hank", "f", &secret).await?;
 
     let flood = flooder.room.publish_data(1).await?;
     let chat = calm.room.publish_data(1).await?;

@@ -17,7 +17,7 @@ use sealroom_relay::{Grants, JoinOutcome, Limits, Refusal, Violation};
 
 use crate::spoof;
 use crate::support::{
-    Member, Raw, SAFETY, join_client, join_message, process_memory_kib, relay, ticket, until,
+    Raw, SAFETY, join_client, join_member, join_message, process_memory_kib, relay, ticket, until,
     until_stats,
 };
 
@@ -227,8 +227,8 @@ async fn a_forged_frame_flood_gets_the_member_removed() -> anyhow::Result<()> {
     let limits = Limits::default();
     let relay = relay(limits).await?;
     let secret = RoomSecret::generate();
-    let alice = Member::join(&relay, "alice", "f", &secret).await?;
-    let bob = Member::join(&relay, "bob", "f", &secret).await?;
+    let alice = join_member(&relay, "alice", "f", &secret).await?;
+    let bob = join_member(&relay, "bob", "f", &secret).await?;
     let mallory = Raw::join(&relay, &ticket("mallory", "f", Grants::all(), 3600)).await?;
     let mut sent = 0u32;
     for seq in 0..50_000u32 {

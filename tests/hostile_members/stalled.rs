@@ -9,8 +9,8 @@ use sealroom_frame::control::LeaveReason;
 use sealroom_relay::{DropReason, Limits};
 
 use crate::support::{
-    Member, connection_queue_bound, flushed, join_client, process_memory_kib, relay, ticket, until,
-    until_stats,
+    Member, connection_queue_bound, flushed, join_client, join_member, process_memory_kib, relay,
+    ticket, until, until_stats,
 };
 
 const AUDIO_FRAMES: usize = 200;
@@ -61,9 +61,9 @@ async fn a_stalled_receiver_loses_only_its_own_frames_and_is_removed() -> anyhow
     let limits = limits();
     let relay = relay(limits).await?;
     let secret = RoomSecret::generate();
-    let publisher = Member::join(&relay, "pat", "s", &secret).await?;
-    let hana = Member::join(&relay, "hana", "s", &secret).await?;
-    let hugo = Member::join(&relay, "hugo", "s", &secret).await?;
+    let publisher = join_member(&relay, "pat", "s", &secret).await?;
+    let hana = join_member(&relay, "hana", "s", &secret).await?;
+    let hugo = join_member(&relay, "hugo", "s", &secret).await?;
     // The stalled member never reads its events: its client stops reading streams after
     // one event and can hold only four streams from the relay.
     let (_sid_client, sid_room, mut sid_events) = join_client(

@@ -675,6 +675,7 @@ impl RelayCore {
     /// invariant. For tests and fuzz targets: every room has members, no room has more than
     /// the limit, member ids are unique and non-zero, every member's connection points back
     /// at it, each app's room count matches its rooms.
+    #[cfg(any(test, feature = "testing"))]
     pub fn invariant_violation(&self) -> Option<String> {
         let mut rooms_per_app: HashMap<&str, usize> = HashMap::new();
         for (key, room) in &self.rooms {

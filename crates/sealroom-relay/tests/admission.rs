@@ -1,7 +1,7 @@
 //! Admission over loopback QUIC: typed refusals with their close codes, grants, replacement
 //! of a second session, operator removal and draining.
 
-mod common;
+use sealroom_test_support::wire as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -15,7 +15,7 @@
 //!   loopback does not lose (no socket buffer comes close to overflowing), and check the
 //!   relay's counters of what it handed to QUIC.
 
-mod common;
+use sealroom_test_support::wire as common;
 
 use common::{APP_A, APP_B, Client, relay, ticket};
 use sealroom_frame::control::{ControlMessage, LeaveReason, TrackInfo};

@@ -1,7 +1,7 @@
 //! The relay's log lines name connections by masked user and room ids unless told to show
 //! them. (Its own test binary: it installs the process-wide log subscriber.)
 
-mod common;
+use sealroom_test_support::wire as common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

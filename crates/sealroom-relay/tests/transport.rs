@@ -1,7 +1,7 @@
 //! The transport mapping under less friendly conditions: oversized frames, garbage, a payload
 //! tap, and receivers that stop reading.
 
-mod common;
+use sealroom_test_support::wire as common;
 
 use std::sync::{Arc, Mutex};
 

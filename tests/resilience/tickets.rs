@@ -3,14 +3,12 @@
 //! refuses, the application hears that the refresh failed and the relay removes the member
 //! at expiry, for good.
 
-mod resilience_support;
-
 use bytes::Bytes;
 use sealroom_client::{DisconnectReason, ErrorCode, Event, LeaveReason, RoomSecret, TicketReason};
 use sealroom_client::{TicketSourceError, ticket_fn};
 use sealroom_relay::Limits;
 
-use resilience_support::{
+use crate::support::{
     CountingTickets, Identity, Member, any_port, limits, room_holds, room_key, ticket, until,
 };
 

@@ -7,23 +7,19 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sealroom_client::{
-    Client, ClientConfig, Event, Events, ReceivedFrame, Room, RoomSecret, TicketReason,
-    TicketRequest, TicketSource, TicketSourceError, Trust, ticket_fn,
+    ClientConfig, TicketReason, TicketRequest, TicketSource, TicketSourceError, Trust, ticket_fn,
 };
 use sealroom_frame::envelope::FrameRef;
 use sealroom_frame::sframe::SframeHeader;
-use sealroom_relay::ticket::{Grants, TicketClaims, mint};
-use sealroom_relay::{AppConfig, Limits, Relay, RelayConfig, RoomKey, TlsConfig};
-
-/// How long a wait may take before the test fails instead of hanging.
-pub const SAFETY: Duration = Duration::from_secs(30);
+use sealroom_relay::{Grants, Limits, Relay, RelayConfig, RoomKey, TlsConfig};
+pub use sealroom_test_support::{Member, SAFETY, poll_until as until};
+use sealroom_test_support::{TempDir, TestApp};
 
 /// The app the test relays serve.
 pub const APP: &str = "resilience";
@@ -33,23 +29,25 @@ const SECRET: &[u8] = b"resilience ticket secret, test only";
 /// The room every test uses.
 pub const ROOM: &str = "standup";
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// The app the test relays serve, with its ticket secret.
+const TEST_APP: TestApp = TestApp {
+    app: APP,
+    kid: KID,
+    secret: SECRET,
+};
 
 /// A ticket for `user` in [`ROOM`], valid for `ttl` seconds from now.
 pub fn ticket(user: &str, ttl: u64) -> String {
-    let claims = TicketClaims::new(APP, user, ROOM, unix_now(), ttl, Grants::all());
-    mint(&claims, KID, SECRET).expect("mint")
+    TEST_APP.ticket(user, ROOM, Grants::all(), ttl)
 }
 
 /// A ticket signed with a secret the relay does not know.
 pub fn forged_ticket(user: &str) -> String {
-    let claims = TicketClaims::new(APP, user, ROOM, unix_now(), 3600, Grants::all());
-    mint(&claims, KID, b"not the app's secret").expect("mint")
+    TestApp {
+        secret: b"not the app's secret",
+        ..TEST_APP
+    }
+    .ticket(user, ROOM, Grants::all(), 3600)
 }
 
 /// The room's key on the relay.
@@ -60,7 +58,7 @@ pub fn room_key() -> RoomKey {
 /// A certificate and key written to a temporary directory, so that a relay restarted
 /// with them presents the identity the clients pinned.
 pub struct Identity {
-    dir: PathBuf,
+    dir: TempDir,
     pin: [u8; 32],
 }
 
@@ -68,24 +66,17 @@ impl Identity {
     /// A fresh self-signed identity for `localhost`.
     pub fn new(name: &str) -> anyhow::Result<Self> {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
-        let dir = std::env::temp_dir().join(format!(
-            "sealroom-resilience-{name}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        ));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;
-        std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem())?;
+        let dir = TempDir::new(&format!("resilience-{name}"));
+        dir.write("cert.pem", &certified.cert.pem());
+        dir.write("key.pem", &certified.signing_key.serialize_pem());
         let pin = sealroom_client::cert_sha256(certified.cert.der());
         Ok(Self { dir, pin })
     }
 
     fn tls(&self) -> TlsConfig {
         TlsConfig::Files {
-            cert: self.dir.join("cert.pem"),
-            key: self.dir.join("key.pem"),
+            cert: self.dir.path().join("cert.pem"),
+            key: self.dir.path().join("key.pem"),
         }
     }
 
@@ -95,7 +86,7 @@ impl Identity {
             .listen(listen)
             .limits(limits)
             .tls(self.tls())
-            .app(AppConfig::new(APP, KID, SECRET.to_vec()));
+            .app(TEST_APP.config());
         // The previous relay's socket may take a moment to be released.
         let deadline = Instant::now() + SAFETY;
         loop {
@@ -117,12 +108,6 @@ impl Identity {
             .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
             .connect_timeout(Duration::from_secs(2))
             .reconnect_attempts(60)
-    }
-}
-
-impl Drop for Identity {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -203,146 +188,6 @@ impl CountingTickets {
     pub fn refreshes(&self) -> u32 {
         self.refreshes.load(Ordering::Relaxed)
     }
-}
-
-/// Every event a member received, in order.
-#[derive(Default)]
-pub struct EventLog {
-    events: Mutex<Vec<Event>>,
-    /// Woken whenever an event is added.
-    added: tokio::sync::Notify,
-}
-
-impl EventLog {
-    /// A copy of the events so far.
-    pub fn snapshot(&self) -> Vec<Event> {
-        self.events.lock().expect("log").clone()
-    }
-
-    /// How many events match.
-    pub fn count(&self, pick: impl Fn(&Event) -> bool) -> usize {
-        self.events
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|e| pick(e))
-            .count()
-    }
-
-    /// The opened frames so far.
-    pub fn frames(&self) -> Vec<ReceivedFrame> {
-        self.snapshot()
-            .into_iter()
-            .filter_map(|event| match event {
-                Event::Frame(frame) => Some(frame),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Whether an opened frame carried `payload`.
-    pub fn received(&self, payload: &str) -> bool {
-        self.frames()
-            .iter()
-            .any(|f| f.payload == payload.as_bytes())
-    }
-
-    /// Wait until the events satisfy `cond` (which sees them under the log's lock: it must
-    /// not call back into the log).
-    pub async fn wait_for(
-        &self,
-        what: &str,
-        cond: impl Fn(&[Event]) -> bool,
-    ) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + SAFETY;
-        loop {
-            // Registered before the check, so an event added in between still wakes it.
-            let added = self.added.notified();
-            tokio::pin!(added);
-            added.as_mut().enable();
-            if cond(&self.events.lock().expect("log")) {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, added).await.is_err() {
-                bail!("never saw: {what}; events: {:#?}", self.summary());
-            }
-        }
-    }
-
-    fn summary(&self) -> Vec<String> {
-        self.snapshot()
-            .iter()
-            .map(|event| match event {
-                Event::Frame(frame) => format!(
-                    "frame from {} track {} {:?}: {:?}",
-                    frame.sender,
-                    frame.track,
-                    frame.kind,
-                    String::from_utf8_lossy(&frame.payload)
-                ),
-                other => format!("{other:?}"),
-            })
-            .collect()
-    }
-}
-
-/// A joined member: its client, room and the log its event task fills.
-pub struct Member {
-    pub name: &'static str,
-    pub client: Client,
-    pub room: Room,
-    pub log: Arc<EventLog>,
-}
-
-impl Member {
-    /// Join the room at `relay` as `name` with `tickets` and `config`.
-    pub async fn join(
-        name: &'static str,
-        relay: SocketAddr,
-        config: ClientConfig,
-        tickets: impl TicketSource,
-        secret: &RoomSecret,
-    ) -> anyhow::Result<Self> {
-        let client = Client::new(config)?;
-        let (room, events) = client
-            .join(relay, "localhost", tickets, secret)
-            .await
-            .with_context(|| format!("{name} joins"))?;
-        Ok(Self::collecting(name, client, room, events))
-    }
-
-    fn collecting(name: &'static str, client: Client, room: Room, mut events: Events) -> Self {
-        let log = Arc::new(EventLog::default());
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                sink.events.lock().expect("log").push(event);
-                sink.added.notify_waiters();
-            }
-        });
-        Self {
-            name,
-            client,
-            room,
-            log,
-        }
-    }
-}
-
-/// Wait until `cond` holds, polling.
-pub async fn until(
-    what: &str,
-    cond: impl Fn() -> bool,
-    explain: impl Fn() -> String,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + SAFETY;
-    while !cond() {
-        if Instant::now() >= deadline {
-            bail!("never happened: {what}; {}", explain());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 /// Wait until the relay's room holds exactly `users` (in any order).

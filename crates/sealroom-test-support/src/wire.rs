@@ -1,45 +1,44 @@
 //! A raw quinn client speaking the sealroom wire format, with fake payloads (no crypto), for
-//! testing the relay alone.
+//! testing the relay alone: every event it sees goes into a channel, read in order.
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
-use quinn::crypto::rustls::QuicClientConfig;
-use sealroom_frame::control::{ControlMessage, ErrorCode, JoinOptions, MemberInfo};
+use sealroom_frame::control::{ControlMessage, ErrorCode, MemberInfo};
 use sealroom_frame::envelope::{Envelope, Flags, Frame, MediaKind, MemberId};
 use sealroom_frame::stream::{Deframer, write_frame};
-use sealroom_relay::{AppConfig, Grants, Limits, Relay, RelayConfig, TicketClaims, mint};
+use sealroom_relay::{Grants, Limits, Relay, RelayConfig};
 use tokio::sync::mpsc;
+
+use crate::TestApp;
+pub use crate::unix_now;
 
 pub const APP_A: &str = "app-a";
 pub const APP_B: &str = "app-b";
 pub const SECRET_A: &[u8] = b"secret-of-app-a";
 pub const SECRET_B: &[u8] = b"secret-of-app-b";
+const A: TestApp = TestApp {
+    app: APP_A,
+    kid: "k1",
+    secret: SECRET_A,
+};
+const B: TestApp = TestApp {
+    app: APP_B,
+    kid: "k1",
+    secret: SECRET_B,
+};
 
 /// How long a test waits for something that should happen; generous, never asserted on.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a test waits to be fairly sure something does not happen.
 pub const QUIET: Duration = Duration::from_millis(300);
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 pub fn config(limits: Limits) -> RelayConfig {
     RelayConfig::default()
         .listen("127.0.0.1:0".parse().expect("addr"))
-        .app(
-            AppConfig::new(APP_A, "k1", SECRET_A.to_vec())
-                .secret("k2", b"rotated-secret-a".to_vec()),
-        )
-        .app(AppConfig::new(APP_B, "k1", SECRET_B.to_vec()))
+        .app(A.config().secret("k2", b"rotated-secret-a".to_vec()))
+        .app(B.config())
         .limits(limits)
 }
 
@@ -56,9 +55,8 @@ pub fn ticket(app: &str, user: &str, room: &str) -> String {
 }
 
 pub fn ticket_with(app: &str, user: &str, room: &str, grants: Grants) -> String {
-    let secret = if app == APP_B { SECRET_B } else { SECRET_A };
-    let claims = TicketClaims::new(app, user, room, unix_now() - 5, 600, grants);
-    mint(&claims, "k1", secret).expect("mint")
+    let app = if app == APP_B { B } else { A };
+    app.ticket_at(user, room, grants, unix_now() - 5, 600)
 }
 
 /// How a test client behaves.
@@ -107,22 +105,13 @@ impl ClientOptions {
 }
 
 fn client_endpoint(relay: &Relay, options: ClientOptions) -> anyhow::Result<quinn::Endpoint> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(relay.cert_der()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![sealroom_frame::ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(options.max_uni_streams.into());
     if let Some((stream, connection)) = options.windows {
         transport.stream_receive_window(stream.into());
         transport.receive_window(connection.into());
     }
-    config.transport_config(Arc::new(transport));
+    let config = crate::tls::pinned_client_config(&relay.cert_der(), transport)?;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
@@ -170,15 +159,7 @@ impl Client {
             .await
             .context("handshake")?;
         let (mut send, recv) = conn.open_bi().await?;
-        let join = ControlMessage::Join {
-            ticket: ticket.to_owned(),
-            client_name: "relay-test".to_owned(),
-            client_version: "0".to_owned(),
-            options: JoinOptions {
-                auto_subscribe: true,
-                room: None,
-            },
-        };
+        let join = crate::raw::join_as(ticket, "relay-test");
         let mut buf = BytesMut::new();
         join.encode_framed(&mut buf)?;
         send.write_all(&buf).await?;
@@ -272,13 +253,7 @@ impl Client {
     }
 
     pub fn encode(envelope: Envelope, payload: &[u8]) -> Bytes {
-        let frame = Frame {
-            envelope,
-            payload: Bytes::copy_from_slice(payload),
-        };
-        let mut buf = BytesMut::new();
-        frame.encode(&mut buf).expect("encodable");
-        buf.freeze()
+        crate::raw::frame(envelope, payload)
     }
 
     /// Send one frame as a datagram.
@@ -440,12 +415,7 @@ async fn read_datagrams(
                 }
             }
             Err(err) => {
-                let code = match err {
-                    quinn::ConnectionError::ApplicationClosed(close) => {
-                        Some(close.error_code.into_inner())
-                    }
-                    _ => None,
-                };
+                let code = crate::raw::close_code(&err);
                 // Report what the control stream still held (the reason) before the close.
                 let _ = tokio::time::timeout(WAIT, control).await;
                 let _ = tx.send(Event::Closed(code));

@@ -1,55 +1,25 @@
-//! Shared helpers of the operations tests: run the `sealroom relay` binary from a config
-//! file, read what it prints, talk HTTP to its internal listener, mint tickets, join rooms.
+//! A relay node process started from a test: the `sealroom relay` binary run from a config
+//! file, what it prints, HTTP to its internal listener, tickets and joins through it.
 
-#![allow(dead_code, unreachable_pub)]
+use crate::{SAFETY, TempDir, unix_now};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use sealroom_client::{Client, ClientConfig, Event, Events, Room, RoomSecret, Trust};
-use sealroom_relay::ticket::{Grants, TicketClaims, mint};
+use sealroom_relay::Grants;
 
-/// Upper bound on waiting for anything (a deadlock guard, not a timing assertion).
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("sealroom-ops-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The `sealroom` binary.
-pub fn sealroom() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sealroom"));
+/// A command running the binary at `exe` (a test passes `env!("CARGO_BIN_EXE_sealroom")`),
+/// with none of the developer's `RUST_LOG` or `SEALROOM_*` variables.
+pub fn binary(exe: &str) -> Command {
+    let mut command = Command::new(exe);
     // The tests decide the log level; a developer's RUST_LOG must not change what they see.
     command.env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
@@ -71,11 +41,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Start `sealroom relay --config <path>`, logs to `<dir>/stderr.log`; wait for the banner.
-    pub fn start(dir: &TempDir, config: &Path) -> anyhow::Result<Self> {
+    /// Start `<sealroom> relay --config <path>` (`sealroom` from [`binary`]), logs to
+    /// `<dir>/stderr.log`; wait for the banner.
+    pub fn start(mut sealroom: Command, dir: &TempDir, config: &Path) -> anyhow::Result<Self> {
         let stderr_path = dir.0.join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path)?;
-        let mut child = sealroom()
+        let mut child = sealroom
             .arg("relay")
             .arg("--config")
             .arg(config)
@@ -96,7 +67,7 @@ impl Node {
         });
         let (mut listen, mut internal, mut cert) = (None, None, None);
         while listen.is_none() || internal.is_none() || cert.is_none() {
-            let Ok(line) = rx.recv_timeout(PATIENCE) else {
+            let Ok(line) = rx.recv_timeout(SAFETY) else {
                 let _ = child.kill();
                 let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
                 bail!("the relay printed no banner; its log:\n{log}");
@@ -135,18 +106,21 @@ impl Node {
         assert!(status.success(), "kill -TERM failed");
     }
 
-    /// Wait for the process to exit (bounded by [`PATIENCE`]).
+    /// Wait for the process to exit (bounded by [`SAFETY`]): its standard output ends when
+    /// it exits, which ends the reader thread and its channel; what it still printed is
+    /// read and dropped.
     pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
-        let deadline = std::time::Instant::now() + PATIENCE;
+        let deadline = std::time::Instant::now() + SAFETY;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(self.child.wait()?),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    bail!("the relay did not exit; its log:\n{}", self.log());
+                }
             }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("the relay did not exit; its log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -167,17 +141,18 @@ impl Drop for Node {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A ticket for `user` in `room` of `app`, signed with `secret` under `kid`.
 pub fn ticket(app: &str, kid: &str, secret: &[u8], user: &str, room: &str) -> String {
-    let claims = TicketClaims::new(app, user, room, now() - 5, 600, Grants::all());
-    mint(&claims, kid, secret).expect("mint ticket")
+    crate::mint_ticket(
+        app,
+        kid,
+        secret,
+        user,
+        room,
+        Grants::all(),
+        unix_now() - 5,
+        600,
+    )
 }
 
 /// The room secret every member of the tests' rooms holds.
@@ -196,12 +171,12 @@ pub async fn join(
         .await
 }
 
-/// The next event matching `pick`, skipping others (bounded by [`PATIENCE`]).
+/// The next event matching `pick`, skipping others (bounded by [`SAFETY`]).
 pub async fn next_event<T>(
     events: &mut Events,
     mut pick: impl FnMut(&Event) -> Option<T>,
 ) -> anyhow::Result<T> {
-    tokio::time::timeout(PATIENCE, async {
+    tokio::time::timeout(SAFETY, async {
         while let Some(event) = events.recv().await {
             if let Some(found) = pick(&event) {
                 return Ok(found);

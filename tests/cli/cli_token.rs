@@ -1,9 +1,7 @@
 //! `sealroom token`: it refuses to mint what no relay would accept, and its help says how
 //! long a ticket really lasts.
 
-mod ops_support;
-
-use ops_support::sealroom;
+use crate::support::sealroom;
 
 fn token(secret: &str) -> std::process::Output {
     sealroom()

@@ -3,11 +3,9 @@
 //! kind it exports is listed in the operations guide, and neither names a family that does
 //! not exist.
 
-mod ops_support;
-
 use std::collections::BTreeSet;
 
-use ops_support::{Node, TempDir, http};
+use crate::support::{Node, TempDir, http, sealroom};
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
@@ -67,7 +65,7 @@ fn named_in(doc: &str) -> BTreeSet<String> {
 async fn the_documented_metrics_are_the_served_metrics() -> anyhow::Result<()> {
     let dir = TempDir::new("docs-metrics");
     let path = dir.write("relay.toml", CONFIG);
-    let node = Node::start(&dir, &path)?;
+    let node = Node::start(sealroom(), &dir, &path)?;
     let (status, exposition) = http(node.internal, "GET", "/metrics", None).await?;
     assert_eq!(status, 200);
     let served = families(&exposition);

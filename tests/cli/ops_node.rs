@@ -2,13 +2,11 @@
 //! file, real clients on loopback QUIC, the internal listener scraped over HTTP, and a
 //! SIGTERM drain.
 
-mod ops_support;
-
 use anyhow::Context;
 use sealroom_client::{DisconnectReason, ErrorCode, Event, JoinError, LeaveReason, MediaKind};
 use sealroom_relay::mask::IdMask;
 
-use ops_support::{Node, TempDir, http, join, metric, next_event, ticket};
+use crate::support::{Node, TempDir, http, join, metric, next_event, sealroom, ticket};
 
 const APP: &str = "acme";
 const KID: &str = "k1";
@@ -56,7 +54,7 @@ fn count(text: &str, series: &str) -> u64 {
 async fn a_node_from_a_config_file_serves_meters_and_obeys_its_operator() -> anyhow::Result<()> {
     let dir = TempDir::new("node");
     let path = dir.write("relay.toml", &config(2));
-    let mut node = Node::start(&dir, &path)?;
+    let mut node = Node::start(sealroom(), &dir, &path)?;
     let internal = node.internal;
 
     assert_eq!(http(internal, "GET", "/health", None).await?.0, 200);
@@ -284,7 +282,7 @@ async fn a_node_from_a_config_file_serves_meters_and_obeys_its_operator() -> any
 async fn sigterm_tells_members_to_go_away_and_exits_zero() -> anyhow::Result<()> {
     let dir = TempDir::new("drain");
     let path = dir.write("relay.toml", &config(8));
-    let mut node = Node::start(&dir, &path)?;
+    let mut node = Node::start(sealroom(), &dir, &path)?;
     let client = node.client()?;
     let (_alice, mut events) = join(&node, &client, ticket(APP, KID, SECRET, ALICE, ROOM)).await?;
 
@@ -337,14 +335,14 @@ async fn a_terminated_node_stays_up_unready_for_the_delay_before_it_drains() -> 
         "drain_secs = 5\nready_drain_delay_secs = 600",
     );
     let path = dir.write("relay.toml", &text);
-    let mut node = Node::start(&dir, &path)?;
+    let mut node = Node::start(sealroom(), &dir, &path)?;
     let client = node.client()?;
     let (_alice, mut alice_events) =
         join(&node, &client, ticket(APP, KID, SECRET, ALICE, ROOM)).await?;
     assert_eq!(http(node.internal, "GET", "/ready", None).await?.0, 200);
 
     node.terminate();
-    let deadline = std::time::Instant::now() + ops_support::PATIENCE;
+    let deadline = std::time::Instant::now() + sealroom_test_support::SAFETY;
     loop {
         let (status, _) = http(node.internal, "GET", "/ready", None).await?;
         if status == 503 {

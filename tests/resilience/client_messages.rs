@@ -2,8 +2,6 @@
 //! the transport it tried, a relay with another certificate is reported as a pin mismatch
 //! showing both hashes, and that mismatch is not retried by the reconnect loop.
 
-mod resilience_support;
-
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -11,7 +9,7 @@ use sealroom_client::{
     Client, ClientConfig, DisconnectReason, Event, JoinError, RoomSecret, Trust,
 };
 
-use resilience_support::{Identity, Member, any_port, limits, ticket};
+use crate::support::{Identity, Member, any_port, limits, ticket};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_where_nothing_answers_is_named() -> anyhow::Result<()> {

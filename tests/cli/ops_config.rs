@@ -1,9 +1,7 @@
 //! `sealroom relay --check-config`: the example config validates, secrets never print,
 //! unknown keys are refused by name, flags and environment variables override the file.
 
-mod ops_support;
-
-use ops_support::{TempDir, sealroom};
+use crate::support::{TempDir, sealroom};
 
 fn example() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/relay.toml")

@@ -5,8 +5,6 @@
 //! means (kicked) and refusals of the rejoin (a ticket with a bad signature) end the
 //! session without further attempts.
 
-mod resilience_support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use sealroom_client::{DisconnectReason, ErrorCode, Event, RoomSecret, TicketReas
 use sealroom_frame::sframe::SframeHeader;
 use sealroom_relay::MemberTarget;
 
-use resilience_support::{
+use crate::support::{
     CountingTickets, Headers, Identity, Member, any_port, forged_ticket, limits, room_holds,
     room_key, ticket, until,
 };
