@@ -5,7 +5,7 @@
 //! sequence, flags); the payload is an SFrame ciphertext it cannot open, because this crate
 //! depends on no content cryptography at all (check with `cargo tree -p sealroom-relay`).
 //!
-//! - [`core`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
+//! - [`engine`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
 //!   that tests and benches drive without a network;
 //! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
 //!   (Retry) or refuses, before it keeps any state for them;
@@ -94,7 +94,7 @@
 
 pub mod admin; // operations: admin API
 pub mod config;
-pub mod core;
+pub mod engine;
 pub mod gate;
 pub mod http; // operations: internal listener
 pub mod incoming;
@@ -111,9 +111,9 @@ mod tls;
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
 };
-pub use core::{
+pub use engine::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
-    MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
+    MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
 };
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};

@@ -36,7 +36,7 @@ use sealroom_frame::transport::{StreamCode, StreamType};
 use tokio::sync::Notify;
 
 use crate::config::Limits;
-use crate::core::{ConnId, DropReason};
+use crate::engine::{ConnId, DropReason};
 use crate::metrics::Metrics;
 
 /// The first byte of every media stream the relay opens.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::{Limits, RelayConfig};
-use crate::core::{
+use crate::engine::{
     AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
     Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
@@ -43,6 +43,17 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Largest chunk read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Read both clocks. The driver is the only place that does: the core takes time as an
+/// input.
+pub(crate) fn system_now() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -133,7 +144,7 @@ impl Shared {
 
     /// A control message from `conn`, acted on and counted.
     fn control(&self, conn: ConnId, message: ControlMessage) -> ControlOutcome {
-        let now = Now::system();
+        let now = system_now();
         let outcome = {
             let mut state = self.state();
             let outcome = state.core.handle_control(conn, message, now);
@@ -204,7 +215,7 @@ impl Shared {
     fn incoming_stream(&self, conn: ConnId) -> bool {
         let result = {
             let mut state = self.state();
-            let result = state.core.handle_incoming_stream(conn, Now::system());
+            let result = state.core.handle_incoming_stream(conn, system_now());
             state.flush();
             result
         };
@@ -233,7 +244,7 @@ impl Shared {
     ) -> Option<Envelope> {
         targets.clear();
         // One clock read per frame, taken before the lock: arrival time and core time.
-        let now = Now::system();
+        let now = system_now();
         self.tap(&bytes);
         let envelope = match FrameRef::decode(&bytes) {
             Ok(frame) => frame.envelope,
@@ -322,7 +333,7 @@ impl Shared {
     fn oversize(&self, conn: ConnId) {
         self.metrics.frame_dropped(DropReason::TooLarge);
         let mut state = self.state();
-        state.core.report_oversize(conn, Now::system());
+        state.core.report_oversize(conn, system_now());
         state.flush();
     }
 
@@ -337,7 +348,7 @@ impl Shared {
         self.gate_metrics.set(half_open, memory.unwrap_or(0));
         let mut state = self.state();
         state.core.set_overloaded(over);
-        let outcome = state.core.handle_timeout(Now::system());
+        let outcome = state.core.handle_timeout(system_now());
         state.flush();
         self.update_gauges(&state);
         drop(state);
@@ -679,7 +690,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
 }
 
 fn unix_now() -> u64 {
-    Now::system().unix_secs
+    system_now().unix_secs
 }
 
 /// Why a member whose connection ended left: closing the connection itself is leaving;
@@ -751,7 +762,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     {
         let mut state = shared.state();
         state.outboxes.insert(id, outbox);
-        let now = Now::system();
+        let now = system_now();
         let first_packet = Now {
             instant: arrived.min(now.instant),
             unix_secs: now.unix_secs,

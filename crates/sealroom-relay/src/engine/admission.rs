@@ -1,0 +1,321 @@
+//! Admission: a ticket and the join limits decide who enters which room.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sealroom_frame::control::{
+    ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits,
+};
+use sealroom_frame::envelope::MemberId;
+
+use crate::gate::source_key;
+use crate::ratelimit::{Keyed, TokenBucket};
+use crate::ticket::TicketClaims;
+
+use super::room::*;
+use super::*;
+
+impl RelayCore {
+    /// Whether a ticket expiring at `exp` lives longer than `max_ticket_lifetime_secs`
+    /// from now.
+    pub(super) fn lifetime_too_long(&self, exp: u64, now: Now) -> bool {
+        let max = self.limits.max_ticket_lifetime_secs;
+        max > 0
+            && exp.saturating_sub(now.unix_secs)
+                > max.saturating_add(self.limits.ticket_leeway_secs)
+    }
+
+    /// Admit `conn` with `ticket`, or refuse it. The outcome is also queued as outputs:
+    /// `Joined` and `MemberJoined` messages, or an `Error` and a `Close`.
+    pub fn handle_join(
+        &mut self,
+        conn: ConnId,
+        ticket: &str,
+        options: &JoinOptions,
+        now: Now,
+    ) -> JoinOutcome {
+        match self.admit(conn, ticket, options, now) {
+            Ok(()) => JoinOutcome::Joined,
+            Err((code, message)) => {
+                self.refuse(conn, code, message);
+                JoinOutcome::Refused(code)
+            }
+        }
+    }
+
+    pub(super) fn admit(
+        &mut self,
+        conn: ConnId,
+        ticket: &str,
+        options: &JoinOptions,
+        now: Now,
+    ) -> Result<(), (ErrorCode, &'static str)> {
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(ConnPhase::Connected { .. }) => {}
+            Some(ConnPhase::Joined { .. }) => {
+                return Err((ErrorCode::ProtocolViolation, "already joined"));
+            }
+            None => return Err((ErrorCode::ProtocolViolation, "unknown connection")),
+        }
+        if self.draining {
+            return Err((ErrorCode::ShuttingDown, "the relay is shutting down"));
+        }
+        if self.overloaded {
+            return Err((
+                ErrorCode::Overloaded,
+                "the relay is over its memory ceiling; retry later or at another node",
+            ));
+        }
+        // Per source address first, before the ticket costs an HMAC: one address cannot
+        // spend the app's budget.
+        if let Some(source) = self.conns.get(&conn).and_then(|c| c.source) {
+            match self.address_joins.try_take(source_key(source), now.instant) {
+                Keyed::Allowed => {}
+                Keyed::Limited => {
+                    return Err((
+                        ErrorCode::RateLimited,
+                        "too many joins from this address; retry in a few seconds",
+                    ));
+                }
+                Keyed::Full => {
+                    return Err((
+                        ErrorCode::Overloaded,
+                        "the relay is tracking too many joining addresses; retry later",
+                    ));
+                }
+            }
+        }
+        let claims = self
+            .verifier
+            .verify(ticket, now.unix_secs)
+            .map_err(|err| (err.code(), verify_message(err.code())))?;
+        if claims.user.len() > self.limits.max_user_id_len {
+            return Err((
+                ErrorCode::BadTicket,
+                "the ticket's user id is longer than this relay accepts (max_user_id_len)",
+            ));
+        }
+        if self.lifetime_too_long(claims.exp, now) {
+            return Err((
+                ErrorCode::BadTicket,
+                "the ticket lives longer than this relay accepts (max_ticket_lifetime_secs); \
+                 mint a shorter one",
+            ));
+        }
+        if options
+            .room
+            .as_ref()
+            .is_some_and(|room| *room != claims.room)
+        {
+            return Err((
+                ErrorCode::WrongRoom,
+                "the ticket names another room than the one requested",
+            ));
+        }
+        if !self.apps.contains_key(&claims.app) {
+            return Err((ErrorCode::UnknownApp, "unknown app"));
+        }
+        // Per user before the app's budget: one ticket holder joining over and over is
+        // refused on its own account, and other users keep joining.
+        match self
+            .user_joins
+            .try_take((claims.app.clone(), claims.user.clone()), now.instant)
+        {
+            Keyed::Allowed => {}
+            Keyed::Limited => {
+                return Err((
+                    ErrorCode::RateLimited,
+                    "this user joins too often; retry in a few seconds",
+                ));
+            }
+            Keyed::Full => {
+                return Err((
+                    ErrorCode::Overloaded,
+                    "the relay is tracking too many joining users; retry later",
+                ));
+            }
+        }
+        let app = self
+            .apps
+            .get_mut(&claims.app)
+            .ok_or((ErrorCode::UnknownApp, "unknown app"))?;
+        if !app.joins.try_take(1, now.instant) {
+            return Err((
+                ErrorCode::Overloaded,
+                "the relay takes no more joins for this app right now; retry in a second",
+            ));
+        }
+        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
+        let replaced = self
+            .rooms
+            .get(&key)
+            .and_then(|room| room.member_by_user(&claims.user));
+        match self.rooms.get(&key) {
+            Some(room) => {
+                if replaced.is_none() && room.members.len() >= self.limits.max_members_per_room {
+                    return Err((ErrorCode::RoomFull, "the room is full"));
+                }
+            }
+            None => {
+                if app.rooms >= self.limits.max_rooms_per_app {
+                    return Err((ErrorCode::TooManyRooms, "the app has too many rooms"));
+                }
+            }
+        }
+        if let Some(old) = replaced {
+            self.replace(&key, old);
+        }
+        self.enter(conn, key, claims, options, now);
+        Ok(())
+    }
+
+    pub(super) fn replace(&mut self, key: &RoomKey, old: MemberId) {
+        let Some(old_conn) = self
+            .rooms
+            .get(key)
+            .and_then(|r| r.members.get(&old))
+            .map(|m| m.conn)
+        else {
+            return;
+        };
+        self.outputs.push_back(Output::Send {
+            conn: old_conn,
+            message: ControlMessage::Error {
+                code: ErrorCode::Replaced,
+                message: "a newer session of this user joined the room".to_owned(),
+            },
+        });
+        // The room stays (the new member enters it right after), so remove without
+        // deleting an emptied room.
+        if let Some(room) = self.rooms.get_mut(key) {
+            Self::detach(&mut self.outputs, room, old, LeaveReason::Replaced);
+        }
+        self.conns.remove(&old_conn);
+        self.outputs.push_back(Output::Close {
+            conn: old_conn,
+            code: Some(ErrorCode::Replaced),
+        });
+    }
+
+    pub(super) fn enter(
+        &mut self,
+        conn: ConnId,
+        key: RoomKey,
+        claims: TicketClaims,
+        options: &JoinOptions,
+        now: Now,
+    ) {
+        let limits = self.limits;
+        let room = match self.rooms.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                if let Some(app) = self.apps.get_mut(&key.app) {
+                    app.rooms += 1;
+                }
+                entry.insert(Room {
+                    members: BTreeMap::new(),
+                    next_member: 1,
+                    created_unix_secs: now.unix_secs,
+                })
+            }
+        };
+        let id = room.allocate_member_id();
+        // The roster goes in `Joined` as far as it fits one control message; the rest
+        // follows as `MemberJoined` messages, so no message is ever over its limit.
+        let mut roster: Vec<MemberInfo> = Vec::new();
+        let mut rest: Vec<MemberInfo> = Vec::new();
+        let mut roster_len = 0usize;
+        for (member_id, m) in &room.members {
+            let info = m.info(*member_id);
+            let len = roster_entry_len(&info);
+            if rest.is_empty() && roster_len.saturating_add(len) <= ROSTER_BUDGET {
+                roster_len += len;
+                roster.push(info);
+            } else {
+                rest.push(info);
+            }
+        }
+        let subscriptions = if options.auto_subscribe {
+            Subscriptions::AllExcept(HashSet::new())
+        } else {
+            Subscriptions::Only(HashSet::new())
+        };
+        let member = Member {
+            conn,
+            user: claims.user,
+            grants: claims.grants,
+            ticket_exp: claims.exp,
+            joined_unix_secs: now.unix_secs,
+            tracks: Vec::new(),
+            subscriptions,
+            data_messages: TokenBucket::new(
+                limits.data_messages_per_sec,
+                limits.data_messages_burst,
+                now.instant,
+            ),
+            data_bytes: TokenBucket::new(
+                limits.data_bytes_per_sec,
+                limits.data_bytes_burst,
+                now.instant,
+            ),
+            media_bytes: TokenBucket::new(
+                limits.media_bytes_per_sec,
+                limits.media_bytes_burst,
+                now.instant,
+            ),
+            control_messages: TokenBucket::new(
+                limits.control_messages_per_sec,
+                limits.control_messages_per_sec.saturating_mul(2),
+                now.instant,
+            ),
+            feedback: [None; 32],
+            keyframe_asked: Vec::new(),
+        };
+        let info = member.info(id);
+        for other in room.members.values() {
+            self.outputs.push_back(Output::Send {
+                conn: other.conn,
+                message: ControlMessage::MemberJoined(info.clone()),
+            });
+        }
+        let ticket_expires_in_secs = claims
+            .exp
+            .saturating_add(limits.ticket_leeway_secs)
+            .saturating_sub(now.unix_secs);
+        room.members.insert(id, member);
+        self.outputs.push_back(Output::Send {
+            conn,
+            message: ControlMessage::Joined {
+                member: id,
+                roster,
+                limits: SessionLimits {
+                    max_frame_len: u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX),
+                    data_messages_per_sec: limits.data_messages_per_sec,
+                    data_bytes_per_sec: limits.data_bytes_per_sec,
+                    ticket_expires_in_secs,
+                },
+            },
+        });
+        for info in rest {
+            self.outputs.push_back(Output::Send {
+                conn,
+                message: ControlMessage::MemberJoined(info),
+            });
+        }
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.phase = ConnPhase::Joined {
+                room: key,
+                member: id,
+            };
+        }
+    }
+}
+
+pub(super) fn verify_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadSignature => "the ticket signature does not verify",
+        ErrorCode::Expired => "the ticket has expired",
+        ErrorCode::NotYetValid => "the ticket is not valid yet",
+        ErrorCode::UnknownApp => "the ticket names an app this relay does not serve",
+        _ => "the ticket is malformed",
+    }
+}
