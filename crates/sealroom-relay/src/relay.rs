@@ -37,9 +37,10 @@ pub type PayloadTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
 /// happened at; feeds the join success rate.
 pub type JoinHook = Arc<dyn Fn(JoinOutcome, u64) + Send + Sync>;
 
-/// How often the relay advances the core's clock (join timeouts, ticket expiry) and
-/// refreshes the population gauges.
-const TICK: Duration = Duration::from_millis(250);
+/// How often the relay samples its resident memory (the gate's memory ceiling) and refreshes
+/// the population gauges. A sampler, not a timer: the core's deadlines are slept until
+/// ([`run_timers`]).
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Largest chunk read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -64,6 +65,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct State {
     core: RelayCore,
     outboxes: HashMap<ConnId, Arc<Outbox>>,
+    /// The deadline the timer task sleeps until (`None`: no deadline).
+    sleeping_until: Option<Instant>,
+    /// Wakes the timer task when an input armed an earlier deadline.
+    timers_changed: Arc<Notify>,
 }
 
 impl State {
@@ -94,6 +99,12 @@ impl State {
                     }
                 }
             }
+        }
+        if let Some(next) = self.core.poll_timeout()
+            && self.sleeping_until.is_none_or(|at| next < at)
+        {
+            self.sleeping_until = Some(next);
+            self.timers_changed.notify_one();
         }
     }
 }
@@ -337,7 +348,22 @@ impl Shared {
         state.flush();
     }
 
-    fn tick(&self) {
+    /// Fire the core's timers that are due; returns the next deadline.
+    fn fire_timers(&self) -> Option<Instant> {
+        let mut state = self.state();
+        let outcome = state.core.handle_timeout(system_now());
+        state.flush();
+        let next = state.core.poll_timeout();
+        state.sleeping_until = next;
+        drop(state);
+        for _ in 0..outcome.no_join {
+            self.metrics.violation(Violation::NoJoin);
+        }
+        next
+    }
+
+    /// Sample memory for the gate's ceiling and refresh the gauges.
+    fn sample(&self) {
         // Read before the lock: the file read is a system call.
         let memory = resident_memory();
         let (over, half_open) = {
@@ -348,13 +374,7 @@ impl Shared {
         self.gate_metrics.set(half_open, memory.unwrap_or(0));
         let mut state = self.state();
         state.core.set_overloaded(over);
-        let outcome = state.core.handle_timeout(system_now());
-        state.flush();
         self.update_gauges(&state);
-        drop(state);
-        for _ in 0..outcome.no_join {
-            self.metrics.violation(Violation::NoJoin);
-        }
     }
 }
 
@@ -403,10 +423,13 @@ impl Relay {
         let gate_metrics = GateMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
+        let timers_changed = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,
                 outboxes: HashMap::new(),
+                sleeping_until: None,
+                timers_changed: Arc::clone(&timers_changed),
             }),
             metrics,
             limits: config.limits,
@@ -422,14 +445,15 @@ impl Relay {
             id_mask: config.id_mask,
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
-        let ticker = tokio::spawn({
+        let timers = tokio::spawn(run_timers(Arc::clone(&shared), timers_changed));
+        let sampler = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
-                let mut interval = tokio::time::interval(TICK);
+                let mut interval = tokio::time::interval(SAMPLE_EVERY);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     interval.tick().await;
-                    shared.tick();
+                    shared.sample();
                 }
             }
         });
@@ -439,7 +463,7 @@ impl Relay {
             endpoint,
             cert_der,
             local_addr,
-            tasks: vec![accept, ticker],
+            tasks: vec![accept, timers, sampler],
         })
     }
 
@@ -800,6 +824,28 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     // Let the outbox finish its close (it owns the control stream) before the task ends.
     let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
     tracing::debug!(?reason, "connection ended");
+}
+
+/// The core's timer driver: sleep until the next deadline the core names, fire what is
+/// due, and start over; an input that arms an earlier deadline wakes it early
+/// ([`State::flush`]).
+async fn run_timers(shared: Arc<Shared>, changed: Arc<Notify>) {
+    let mut next = None;
+    loop {
+        match next {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(at);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => next = shared.fire_timers(),
+                    () = changed.notified() => next = shared.state().sleeping_until,
+                }
+            }
+            None => {
+                changed.notified().await;
+                next = shared.state().sleeping_until;
+            }
+        }
+    }
 }
 
 async fn read_control(

@@ -12,6 +12,7 @@ use crate::ratelimit::{Keyed, TokenBucket};
 use crate::ticket::TicketClaims;
 
 use super::room::*;
+use super::timers::{Deadline, Timer};
 use super::*;
 
 impl RelayCore {
@@ -50,7 +51,7 @@ impl RelayCore {
         now: Now,
     ) -> Result<(), (ErrorCode, &'static str)> {
         match self.conns.get(&conn).map(|c| &c.phase) {
-            Some(ConnPhase::Connected { .. }) => {}
+            Some(ConnPhase::Connected) => {}
             Some(ConnPhase::Joined { .. }) => {
                 return Err((ErrorCode::ProtocolViolation, "already joined"));
             }
@@ -189,7 +190,7 @@ impl RelayCore {
         if let Some(room) = self.rooms.get_mut(key) {
             Self::detach(&mut self.outputs, room, old, LeaveReason::Replaced);
         }
-        self.conns.remove(&old_conn);
+        self.forget_conn(old_conn);
         self.outputs.push_back(Output::Close {
             conn: old_conn,
             code: Some(ErrorCode::Replaced),
@@ -307,6 +308,10 @@ impl RelayCore {
                 member: id,
             };
         }
+        let expiry = claims.exp.saturating_add(limits.ticket_leeway_secs);
+        self.timers.stop(conn, Timer::JoinDeadline);
+        self.timers
+            .set(conn, Timer::TicketExpiry, Deadline::UnixSecs(expiry), now);
     }
 }
 

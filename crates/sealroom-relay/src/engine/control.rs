@@ -5,6 +5,7 @@ use sealroom_frame::envelope::{MediaKind, MemberId, TrackId};
 
 use super::admission::verify_message;
 use super::room::*;
+use super::timers::{Deadline, Timer};
 use super::*;
 
 impl RelayCore {
@@ -24,7 +25,7 @@ impl RelayCore {
             return ControlOutcome::Ignored;
         };
         let (room_key, member_id) = match &state.phase {
-            ConnPhase::Connected { .. } => {
+            ConnPhase::Connected => {
                 if let ControlMessage::Join {
                     ticket, options, ..
                 } = message
@@ -95,7 +96,7 @@ impl RelayCore {
             }
             ControlMessage::Leave => {
                 self.remove_member(&room_key, member_id, LeaveReason::Left);
-                self.conns.remove(&conn);
+                self.forget_conn(conn);
                 self.outputs.push_back(Output::Close { conn, code: None });
             }
             ControlMessage::Error { .. } => {
@@ -209,6 +210,9 @@ impl RelayCore {
             Ok(claims) => {
                 member.ticket_exp = claims.exp;
                 member.grants = claims.grants;
+                let expiry = claims.exp.saturating_add(self.limits.ticket_leeway_secs);
+                let deadline = Deadline::UnixSecs(expiry);
+                self.timers.set(conn, Timer::TicketExpiry, deadline, now);
                 let expires_in_secs = claims
                     .exp
                     .saturating_add(self.limits.ticket_leeway_secs)

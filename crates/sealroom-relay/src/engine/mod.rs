@@ -35,6 +35,7 @@ use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::ticket::TicketVerifier;
 
 use room::*;
+use timers::{Deadline, Timer, TimerTable};
 
 pub use operator::{AdminError, MemberSummary, MemberTarget, RoomSummary};
 pub use outcome::{
@@ -107,6 +108,8 @@ pub struct RelayCore {
     user_joins: KeyedLimiter<(String, String)>,
     /// Join attempts per source key (IPv4 address, IPv6 /64).
     address_joins: KeyedLimiter<IpAddr>,
+    /// Join deadlines and ticket expiries.
+    timers: TimerTable,
 }
 
 impl fmt::Debug for RelayCore {
@@ -146,6 +149,7 @@ impl RelayCore {
                 limits.joins_per_user_burst,
                 limits.join_limiter_entries,
             ),
+            timers: TimerTable::default(),
             address_joins: KeyedLimiter::new(
                 limits.joins_per_address_per_sec,
                 limits.joins_per_address_burst,
@@ -189,7 +193,7 @@ impl RelayCore {
     pub fn membership(&self, conn: ConnId) -> Option<(&RoomKey, MemberId)> {
         match &self.conns.get(&conn)?.phase {
             ConnPhase::Joined { room, member } => Some((room, *member)),
-            ConnPhase::Connected { .. } => None,
+            ConnPhase::Connected => None,
         }
     }
 
@@ -287,7 +291,7 @@ impl RelayCore {
         self.conns.insert(
             conn,
             Conn {
-                phase: ConnPhase::Connected { since: now.instant },
+                phase: ConnPhase::Connected,
                 told_to_go: false,
                 streams: TokenBucket::new(rate, burst, now.instant),
                 streams_feedback: None,
@@ -299,6 +303,8 @@ impl RelayCore {
                 ),
             },
         );
+        let deadline = Deadline::At(now.instant + self.limits.join_timeout());
+        self.timers.set(conn, Timer::JoinDeadline, deadline, now);
     }
 
     /// `conn` sent a forged or malformed frame (the driver's decode failed, or
@@ -354,7 +360,7 @@ impl RelayCore {
 
     /// The connection closed or was lost; its member (if any) leaves with `reason`.
     pub fn handle_disconnect(&mut self, conn: ConnId, reason: LeaveReason) {
-        let Some(state) = self.conns.remove(&conn) else {
+        let Some(state) = self.forget_conn(conn) else {
             return;
         };
         if let ConnPhase::Joined { room, member } = state.phase {
@@ -383,7 +389,7 @@ impl RelayCore {
         message: &str,
         reason: LeaveReason,
     ) {
-        let Some(state) = self.conns.remove(&conn) else {
+        let Some(state) = self.forget_conn(conn) else {
             return;
         };
         self.outputs.push_back(Output::Send {
@@ -400,6 +406,12 @@ impl RelayCore {
             conn,
             code: Some(code),
         });
+    }
+
+    /// Forget `conn` and its timers.
+    fn forget_conn(&mut self, conn: ConnId) -> Option<Conn> {
+        self.timers.stop_all(conn);
+        self.conns.remove(&conn)
     }
 
     fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str) {

@@ -35,7 +35,7 @@ pub(super) const GO_AWAY_RECONNECT_MS: u32 = 1000;
 #[derive(Debug)]
 pub(super) enum ConnPhase {
     /// Connected, waiting for `Join`.
-    Connected { since: Instant },
+    Connected,
     /// A member of `room`.
     Joined { room: RoomKey, member: MemberId },
 }

@@ -786,3 +786,4 @@ fn frame_size_and_data_rates_are_limited() {
 }
 
 mod sessions;
+mod timers;
