@@ -19,14 +19,15 @@ use tracing::Instrument;
 
 use crate::config::{Limits, RelayConfig};
 use crate::engine::{
-    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
-    Output, RelayCore, RoomKey, RoomSummary, Violation,
+    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary,
+    MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
 use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
 use crate::incoming::{FrameDeadline, MediaStreamReader, StreamError};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
 use crate::outbox::{Forwarded, Outbox, Pushed};
+use crate::ticket::TicketVerifier;
 use crate::tls::{self, Identity, StartError};
 
 /// A test hook that sees what the relay receives from clients, each byte once
@@ -111,6 +112,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// The core's ticket verifier, used outside the lock.
+    verifier: Arc<TicketVerifier>,
     metrics: Arc<Metrics>,
     limits: Limits,
     tap: RwLock<Option<PayloadTap>>,
@@ -156,9 +159,12 @@ impl Shared {
     /// A control message from `conn`, acted on and counted.
     fn control(&self, conn: ConnId, message: ControlMessage) -> ControlOutcome {
         let now = system_now();
+        // The ticket's HMAC is checked here, before the lock: joins verify in parallel on
+        // their connections' tasks and never hold up forwarding.
+        let checked = CheckedControl::check(&self.verifier, message, now.unix_secs);
         let outcome = {
             let mut state = self.state();
-            let outcome = state.core.handle_control(conn, message, now);
+            let outcome = state.core.handle_control_checked(conn, checked, now);
             if let ControlOutcome::Join(JoinOutcome::Joined) = outcome
                 && let Some((room, member, user)) = state.core.member_identity(conn)
             {
@@ -424,6 +430,7 @@ impl Relay {
         let metrics = Arc::new(metrics);
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
         let timers_changed = Arc::new(Notify::new());
+        let verifier = core.verifier();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,
@@ -431,6 +438,7 @@ impl Relay {
                 sleeping_until: None,
                 timers_changed: Arc::clone(&timers_changed),
             }),
+            verifier,
             metrics,
             limits: config.limits,
             tap: RwLock::new(None),

@@ -14,6 +14,46 @@ use crate::ticket::TicketClaims;
 use super::room::*;
 use super::timers::{Deadline, Timer};
 use super::*;
+use crate::ticket::VerifyError;
+
+/// A ticket checked against the apps' secrets at a given time: the costly part of a join
+/// (an HMAC), done before the core is involved.
+#[derive(Debug, Clone)]
+pub struct VerifiedTicket(pub(super) Result<TicketClaims, VerifyError>);
+
+impl VerifiedTicket {
+    /// Verify `ticket` with `verifier` (from [`RelayCore::verifier`]) at `unix_secs`.
+    pub fn new(verifier: &TicketVerifier, ticket: &str, unix_secs: u64) -> Self {
+        Self(verifier.verify(ticket, unix_secs))
+    }
+}
+
+/// A control message with the ticket it carries (`Join`, `RefreshTicket`) already verified,
+/// for [`RelayCore::handle_control_checked`].
+#[derive(Debug, Clone)]
+pub struct CheckedControl {
+    pub(super) message: ControlMessage,
+    pub(super) ticket: Option<VerifiedTicket>,
+}
+
+impl CheckedControl {
+    /// Verify the ticket `message` carries, if any, at `unix_secs`. Costs an HMAC for a
+    /// `Join` or a `RefreshTicket`; needs no access to the core.
+    pub fn check(verifier: &TicketVerifier, message: ControlMessage, unix_secs: u64) -> Self {
+        let ticket = match &message {
+            ControlMessage::Join { ticket, .. } | ControlMessage::RefreshTicket { ticket } => {
+                Some(VerifiedTicket::new(verifier, ticket, unix_secs))
+            }
+            _ => None,
+        };
+        Self { message, ticket }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &ControlMessage {
+        &self.message
+    }
+}
 
 impl RelayCore {
     /// Whether a ticket expiring at `exp` lives longer than `max_ticket_lifetime_secs`
@@ -27,10 +67,25 @@ impl RelayCore {
 
     /// Admit `conn` with `ticket`, or refuse it. The outcome is also queued as outputs:
     /// `Joined` and `MemberJoined` messages, or an `Error` and a `Close`.
+    ///
+    /// Verifies the ticket on the way, which costs an HMAC; a driver with a lock around the
+    /// core verifies first and calls [`RelayCore::handle_join_verified`].
     pub fn handle_join(
         &mut self,
         conn: ConnId,
         ticket: &str,
+        options: &JoinOptions,
+        now: Now,
+    ) -> JoinOutcome {
+        let ticket = VerifiedTicket::new(&self.verifier, ticket, now.unix_secs);
+        self.handle_join_verified(conn, ticket, options, now)
+    }
+
+    /// Like [`RelayCore::handle_join`], with the ticket verified by the driver.
+    pub fn handle_join_verified(
+        &mut self,
+        conn: ConnId,
+        ticket: VerifiedTicket,
         options: &JoinOptions,
         now: Now,
     ) -> JoinOutcome {
@@ -46,7 +101,7 @@ impl RelayCore {
     pub(super) fn admit(
         &mut self,
         conn: ConnId,
-        ticket: &str,
+        ticket: VerifiedTicket,
         options: &JoinOptions,
         now: Now,
     ) -> Result<(), (ErrorCode, &'static str)> {
@@ -85,9 +140,8 @@ impl RelayCore {
                 }
             }
         }
-        let claims = self
-            .verifier
-            .verify(ticket, now.unix_secs)
+        let claims = ticket
+            .0
             .map_err(|err| (err.code(), verify_message(err.code())))?;
         if claims.user.len() > self.limits.max_user_id_len {
             return Err((

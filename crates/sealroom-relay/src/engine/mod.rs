@@ -25,6 +25,7 @@ mod timers;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason};
@@ -37,6 +38,7 @@ use crate::ticket::TicketVerifier;
 use room::*;
 use timers::{Deadline, Timer, TimerTable};
 
+pub use admission::{CheckedControl, VerifiedTicket};
 pub use operator::{AdminError, MemberSummary, MemberTarget, RoomSummary};
 pub use outcome::{
     ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, Output, TimeoutOutcome, Violation,
@@ -95,7 +97,8 @@ impl RoomKey {
 /// The relay's state and decisions, free of I/O and clocks.
 pub struct RelayCore {
     limits: Limits,
-    verifier: TicketVerifier,
+    /// Shared with the driver, which verifies tickets before it takes its lock.
+    verifier: Arc<TicketVerifier>,
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<RoomKey, Room>,
     apps: HashMap<String, AppState>,
@@ -125,7 +128,7 @@ impl fmt::Debug for RelayCore {
 impl RelayCore {
     /// A core serving `apps` within `limits`, created at `now`.
     pub fn new(apps: &[AppConfig], limits: Limits, now: Instant) -> Self {
-        let verifier = TicketVerifier::new(apps, limits.ticket_leeway_secs);
+        let verifier = Arc::new(TicketVerifier::new(apps, limits.ticket_leeway_secs));
         let apps = apps
             .iter()
             .map(|app| {
@@ -162,6 +165,14 @@ impl RelayCore {
     /// refused with `Overloaded`.
     pub fn set_overloaded(&mut self, overloaded: bool) {
         self.overloaded = overloaded;
+    }
+
+    /// The ticket verifier (the apps' secrets). A driver that serves many connections
+    /// verifies tickets with it before taking the lock around the core
+    /// ([`CheckedControl::check`]), so a storm of joins does not hold up forwarding behind
+    /// HMAC checks.
+    pub fn verifier(&self) -> Arc<TicketVerifier> {
+        Arc::clone(&self.verifier)
     }
 
     /// The limits in force.

@@ -308,3 +308,51 @@ fn forged_frames_past_the_budget_remove_the_member() {
     assert!(h.core.membership(a).is_none());
     assert!(h.core.membership(b).is_some());
 }
+
+#[test]
+fn tickets_verified_before_the_core_admit_and_refuse_as_inside_it() {
+    let mut h = Harness::new(Limits::default());
+    let verifier = h.core.verifier();
+    let join = |ticket: String| ControlMessage::Join {
+        ticket,
+        client_name: "test".into(),
+        client_version: "0".into(),
+        options: JoinOptions {
+            auto_subscribe: true,
+            room: None,
+        },
+    };
+    let good = join(h.ticket("app", "a", "r", Grants::all()));
+    let checked = CheckedControl::check(&verifier, good, h.now.unix_secs);
+    let conn = h.connect();
+    assert_eq!(
+        h.core.handle_control_checked(conn, checked, h.now),
+        ControlOutcome::Join(JoinOutcome::Joined)
+    );
+    assert!(h.core.membership(conn).is_some());
+
+    let mut forged = h.ticket("app", "b", "r", Grants::all());
+    forged.push('x');
+    let checked = CheckedControl::check(&verifier, join(forged), h.now.unix_secs);
+    let conn = h.connect();
+    assert_eq!(
+        h.core.handle_control_checked(conn, checked, h.now),
+        ControlOutcome::Join(JoinOutcome::Refused(ErrorCode::BadSignature))
+    );
+    assert_eq!(refusal(&h.outputs(), conn), Some(ErrorCode::BadSignature));
+
+    // A ticket checked when it was still valid is judged at that time; one checked after
+    // its expiry is refused.
+    let late = h.now.plus_secs(10_000);
+    let ticket = h.ticket("app", "c", "r", Grants::all());
+    let verified = VerifiedTicket::new(&verifier, &ticket, late.unix_secs);
+    let conn = h.connect();
+    let options = JoinOptions {
+        auto_subscribe: true,
+        room: None,
+    };
+    assert_eq!(
+        h.core.handle_join_verified(conn, verified, &options, h.now),
+        JoinOutcome::Refused(ErrorCode::Expired)
+    );
+}
