@@ -1,20 +1,23 @@
 //! Admission: a ticket and the join limits decide who enters which room.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use sealroom_frame::control::{
-    ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits,
+    ControlMessage, ErrorCode, JoinOptions, LeaveReason, SessionLimits,
 };
 use sealroom_frame::envelope::MemberId;
 
 use crate::gate::source_key;
-use crate::ratelimit::{Keyed, TokenBucket};
+use crate::ratelimit::Keyed;
 use crate::ticket::TicketClaims;
 
 use super::room::*;
 use super::timers::{Deadline, Timer};
 use super::*;
 use crate::ticket::VerifyError;
+
+/// Why a join is refused: the code and a message for the client.
+type Refusal = (ErrorCode, &'static str);
 
 /// A ticket checked against the apps' secrets at a given time: the costly part of a join
 /// (an HMAC), done before the core is involved.
@@ -98,13 +101,31 @@ impl RelayCore {
         }
     }
 
+    /// The admission steps, in order; each refuses with a code and a message for the
+    /// client. The per-address limit comes before anything the ticket says, so one address
+    /// cannot spend the app's budget.
     pub(super) fn admit(
         &mut self,
         conn: ConnId,
         ticket: VerifiedTicket,
         options: &JoinOptions,
         now: Now,
-    ) -> Result<(), (ErrorCode, &'static str)> {
+    ) -> Result<(), Refusal> {
+        self.check_joinable(conn)?;
+        self.take_address_join(conn, now)?;
+        let claims = self.check_claims(ticket, options, now)?;
+        self.take_user_and_app_join(&claims, now)?;
+        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
+        let replaced = self.check_room_capacity(&key, &claims.user)?;
+        if let Some(old) = replaced {
+            self.replace(&key, old);
+        }
+        self.enter(conn, key, claims, options, now);
+        Ok(())
+    }
+
+    /// The connection waits for `Join`, and the node takes joins.
+    fn check_joinable(&self, conn: ConnId) -> Result<(), Refusal> {
         match self.conns.get(&conn).map(|c| &c.phase) {
             Some(ConnPhase::Connected) => {}
             Some(ConnPhase::Joined { .. }) => {
@@ -121,25 +142,35 @@ impl RelayCore {
                 "the relay is over its memory ceiling; retry later or at another node",
             ));
         }
-        // Per source address first, before the ticket costs an HMAC: one address cannot
-        // spend the app's budget.
-        if let Some(source) = self.conns.get(&conn).and_then(|c| c.source) {
-            match self.address_joins.try_take(source_key(source), now.instant) {
-                Keyed::Allowed => {}
-                Keyed::Limited => {
-                    return Err((
-                        ErrorCode::RateLimited,
-                        "too many joins from this address; retry in a few seconds",
-                    ));
-                }
-                Keyed::Full => {
-                    return Err((
-                        ErrorCode::Overloaded,
-                        "the relay is tracking too many joining addresses; retry later",
-                    ));
-                }
-            }
+        Ok(())
+    }
+
+    /// One join attempt from the connection's source address (IPv4 address, IPv6 /64).
+    fn take_address_join(&mut self, conn: ConnId, now: Now) -> Result<(), Refusal> {
+        let Some(source) = self.conns.get(&conn).and_then(|c| c.source) else {
+            return Ok(());
+        };
+        match self.address_joins.try_take(source_key(source), now.instant) {
+            Keyed::Allowed => Ok(()),
+            Keyed::Limited => Err((
+                ErrorCode::RateLimited,
+                "too many joins from this address; retry in a few seconds",
+            )),
+            Keyed::Full => Err((
+                ErrorCode::Overloaded,
+                "the relay is tracking too many joining addresses; retry later",
+            )),
         }
+    }
+
+    /// The ticket verified, and its claims within this relay's bounds and for the room the
+    /// client asked for.
+    fn check_claims(
+        &self,
+        ticket: VerifiedTicket,
+        options: &JoinOptions,
+        now: Now,
+    ) -> Result<TicketClaims, Refusal> {
         let claims = ticket
             .0
             .map_err(|err| (err.code(), verify_message(err.code())))?;
@@ -169,8 +200,13 @@ impl RelayCore {
         if !self.apps.contains_key(&claims.app) {
             return Err((ErrorCode::UnknownApp, "unknown app"));
         }
-        // Per user before the app's budget: one ticket holder joining over and over is
-        // refused on its own account, and other users keep joining.
+        Ok(claims)
+    }
+
+    /// One join attempt of the user, then one of the app's budget. Per user first: one
+    /// ticket holder joining over and over is refused on its own account, and other users
+    /// keep joining.
+    fn take_user_and_app_join(&mut self, claims: &TicketClaims, now: Now) -> Result<(), Refusal> {
         match self
             .user_joins
             .try_take((claims.app.clone(), claims.user.clone()), now.instant)
@@ -199,28 +235,30 @@ impl RelayCore {
                 "the relay takes no more joins for this app right now; retry in a second",
             ));
         }
-        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
+        Ok(())
+    }
+
+    /// Room for one more member (or an existing room, or room for one more room of the
+    /// app); returns the member a newer session of the same user replaces.
+    fn check_room_capacity(&self, key: &RoomKey, user: &str) -> Result<Option<MemberId>, Refusal> {
         let replaced = self
             .rooms
-            .get(&key)
-            .and_then(|room| room.member_by_user(&claims.user));
-        match self.rooms.get(&key) {
+            .get(key)
+            .and_then(|room| room.member_by_user(user));
+        match self.rooms.get(key) {
             Some(room) => {
                 if replaced.is_none() && room.members.len() >= self.limits.max_members_per_room {
                     return Err((ErrorCode::RoomFull, "the room is full"));
                 }
             }
             None => {
-                if app.rooms >= self.limits.max_rooms_per_app {
+                let rooms = self.apps.get(&key.app).map_or(0, |app| app.rooms);
+                if rooms >= self.limits.max_rooms_per_app {
                     return Err((ErrorCode::TooManyRooms, "the app has too many rooms"));
                 }
             }
         }
-        if let Some(old) = replaced {
-            self.replace(&key, old);
-        }
-        self.enter(conn, key, claims, options, now);
-        Ok(())
+        Ok(replaced)
     }
 
     pub(super) fn replace(&mut self, key: &RoomKey, old: MemberId) {
@@ -274,57 +312,16 @@ impl RelayCore {
             }
         };
         let id = room.allocate_member_id();
-        // The roster goes in `Joined` as far as it fits one control message; the rest
-        // follows as `MemberJoined` messages, so no message is ever over its limit.
-        let mut roster: Vec<MemberInfo> = Vec::new();
-        let mut rest: Vec<MemberInfo> = Vec::new();
-        let mut roster_len = 0usize;
-        for (member_id, m) in &room.members {
-            let info = m.info(*member_id);
-            let len = roster_entry_len(&info);
-            if rest.is_empty() && roster_len.saturating_add(len) <= ROSTER_BUDGET {
-                roster_len += len;
-                roster.push(info);
-            } else {
-                rest.push(info);
-            }
-        }
-        let subscriptions = if options.auto_subscribe {
-            Subscriptions::AllExcept(HashSet::new())
-        } else {
-            Subscriptions::Only(HashSet::new())
-        };
-        let member = Member {
+        let (roster, rest) = room.roster();
+        let member = Member::new(
             conn,
-            user: claims.user,
-            grants: claims.grants,
-            ticket_exp: claims.exp,
-            joined_unix_secs: now.unix_secs,
-            tracks: Vec::new(),
-            subscriptions,
-            data_messages: TokenBucket::new(
-                limits.data_messages_per_sec,
-                limits.data_messages_burst,
-                now.instant,
-            ),
-            data_bytes: TokenBucket::new(
-                limits.data_bytes_per_sec,
-                limits.data_bytes_burst,
-                now.instant,
-            ),
-            media_bytes: TokenBucket::new(
-                limits.media_bytes_per_sec,
-                limits.media_bytes_burst,
-                now.instant,
-            ),
-            control_messages: TokenBucket::new(
-                limits.control_messages_per_sec,
-                limits.control_messages_per_sec.saturating_mul(2),
-                now.instant,
-            ),
-            feedback: [None; 32],
-            keyframe_asked: Vec::new(),
-        };
+            claims.user,
+            claims.grants,
+            claims.exp,
+            options,
+            &limits,
+            now,
+        );
         let info = member.info(id);
         for other in room.members.values() {
             self.outputs.push_back(Output::Send {

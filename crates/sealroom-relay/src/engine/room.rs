@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use sealroom_frame::control::{MemberInfo, TrackInfo};
+use sealroom_frame::control::{JoinOptions, MemberInfo, TrackInfo};
 use sealroom_frame::envelope::{MemberId, TrackId};
 
 use crate::ratelimit::TokenBucket;
@@ -117,6 +117,54 @@ pub(super) struct Member {
 }
 
 impl Member {
+    /// A member entering at `now` with a verified ticket's user, grants and expiry.
+    pub(super) fn new(
+        conn: ConnId,
+        user: String,
+        grants: Grants,
+        ticket_exp: u64,
+        options: &JoinOptions,
+        limits: &Limits,
+        now: Now,
+    ) -> Self {
+        let subscriptions = if options.auto_subscribe {
+            Subscriptions::AllExcept(HashSet::new())
+        } else {
+            Subscriptions::Only(HashSet::new())
+        };
+        Self {
+            conn,
+            user: user,
+            grants: grants,
+            ticket_exp: ticket_exp,
+            joined_unix_secs: now.unix_secs,
+            tracks: Vec::new(),
+            subscriptions,
+            data_messages: TokenBucket::new(
+                limits.data_messages_per_sec,
+                limits.data_messages_burst,
+                now.instant,
+            ),
+            data_bytes: TokenBucket::new(
+                limits.data_bytes_per_sec,
+                limits.data_bytes_burst,
+                now.instant,
+            ),
+            media_bytes: TokenBucket::new(
+                limits.media_bytes_per_sec,
+                limits.media_bytes_burst,
+                now.instant,
+            ),
+            control_messages: TokenBucket::new(
+                limits.control_messages_per_sec,
+                limits.control_messages_per_sec.saturating_mul(2),
+                now.instant,
+            ),
+            feedback: [None; 32],
+            keyframe_asked: Vec::new(),
+        }
+    }
+
     pub(super) fn info(&self, member: MemberId) -> MemberInfo {
         MemberInfo {
             member,
@@ -147,6 +195,26 @@ impl Room {
                 return id;
             }
         }
+    }
+
+    /// The roster a new member is told: as much as fits `Joined` in one control message,
+    /// and the rest, which follows as `MemberJoined` messages, so no message is ever over
+    /// its limit.
+    pub(super) fn roster(&self) -> (Vec<MemberInfo>, Vec<MemberInfo>) {
+        let mut roster: Vec<MemberInfo> = Vec::new();
+        let mut rest: Vec<MemberInfo> = Vec::new();
+        let mut roster_len = 0usize;
+        for (member_id, m) in &self.members {
+            let info = m.info(*member_id);
+            let len = roster_entry_len(&info);
+            if rest.is_empty() && roster_len.saturating_add(len) <= ROSTER_BUDGET {
+                roster_len += len;
+                roster.push(info);
+            } else {
+                rest.push(info);
+            }
+        }
+        (roster, rest)
     }
 
     pub(super) fn member_by_user(&self, user: &str) -> Option<MemberId> {
