@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sealroom_frame::control::{
-    ControlMessage, ErrorCode, JoinOptions, LeaveReason, SessionLimits,
-};
+use sealroom_frame::control::{ControlMessage, ErrorCode, JoinOptions, LeaveReason, SessionLimits};
 use sealroom_frame::envelope::MemberId;
 
 use crate::gate::source_key;

@@ -63,7 +63,23 @@ impl RelayCore {
             }
             ConnPhase::Joined { room, member } => (room.clone(), *member),
         };
-        let violation = match &message {
+        if let Err(outcome) = self.admit_member_message(conn, &room_key, member_id, &message, now) {
+            return outcome;
+        }
+        self.act_on_member_message(conn, room_key, member_id, message, ticket, now)
+    }
+
+    /// Whether a member may send `message` now: only what clients send, and within its
+    /// control message rate. A refusal says what became of the message.
+    fn admit_member_message(
+        &mut self,
+        conn: ConnId,
+        room_key: &RoomKey,
+        member_id: MemberId,
+        message: &ControlMessage,
+        now: Now,
+    ) -> Result<(), ControlOutcome> {
+        let violation = match message {
             ControlMessage::Join { .. } => Some(Violation::JoinTwice),
             ControlMessage::Joined { .. }
             | ControlMessage::MemberJoined(_)
@@ -74,15 +90,15 @@ impl RelayCore {
         };
         if let Some(violation) = violation {
             self.handle_violation(conn, violation);
-            return ControlOutcome::Violation(violation);
+            return Err(ControlOutcome::Violation(violation));
         }
         let outputs = &mut self.outputs;
         let Some(me) = self
             .rooms
-            .get_mut(&room_key)
+            .get_mut(room_key)
             .and_then(|r| r.members.get_mut(&member_id))
         else {
-            return ControlOutcome::Ignored;
+            return Err(ControlOutcome::Ignored);
         };
         if !me.control_messages.try_take(1, now.instant) {
             Self::feedback(
@@ -92,8 +108,21 @@ impl RelayCore {
                 "control message rate exceeded; message dropped",
                 now.instant,
             );
-            return ControlOutcome::RateLimited;
+            return Err(ControlOutcome::RateLimited);
         }
+        Ok(())
+    }
+
+    /// Carry out a member's control message that passed [`Self::admit_member_message`].
+    fn act_on_member_message(
+        &mut self,
+        conn: ConnId,
+        room_key: RoomKey,
+        member_id: MemberId,
+        message: ControlMessage,
+        ticket: Option<VerifiedTicket>,
+        now: Now,
+    ) -> ControlOutcome {
         let bound = self.subscription_bound();
         match message {
             ControlMessage::TrackPublished { track, .. } => {
@@ -118,7 +147,8 @@ impl RelayCore {
                 );
             }
             ControlMessage::RefreshTicket { ticket: text } => {
-                let ticket = verified(self, ticket, &text);
+                let ticket = ticket
+                    .unwrap_or_else(|| VerifiedTicket::new(&self.verifier, &text, now.unix_secs));
                 self.refresh_ticket(conn, &room_key, member_id, ticket, now);
             }
             ControlMessage::Leave => {

@@ -1,5 +1,7 @@
 //! Forwarding: whether a frame may pass and to whom it goes.
 
+use std::collections::VecDeque;
+
 use sealroom_frame::control::{ControlMessage, ErrorCode, TrackInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
 
@@ -39,19 +41,47 @@ impl RelayCore {
         let Some(room) = self.rooms.get_mut(room) else {
             return Err(DropReason::NotJoined);
         };
-        let Some(me) = room.members.get_mut(&member_id) else {
-            return Err(DropReason::NotJoined);
-        };
+        let limits = &self.limits;
+        let outputs = &mut self.outputs;
+        let me = room
+            .members
+            .get_mut(&member_id)
+            .ok_or(DropReason::NotJoined)?;
+        Self::check_size_and_grant(limits, outputs, me, envelope, encoded_len, now)?;
+        Self::publish_on_first_frame(limits, outputs, room, member_id, envelope)?;
+        let me = room
+            .members
+            .get_mut(&member_id)
+            .ok_or(DropReason::NotJoined)?;
+        Self::take_rate(outputs, me, envelope, encoded_len, now)?;
+        self.receivers.clear();
+        for (id, other) in &room.members {
+            if *id != member_id
+                && other.grants.subscribe
+                && other.subscriptions.wants(member_id, envelope.track)
+            {
+                self.receivers.push(other.conn);
+            }
+        }
+        Ok(&self.receivers)
+    }
+
+    /// The frame is within the size limit of its kind, and the sender may publish it.
+    fn check_size_and_grant(
+        limits: &Limits,
+        outputs: &mut VecDeque<Output>,
+        me: &mut Member,
+        envelope: &Envelope,
+        encoded_len: usize,
+        now: Now,
+    ) -> Result<(), DropReason> {
         let max_len = match envelope.kind {
-            MediaKind::Data => self
-                .limits
-                .max_data_frame_len
-                .min(self.limits.max_frame_len),
-            MediaKind::Audio | MediaKind::Video => self.limits.max_frame_len,
+            MediaKind::Data => limits.max_data_frame_len.min(limits.max_frame_len),
+            MediaKind::Audio | MediaKind::Video => limits.max_frame_len,
         };
         if encoded_len > max_len {
             Self::feedback(
-                &mut self.outputs,
+                outputs,
                 me,
                 ErrorCode::FrameTooLarge,
                 "frame exceeds the size limit; dropped",
@@ -61,7 +91,7 @@ impl RelayCore {
         }
         if !me.grants.may_publish(envelope.kind) {
             Self::feedback(
-                &mut self.outputs,
+                outputs,
                 me,
                 ErrorCode::NotPermitted,
                 "the ticket does not grant publishing this kind; frame dropped",
@@ -69,11 +99,27 @@ impl RelayCore {
             );
             return Err(DropReason::NotPermitted);
         }
+        Ok(())
+    }
+
+    /// A track is published by its first frame, within the track limit; its kind stays
+    /// that of the first frame.
+    fn publish_on_first_frame(
+        limits: &Limits,
+        outputs: &mut VecDeque<Output>,
+        room: &mut Room,
+        member_id: MemberId,
+        envelope: &Envelope,
+    ) -> Result<(), DropReason> {
+        let me = room
+            .members
+            .get_mut(&member_id)
+            .ok_or(DropReason::NotJoined)?;
         match me.track(envelope.track) {
-            Some(info) if info.kind != envelope.kind => return Err(DropReason::KindMismatch),
-            Some(_) => {}
-            None if me.tracks.len() >= self.limits.max_tracks_per_member => {
-                return Err(DropReason::TooManyTracks);
+            Some(info) if info.kind != envelope.kind => Err(DropReason::KindMismatch),
+            Some(_) => Ok(()),
+            None if me.tracks.len() >= limits.max_tracks_per_member => {
+                Err(DropReason::TooManyTracks)
             }
             None => {
                 let track = TrackInfo {
@@ -82,7 +128,7 @@ impl RelayCore {
                 };
                 me.tracks.push(track);
                 Self::broadcast(
-                    &mut self.outputs,
+                    outputs,
                     room,
                     member_id,
                     &ControlMessage::TrackPublished {
@@ -90,11 +136,20 @@ impl RelayCore {
                         track,
                     },
                 );
+                Ok(())
             }
         }
-        let Some(me) = room.members.get_mut(&member_id) else {
-            return Err(DropReason::NotJoined);
-        };
+    }
+
+    /// The member's rate limits: data messages and bytes for data, media bytes for audio
+    /// and video.
+    fn take_rate(
+        outputs: &mut VecDeque<Output>,
+        me: &mut Member,
+        envelope: &Envelope,
+        encoded_len: usize,
+        now: Now,
+    ) -> Result<(), DropReason> {
         let len = u32::try_from(encoded_len).unwrap_or(u32::MAX);
         let allowed = match envelope.kind {
             MediaKind::Data => {
@@ -106,35 +161,20 @@ impl RelayCore {
             }
             MediaKind::Audio | MediaKind::Video => me.media_bytes.try_take(len, now.instant),
         };
-        if !allowed {
-            let text = if envelope.kind == MediaKind::Data {
-                if envelope.flags.contains(Flags::UNRELIABLE) {
-                    "data rate exceeded; unreliable message dropped"
-                } else {
-                    "data rate exceeded; reliable message dropped"
-                }
+        if allowed {
+            return Ok(());
+        }
+        let text = if envelope.kind == MediaKind::Data {
+            if envelope.flags.contains(Flags::UNRELIABLE) {
+                "data rate exceeded; unreliable message dropped"
             } else {
-                "media rate exceeded; frame dropped"
-            };
-            Self::feedback(
-                &mut self.outputs,
-                me,
-                ErrorCode::RateLimited,
-                text,
-                now.instant,
-            );
-            return Err(DropReason::RateLimited);
-        }
-        self.receivers.clear();
-        for (id, other) in &room.members {
-            if *id != member_id
-                && other.grants.subscribe
-                && other.subscriptions.wants(member_id, envelope.track)
-            {
-                self.receivers.push(other.conn);
+                "data rate exceeded; reliable message dropped"
             }
-        }
-        Ok(&self.receivers)
+        } else {
+            "media rate exceeded; frame dropped"
+        };
+        Self::feedback(outputs, me, ErrorCode::RateLimited, text, now.instant);
+        Err(DropReason::RateLimited)
     }
 
     /// A frame from `conn` was too large to receive at all (the driver stopped its stream);
