@@ -5,8 +5,9 @@
 //! sequence, flags); the payload is an SFrame ciphertext it cannot open, because this crate
 //! depends on no content cryptography at all (check with `cargo tree -p sealroom-relay`).
 //!
-//! - [`engine`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits)
-//!   that tests and benches drive without a network;
+//! - [`engine`]: the I/O-free decisions (admission, rooms, subscriptions, forwarding, limits,
+//!   timers) that tests and benches drive without a network, with [`RelayCore`] as its front
+//!   door;
 //! - [`gate`]: which new QUIC handshakes the relay takes on, asks to prove their address
 //!   (Retry) or refuses, before it keeps any state for them;
 //! - [`incoming`]: reading what clients send on their streams, without I/O: the media
@@ -82,6 +83,12 @@
 //!     timestamp_us: 0,
 //! };
 //! assert_eq!(core.handle_frame(ConnId(1), &envelope, 100, now), Ok(&[ConnId(2)][..]));
+//!
+//! // The next deadline is the tickets' expiry: a driver sleeps until then (or the next
+//! // input) and calls `handle_timeout` with the time.
+//! let deadline = core.poll_timeout().expect("a ticket expires");
+//! assert!(deadline > now.instant);
+//! assert_eq!(core.handle_timeout(now).tickets_expired, 0);
 //!
 //! // The control messages to send (Joined, MemberJoined, TrackPublished) come out in order.
 //! while let Some(output) = core.poll_output() {

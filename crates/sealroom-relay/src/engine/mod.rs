@@ -1,16 +1,27 @@
 //! The relay's decisions, with no sockets and no clock: admission, rooms, membership,
-//! subscriptions, forwarding and limits.
+//! subscriptions, forwarding, limits and timers.
 //!
-//! [`RelayCore`] follows quinn-proto's pattern. The driver (the quinn/tokio layer, a test or
-//! a bench) feeds it inputs named `handle_*` with the current time as an argument, and takes
-//! its outputs from [`RelayCore::poll_output`]: control messages to send and connections to
-//! close. Forwarding is the hot path and answers directly: [`RelayCore::handle_frame`]
-//! returns the connections a frame goes to, or why it is dropped.
+//! [`RelayCore`] follows quinn-proto's pattern: the driver (the quinn/tokio layer, a test or
+//! a bench) feeds it inputs named `handle_*` with the time as an argument, and takes its
+//! outputs from `poll_*` methods; see the struct's documentation for the order. Connections
+//! are named by [`ConnId`]s the driver picks. A connection enters a room with a ticket; the
+//! room, keyed by (app, room id), is created by its first member and removed with its last.
+//! Member ids are assigned per room, counting up from 1, and not reused while the room
+//! exists.
 //!
-//! Connections are named by [`ConnId`]s the driver picks. A connection enters a room with a
-//! ticket ([`RelayCore::handle_join`]); the room, keyed by (app, room id), is created by its
-//! first member and removed with its last. Member ids are assigned per room, counting up from
-//! 1, and not reused while the room exists.
+//! The module tree, one concern per file:
+//!
+//! - `outcome`: what the core answers ([`Output`], the `*Outcome` types, [`DropReason`],
+//!   [`Violation`]) and their stable labels;
+//! - `room`: rooms, members, their subscriptions and the connections' phases;
+//! - `admission`: joins, from the verified ticket ([`VerifiedTicket`]) through the join
+//!   limits to entering the room;
+//! - `control`: members' control messages (publishing, subscriptions, keyframe requests,
+//!   ticket refresh);
+//! - `forward`: [`RelayCore::handle_frame`], the hot path, in named steps;
+//! - `operator`: kick, dismiss, drain and the summaries an admin API shows;
+//! - `timers`: the timer table behind [`RelayCore::poll_timeout`] and
+//!   [`RelayCore::handle_timeout`].
 
 mod admission;
 mod control;
@@ -95,6 +106,37 @@ impl RoomKey {
 }
 
 /// The relay's state and decisions, free of I/O and clocks.
+///
+/// Its methods come in families, as quinn-proto's `Connection`'s do:
+///
+/// - **inputs**, `handle_*`, each with the time it happened as a [`Now`]:
+///   [`handle_connect_from`](Self::handle_connect_from) when a connection arrives,
+///   [`handle_control`](Self::handle_control) (or
+///   [`handle_control_checked`](Self::handle_control_checked) with the ticket verified
+///   beforehand) for each control message, [`handle_frame`](Self::handle_frame) for each
+///   media frame (it answers at once with the receivers: the hot path),
+///   [`handle_incoming_stream`](Self::handle_incoming_stream),
+///   [`handle_bad_frame`](Self::handle_bad_frame),
+///   [`handle_stale_group`](Self::handle_stale_group),
+///   [`handle_violation`](Self::handle_violation),
+///   [`handle_disconnect`](Self::handle_disconnect), and
+///   [`handle_timeout`](Self::handle_timeout) when the deadline is reached;
+/// - **outputs**, `poll_*`: [`poll_output`](Self::poll_output) (control messages to send,
+///   connections to close, in order) and [`poll_timeout`](Self::poll_timeout) (when to call
+///   `handle_timeout` next);
+/// - **operator actions**: [`kick`](Self::kick), [`dismiss`](Self::dismiss),
+///   [`begin_drain`](Self::begin_drain), [`close_all`](Self::close_all),
+///   [`set_overloaded`](Self::set_overloaded);
+/// - **getters**: [`rooms`](Self::rooms), [`members`](Self::members),
+///   [`membership`](Self::membership), the counts, [`limits`](Self::limits) and
+///   [`verifier`](Self::verifier).
+///
+/// A driver calls them in this order: feed an input (or fire the timers when
+/// `poll_timeout`'s instant has passed); drain `poll_output` and carry out each output;
+/// ask `poll_timeout` again, since any input may arm an earlier timer; sleep until the next
+/// input or that instant. The clock is read by the driver only. Ticket verification (an
+/// HMAC) needs no access to the core: a driver that shares the core behind a lock verifies
+/// with [`verifier`](Self::verifier) first ([`CheckedControl::check`]).
 pub struct RelayCore {
     limits: Limits,
     /// Shared with the driver, which verifies tickets before it takes its lock.
