@@ -119,8 +119,9 @@ pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
 };
 pub use engine::{
-    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
-    MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
+    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome,
+    MemberSummary, MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, TimeoutOutcome,
+    VerifiedTicket, Violation,
 };
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 use sealroom_frame::control::{ControlMessage, ErrorCode, JoinOptions, LeaveReason, SessionLimits};
 use sealroom_frame::envelope::MemberId;
 
+use super::room::{ConnPhase, Member, Room};
+use super::timers::{Deadline, Timer};
+use super::{ConnId, JoinOutcome, Now, Output, RelayCore, RoomKey};
 use crate::gate::source_key;
 use crate::ratelimit::Keyed;
-use crate::ticket::TicketClaims;
-
-use super::room::*;
-use super::timers::{Deadline, Timer};
-use super::*;
-use crate::ticket::VerifyError;
+use crate::ticket::{TicketClaims, TicketVerifier, VerifyError};
 
 /// Why a join is refused: the code and a message for the client.
 type Refusal = (ErrorCode, &'static str);

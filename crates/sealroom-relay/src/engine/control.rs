@@ -4,9 +4,12 @@ use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, TrackInfo}
 use sealroom_frame::envelope::{MediaKind, MemberId, TrackId};
 
 use super::admission::verify_message;
-use super::room::*;
+use super::room::ConnPhase;
 use super::timers::{Deadline, Timer};
-use super::*;
+use super::{
+    CheckedControl, ConnId, ControlOutcome, KeyframeOutcome, Now, Output, RelayCore, RoomKey,
+    VerifiedTicket, Violation,
+};
 
 impl RelayCore {
     /// A control message arrived from `conn`.

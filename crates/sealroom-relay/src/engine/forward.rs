@@ -3,10 +3,11 @@
 use std::collections::VecDeque;
 
 use sealroom_frame::control::{ControlMessage, ErrorCode, TrackInfo};
-use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
+use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId};
 
-use super::room::*;
-use super::*;
+use super::room::{Conn, ConnPhase, Member, Room};
+use super::{ConnId, DropReason, Now, Output, RelayCore};
+use crate::config::Limits;
 
 impl RelayCore {
     /// Decide where a frame from `conn` goes: the connections of every other member that

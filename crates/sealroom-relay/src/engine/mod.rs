@@ -46,7 +46,7 @@ use crate::config::{AppConfig, Limits};
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::ticket::TicketVerifier;
 
-use room::*;
+use room::{AppState, Conn, ConnPhase, FEEDBACK_INTERVAL, Member, Room};
 use timers::{Deadline, Timer, TimerTable};
 
 pub use admission::{CheckedControl, VerifiedTicket};

@@ -3,8 +3,8 @@
 use sealroom_frame::control::{ControlMessage, ErrorCode};
 use sealroom_frame::envelope::MemberId;
 
-use super::room::*;
-use super::*;
+use super::room::GO_AWAY_RECONNECT_MS;
+use super::{ConnId, Output, RelayCore, RoomKey};
 
 /// Whom an operator removes.
 #[derive(Debug, Clone, PartialEq, Eq)]

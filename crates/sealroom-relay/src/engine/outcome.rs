@@ -2,7 +2,7 @@
 
 use sealroom_frame::control::{ControlMessage, ErrorCode};
 
-use super::*;
+use super::ConnId;
 
 /// What the driver must do, in order. Deliberately not `#[non_exhaustive]`: a driver must
 /// carry out every output, so a new one fails to compile until each driver handles it.

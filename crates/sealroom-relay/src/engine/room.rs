@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use sealroom_frame::control::{JoinOptions, MemberInfo, TrackInfo};
 use sealroom_frame::envelope::{MemberId, TrackId};
 
+use super::{ConnId, Now, RoomKey};
+use crate::config::Limits;
 use crate::ratelimit::TokenBucket;
 use crate::ticket::Grants;
-
-use super::*;
 
 /// Bytes of roster entries `Joined` carries at most; the rest of the roster follows as
 /// `MemberJoined` messages. Leaves room under the control message limit for the rest of

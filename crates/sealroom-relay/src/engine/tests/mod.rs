@@ -7,6 +7,7 @@ use sealroom_frame::control::{
 };
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 
+use super::room::GO_AWAY_RECONNECT_MS;
 use super::*;
 use crate::config::{AppConfig, Limits};
 use crate::ticket::{Grants, TicketClaims, mint};
