@@ -134,9 +134,9 @@ impl Member {
         };
         Self {
             conn,
-            user: user,
-            grants: grants,
-            ticket_exp: ticket_exp,
+            user,
+            grants,
+            ticket_exp,
             joined_unix_secs: now.unix_secs,
             tracks: Vec::new(),
             subscriptions,
