@@ -260,8 +260,12 @@ impl RelayCore {
     /// Check the core's internal consistency; `Some(description)` of the first broken
     /// invariant. For tests and fuzz targets: every room has members, no room has more than
     /// the limit, member ids are unique and non-zero, every member's connection points back
-    /// at it, each app's room count matches its rooms.
+    /// at it, each app's room count matches its rooms, each connection has the one timer of
+    /// its phase.
     pub fn invariant_violation(&self) -> Option<String> {
+        if let Some(violation) = self.timer_violation() {
+            return Some(violation);
+        }
         let mut rooms_per_app: HashMap<&str, usize> = HashMap::new();
         for (key, room) in &self.rooms {
             *rooms_per_app.entry(key.app.as_str()).or_default() += 1;

@@ -123,13 +123,40 @@ impl TimerTable {
     }
 
     /// Armed timers.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.armed.len()
+    }
+
+    /// Whether `timer` of `conn` is armed.
+    pub(super) fn is_armed(&self, conn: ConnId, timer: Timer) -> bool {
+        self.armed.contains_key(&(conn, timer))
     }
 }
 
 impl RelayCore {
+    /// The timer table's invariant: each connection has exactly the timer of its phase
+    /// armed (the join deadline while it waits for `Join`, the ticket expiry once it is a
+    /// member), and no timer outlives its connection.
+    pub(super) fn timer_violation(&self) -> Option<String> {
+        for (conn, state) in &self.conns {
+            let timer = match state.phase {
+                ConnPhase::Connected => Timer::JoinDeadline,
+                ConnPhase::Joined { .. } => Timer::TicketExpiry,
+            };
+            if !self.timers.is_armed(*conn, timer) {
+                return Some(format!("connection {conn} has no {timer:?} timer"));
+            }
+        }
+        if self.timers.len() != self.conns.len() {
+            return Some(format!(
+                "{} timers armed for {} connections",
+                self.timers.len(),
+                self.conns.len()
+            ));
+        }
+        None
+    }
+
     /// When the driver must call [`RelayCore::handle_timeout`] next; `None` when no timer is
     /// armed. Any input may arm an earlier timer (a new connection, a join, a refreshed
     /// ticket), so the driver asks again after each.
