@@ -17,7 +17,7 @@ use sealroom_frame::control::{
     ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits, TrackInfo,
 };
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
-use sealroom_relay::core::{MemberTarget, Output};
+use sealroom_relay::engine::{MemberTarget, Output};
 use sealroom_relay::{
     AppConfig, ConnId, Grants, Limits, Now, RelayCore, RoomKey, TicketClaims, Violation, mint,
 };

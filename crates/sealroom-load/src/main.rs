@@ -20,6 +20,7 @@ mod net;
 mod proc;
 mod report;
 mod shape;
+mod storm;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -67,6 +68,11 @@ struct LoadArgs {
     /// per member and the join rate, instead of running a shape.
     #[arg(long, value_name = "M")]
     idle_members: Option<usize>,
+    /// Join storm: beside the shape, N new members a second join the relay (in rooms of
+    /// their own) and leave at once, to show whether admission holds up forwarding. Relay
+    /// runs only.
+    #[arg(long, value_name = "N")]
+    join_storm: Option<f64>,
     /// Members per room in connection-scale mode.
     #[arg(long, default_value_t = 100)]
     members_per_room: usize,
@@ -407,14 +413,25 @@ async fn throughput(
     shape: Shape,
     target: Target,
 ) -> anyhow::Result<RunReport> {
+    let storm_rate = args.join_storm.filter(|_| target == Target::Relay);
+    let (storm_clients, storm_rooms, per_room) = match storm_rate {
+        // Storm members leave at once; a few times the joins in flight covers the ones
+        // still closing.
+        Some(_) => (
+            4 * storm::IN_FLIGHT,
+            storm::ROOMS,
+            (args.subscribers + 1).max(4 * storm::IN_FLIGHT / storm::ROOMS),
+        ),
+        None => (0, 0, args.subscribers + 1),
+    };
     let clients = args.rooms * (args.subscribers + 1);
     let (server, entry) = start_server(
         args,
         identity,
         target,
-        clients,
-        args.rooms,
-        args.subscribers + 1,
+        clients + storm_clients,
+        args.rooms + storm_rooms,
+        per_room,
     )?;
     let live = Arc::new(Live::default());
     let ctx = Ctx {
@@ -483,6 +500,10 @@ async fn throughput(
         })
         .collect::<anyhow::Result<_>>()?;
 
+    let storm = match storm_rate {
+        Some(rate) => Some((rate, storm::start(&ctx, rate, args.rooms, stop_rx.clone())?)),
+        None => None,
+    };
     let t0 = tokio::time::Instant::now();
     let progress = tokio::spawn(progress(
         server.pid(),
@@ -498,12 +519,19 @@ async fn throughput(
     let udp_start = UdpCounters::read();
     let machine_start = MachineCpu::read();
     let scraped_start = scrape(&server).await;
+    let storm_start = storm.as_ref().map(|(_, (_, counts))| counts.read());
     tokio::time::sleep_until(t0 + warmup + measured).await;
     let cpu_end = server.sample()?;
     let own_end = ProcSample::own()?;
     let udp_end = UdpCounters::read();
     let machine_end = MachineCpu::read();
     let scraped_end = scrape(&server).await;
+    let join_storm = match (&storm, storm_start) {
+        (Some((rate, (_, counts))), Some(start)) => {
+            Some(counts.report(*rate, start, counts.read(), measured.as_secs_f64()))
+        }
+        _ => None,
+    };
     // Let the frames sent at the end of the window arrive (publishers keep sending, so the
     // conditions stay those of the window), then stop.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -516,6 +544,9 @@ async fn throughput(
         sent.failed += s.failed;
     }
     progress.abort();
+    if let Some((_, (task, _))) = storm {
+        let _ = task.await;
+    }
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -615,6 +646,7 @@ async fn throughput(
         client_socket_send_buffer: client_send_buffer,
         subscriber_quic: quic,
         relay_handover,
+        join_storm,
         curve: report::curve(&latency),
     })
 }

@@ -91,6 +91,8 @@ pub(crate) struct RunReport {
     pub(crate) client_socket_send_buffer: usize,
     /// The relay's own hand-over delay (its metrics), over the window.
     pub(crate) relay_handover: Option<Handover>,
+    /// The join storm beside the shape (`--join-storm`), over the window.
+    pub(crate) join_storm: Option<crate::storm::StormReport>,
     /// What the subscribers' QUIC connections counted over the whole run.
     pub(crate) subscriber_quic: QuicCounts,
     /// Latency at percentiles, for plotting: (percentile, microseconds).
@@ -263,6 +265,19 @@ pub(crate) fn table(runs: &[RunReport], ratios: Option<&Ratios>) -> String {
         }),
         None,
     ));
+    if runs.iter().any(|r| r.join_storm.is_some()) {
+        rows.push((
+            "join storm joins/s (failed)",
+            col(&|r| match &r.join_storm {
+                Some(s) => format!(
+                    "{:.0} of {:.0} ({})",
+                    s.joins_per_sec, s.joins_per_sec_requested, s.failures
+                ),
+                None => "-".to_owned(),
+            }),
+            None,
+        ));
+    }
     rows.push((
         "latency p90 ms",
         col(&|r| format!("{:.3}", r.latency.p90_us / 1000.0)),

@@ -22,6 +22,16 @@ use sealroom_frame::envelope::{Envelope, Flags, Frame, FrameRef, MediaKind};
 use sealroom_relay::{AppConfig, ConnId, Grants, Limits, Now, RelayCore, TicketClaims, mint};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
+/// The bench is the driver here: it reads the clocks and hands the time to the core.
+fn bench_now() -> Now {
+    Now {
+        instant: std::time::Instant::now(),
+        unix_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
@@ -55,7 +65,7 @@ impl Room {
             max_connections: receivers + 1,
             ..Limits::default().unlimited_rates()
         };
-        let start = Now::system();
+        let start = bench_now();
         let mut core = RelayCore::new(&[AppConfig::new(APP, KID, SECRET)], limits, start.instant);
         let options = JoinOptions {
             auto_subscribe: true,
@@ -115,7 +125,7 @@ impl Room {
         };
         let Ok(receivers) =
             self.core
-                .handle_frame(self.publisher, &frame.envelope, bytes.len(), Now::system())
+                .handle_frame(self.publisher, &frame.envelope, bytes.len(), bench_now())
         else {
             return 0;
         };

@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::{AddressValidation, Limits};
-use crate::core::ConnId;
+use crate::engine::ConnId;
 
 /// What to do with an incoming handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

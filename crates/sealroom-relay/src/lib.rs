@@ -7,9 +7,9 @@
 //!
 //! The crate is built in layers, from the inside out:
 //!
-//! - **core** ([`core`], [`ratelimit`], [`ticket`]): the I/O-free decisions (admission,
-//!   rooms, subscriptions, forwarding, limits) that tests and benches drive without a
-//!   network; tickets (HS256 JWTs) come from the `sealroom-ticket` crate, which an app
+//! - **engine** ([`engine`], [`ratelimit`], [`ticket`]): the I/O-free decisions
+//!   (admission, rooms, subscriptions, forwarding, limits, timers) that tests and benches
+//!   drive without a network, with [`RelayCore`] as its front door; tickets (HS256 JWTs) come from the `sealroom-ticket` crate, which an app
 //!   backend links alone to mint them;
 //! - **transport** ([`transport`], [`Relay`], [`gate`], [`config`]): what goes in and out
 //!   of a connection, decided without I/O (the media stream reader and frame deadline in
@@ -91,6 +91,12 @@
 //! };
 //! assert_eq!(core.handle_frame(ConnId(1), &envelope, 100, now), Ok(&[ConnId(2)][..]));
 //!
+//! // The next deadline is the tickets' expiry: a driver sleeps until then (or the next
+//! // input) and calls `handle_timeout` with the time.
+//! let deadline = core.poll_timeout().expect("a ticket expires");
+//! assert!(deadline > now.instant);
+//! assert_eq!(core.handle_timeout(now).tickets_expired, 0);
+//!
 //! // The control messages to send (Joined, MemberJoined, TrackPublished) come out in order.
 //! while let Some(output) = core.poll_output() {
 //!     println!("{output:?}");
@@ -101,7 +107,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod core;
+pub mod engine;
 pub mod gate;
 pub mod node;
 pub mod ops;
@@ -120,9 +126,10 @@ pub use ops::{admin, http, mask, metrics, sla};
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
 };
-pub use core::{
-    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, MemberSummary,
-    MemberTarget, Now, RelayCore, RoomKey, RoomSummary, TimeoutOutcome, Violation,
+pub use engine::{
+    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome,
+    MemberSummary, MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, TimeoutOutcome,
+    VerifiedTicket, Violation,
 };
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};

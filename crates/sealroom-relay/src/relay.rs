@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
@@ -17,13 +17,14 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::{Limits, RelayConfig};
-use crate::core::{
-    AdminError, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary, MemberTarget, Now,
-    Output, RelayCore, RoomKey, RoomSummary, Violation,
+use crate::engine::{
+    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary,
+    MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, Violation,
 };
 use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
+use crate::ticket::TicketVerifier;
 use crate::tls::{self, Identity, StartError};
 use crate::transport::ingress::{FrameDeadline, IncomingBudget};
 use crate::transport::{Forwarded, Outbox, Pushed};
@@ -38,12 +39,24 @@ pub type PayloadTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
 /// happened at; feeds the join success rate.
 pub type JoinHook = Arc<dyn Fn(JoinOutcome, u64) + Send + Sync>;
 
-/// How often the relay advances the core's clock (join timeouts, ticket expiry) and
-/// refreshes the population gauges.
-const TICK: Duration = Duration::from_millis(250);
+/// How often the relay samples its resident memory (the gate's memory ceiling) and refreshes
+/// the population gauges. A sampler, not a timer: the core's deadlines are slept until
+/// ([`run_timers`]).
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Largest chunk read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Read both clocks. The driver is the only place that does: the core takes time as an
+/// input.
+pub(crate) fn system_now() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -54,6 +67,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct State {
     core: RelayCore,
     outboxes: HashMap<ConnId, Arc<Outbox>>,
+    /// The deadline the timer task sleeps until (`None`: no deadline).
+    sleeping_until: Option<Instant>,
+    /// Wakes the timer task when an input armed an earlier deadline.
+    timers_changed: Arc<Notify>,
 }
 
 impl State {
@@ -85,11 +102,19 @@ impl State {
                 }
             }
         }
+        if let Some(next) = self.core.poll_timeout()
+            && self.sleeping_until.is_none_or(|at| next < at)
+        {
+            self.sleeping_until = Some(next);
+            self.timers_changed.notify_one();
+        }
     }
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// The core's ticket verifier, used outside the lock.
+    verifier: Arc<TicketVerifier>,
     metrics: Arc<Metrics>,
     limits: Limits,
     tap: RwLock<Option<PayloadTap>>,
@@ -134,10 +159,13 @@ impl Shared {
 
     /// A control message from `conn`, acted on and counted.
     fn control(&self, conn: ConnId, message: ControlMessage) -> ControlOutcome {
-        let now = Now::system();
+        let now = system_now();
+        // The ticket's HMAC is checked here, before the lock: joins verify in parallel on
+        // their connections' tasks and never hold up forwarding.
+        let checked = CheckedControl::check(&self.verifier, message, now.unix_secs);
         let outcome = {
             let mut state = self.state();
-            let outcome = state.core.handle_control(conn, message, now);
+            let outcome = state.core.handle_control_checked(conn, checked, now);
             if let ControlOutcome::Join(JoinOutcome::Joined) = outcome
                 && let Some((room, member, user)) = state.core.member_identity(conn)
             {
@@ -205,7 +233,7 @@ impl Shared {
     fn incoming_stream(&self, conn: ConnId) -> bool {
         let result = {
             let mut state = self.state();
-            let result = state.core.handle_incoming_stream(conn, Now::system());
+            let result = state.core.handle_incoming_stream(conn, system_now());
             state.flush();
             result
         };
@@ -234,7 +262,7 @@ impl Shared {
     ) -> Option<Envelope> {
         targets.clear();
         // One clock read per frame, taken before the lock: arrival time and core time.
-        let now = Now::system();
+        let now = system_now();
         self.tap(&bytes);
         let envelope = match FrameRef::decode(&bytes) {
             Ok(frame) => frame.envelope,
@@ -330,11 +358,26 @@ impl Shared {
     fn oversize(&self, conn: ConnId) {
         self.metrics.frame_dropped(DropReason::TooLarge);
         let mut state = self.state();
-        state.core.report_oversize(conn, Now::system());
+        state.core.report_oversize(conn, system_now());
         state.flush();
     }
 
-    fn tick(&self) {
+    /// Fire the core's timers that are due; returns the next deadline.
+    fn fire_timers(&self) -> Option<Instant> {
+        let mut state = self.state();
+        let outcome = state.core.handle_timeout(system_now());
+        state.flush();
+        let next = state.core.poll_timeout();
+        state.sleeping_until = next;
+        drop(state);
+        for _ in 0..outcome.no_join {
+            self.metrics.violation(Violation::NoJoin);
+        }
+        next
+    }
+
+    /// Sample memory for the gate's ceiling and refresh the gauges.
+    fn sample(&self) {
         // Read before the lock: the file read is a system call.
         let memory = resident_memory();
         let (over, half_open) = {
@@ -345,13 +388,7 @@ impl Shared {
         self.gate_metrics.set(half_open, memory.unwrap_or(0));
         let mut state = self.state();
         state.core.set_overloaded(over);
-        let outcome = state.core.handle_timeout(Now::system());
-        state.flush();
         self.update_gauges(&state);
-        drop(state);
-        for _ in 0..outcome.no_join {
-            self.metrics.violation(Violation::NoJoin);
-        }
     }
 }
 
@@ -400,11 +437,16 @@ impl Relay {
         let gate_metrics = GateMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
+        let timers_changed = Arc::new(Notify::new());
+        let verifier = core.verifier();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,
                 outboxes: HashMap::new(),
+                sleeping_until: None,
+                timers_changed: Arc::clone(&timers_changed),
             }),
+            verifier,
             metrics,
             limits: config.limits,
             tap: RwLock::new(None),
@@ -419,14 +461,15 @@ impl Relay {
             id_mask: config.id_mask,
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
-        let ticker = tokio::spawn({
+        let timers = tokio::spawn(run_timers(Arc::clone(&shared), timers_changed));
+        let sampler = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
-                let mut interval = tokio::time::interval(TICK);
+                let mut interval = tokio::time::interval(SAMPLE_EVERY);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     interval.tick().await;
-                    shared.tick();
+                    shared.sample();
                 }
             }
         });
@@ -436,7 +479,7 @@ impl Relay {
             endpoint,
             cert_der,
             local_addr,
-            tasks: vec![accept, ticker],
+            tasks: vec![accept, timers, sampler],
         })
     }
 
@@ -687,7 +730,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
 }
 
 fn unix_now() -> u64 {
-    Now::system().unix_secs
+    system_now().unix_secs
 }
 
 /// Why a member whose connection ended left: closing the connection itself is leaving;
@@ -759,7 +802,7 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     {
         let mut state = shared.state();
         state.outboxes.insert(id, outbox);
-        let now = Now::system();
+        let now = system_now();
         let first_packet = Now {
             instant: arrived.min(now.instant),
             unix_secs: now.unix_secs,
@@ -797,6 +840,28 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
     // Let the outbox finish its close (it owns the control stream) before the task ends.
     let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
     tracing::debug!(?reason, "connection ended");
+}
+
+/// The core's timer driver: sleep until the next deadline the core names, fire what is
+/// due, and start over; an input that arms an earlier deadline wakes it early
+/// ([`State::flush`]).
+async fn run_timers(shared: Arc<Shared>, changed: Arc<Notify>) {
+    let mut next = None;
+    loop {
+        match next {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(at);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => next = shared.fire_timers(),
+                    () = changed.notified() => next = shared.state().sleeping_until,
+                }
+            }
+            None => {
+                changed.notified().await;
+                next = shared.state().sleeping_until;
+            }
+        }
+    }
 }
 
 async fn read_control(

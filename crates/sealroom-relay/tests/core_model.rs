@@ -9,7 +9,7 @@ use std::time::Instant;
 use proptest::prelude::*;
 use sealroom_frame::control::{ControlMessage, JoinOptions, TrackInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
-use sealroom_relay::core::{MemberTarget, Output};
+use sealroom_relay::engine::{MemberTarget, Output};
 use sealroom_relay::{
     AppConfig, ConnId, Grants, Limits, Now, RelayCore, RoomKey, TicketClaims, mint,
 };

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use sealroom_frame::envelope::MemberId;
 
-use crate::core::{AdminError, MemberSummary, MemberTarget, RoomKey, RoomSummary};
+use crate::engine::{AdminError, MemberSummary, MemberTarget, RoomKey, RoomSummary};
 use crate::http::InternalState;
 use crate::listener::Peer;
 use crate::ratelimit::KeyedLimiter;

@@ -323,7 +323,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
-    use crate::core::{AdminError, ConnId, MemberSummary, RoomKey, RoomSummary};
+    use crate::engine::{AdminError, ConnId, MemberSummary, RoomKey, RoomSummary};
 
     /// A fake relay: one room `acme/r1` with alice and bob; records what the admin did.
     #[derive(Default)]

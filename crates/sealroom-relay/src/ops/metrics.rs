@@ -52,7 +52,7 @@ use prometheus_client::registry::Registry;
 use sealroom_frame::control::ErrorCode;
 use sealroom_frame::envelope::MediaKind;
 
-use crate::core::{DropReason, JoinOutcome, KeyframeOutcome, Violation};
+use crate::engine::{DropReason, JoinOutcome, KeyframeOutcome, Violation};
 
 /// Labels of the per-kind series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

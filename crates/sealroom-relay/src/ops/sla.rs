@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use sealroom_frame::control::ErrorCode;
 use serde::Serialize;
 
-use crate::core::JoinOutcome;
+use crate::engine::JoinOutcome;
 
 /// Default window length: five minutes.
 pub const DEFAULT_WINDOW_SECS: u64 = 300;

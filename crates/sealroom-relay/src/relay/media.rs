@@ -13,7 +13,7 @@ use sealroom_frame::transport::StreamCode;
 use tracing::Instrument;
 
 use super::{READ_CHUNK, Shared, leave_reason};
-use crate::core::{ConnId, DropReason, Violation};
+use crate::engine::{ConnId, DropReason, Violation};
 use crate::metrics::Metrics;
 use crate::transport::Outbox;
 use crate::transport::ingress::{

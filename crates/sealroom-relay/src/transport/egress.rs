@@ -38,7 +38,7 @@ use sealroom_frame::stream;
 use sealroom_frame::transport::StreamCode;
 
 use crate::config::Limits;
-use crate::core::DropReason;
+use crate::engine::DropReason;
 
 /// The priority of the stream that carries reliable data.
 pub(crate) const RELIABLE_PRIORITY: i32 = i32::MAX - 1;

@@ -24,7 +24,7 @@ use super::egress::{
     StreamWrite,
 };
 use crate::config::Limits;
-use crate::core::{ConnId, DropReason};
+use crate::engine::{ConnId, DropReason};
 use crate::metrics::Metrics;
 
 /// The first byte of every media stream the relay opens.
