@@ -31,8 +31,9 @@ use crate::transport::{Forwarded, Outbox, Pushed};
 
 mod media;
 
-/// A test hook that sees what the relay receives from clients, each byte once
-/// ([`Relay::set_payload_tap`]).
+/// A diagnostics hook that sees what the relay receives from clients, each byte once
+/// ([`Relay::set_payload_tap`]). `sealroom demo` uses it to show that no plaintext reaches
+/// the relay; an audit can do the same on a running node. It costs nothing while unset.
 pub type PayloadTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// Called with every join outcome and the wall-clock time (seconds since the Unix epoch) it
@@ -534,7 +535,7 @@ impl Relay {
         self.shared.metrics.encode()
     }
 
-    /// Install (or remove) the test hook that sees what the relay receives from clients,
+    /// Install (or remove) the diagnostics hook that sees what the relay receives from clients,
     /// each byte once: every media frame as it arrived (a datagram, or a frame completed on
     /// a media stream, before it is decoded) and every control stream chunk. Stream framing
     /// and a frame a client never completed are not shown.
