@@ -412,6 +412,8 @@ impl Limits {
     ///
     /// # Errors
     /// [`LimitsError`] naming the first limit out of range.
+    // Long by design: one flat range check per limit, in the order of the struct, so a new
+    // limit is checked by adding one line beside its neighbours.
     pub fn validate(&self) -> Result<(), LimitsError> {
         const DAY_SECS: u64 = 24 * 3600;
         fn check(
