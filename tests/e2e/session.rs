@@ -190,3 +190,75 @@ async fn dropping_the_room_leaves_it() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_track_dropped_right_after_sending_delivers_every_message_in_order()
+-> anyhow::Result<()> {
+    const ROUNDS: u32 = 5;
+    const MESSAGES: u8 = 10;
+    let relay = TestRelay::start().await?;
+    let secret = RoomSecret::generate();
+    let alice = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+    alice
+        .log
+        .wait_for("bob joined", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MemberJoined(m) if m.user == "bob"))
+        })
+        .await?;
+    // Each round: a track, its messages, and the track dropped at once, with the last
+    // messages still on their way to the relay.
+    for track in 1..=ROUNDS {
+        let chat = bob.room.publish_data(track).await?;
+        for n in 0..MESSAGES {
+            chat.send(Bytes::from(vec![n])).await?;
+        }
+        drop(chat);
+    }
+    alice
+        .log
+        .wait_for("every message and every track unpublished", |events| {
+            let of_bob = |e: &&Event| match e {
+                Event::Frame(f) => f.sender == bob.id,
+                Event::TrackUnpublished { member, .. } => *member == bob.id,
+                _ => false,
+            };
+            let seen = events.iter().filter(of_bob).count();
+            seen == (ROUNDS * (u32::from(MESSAGES) + 1)) as usize
+        })
+        .await?;
+    let events = alice.log.snapshot();
+    for track in 1..=ROUNDS {
+        let received: Vec<u8> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Frame(f) if f.sender == bob.id && f.track == track => {
+                    f.payload.first().copied()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            received,
+            (0..MESSAGES).collect::<Vec<_>>(),
+            "track {track}: every message, in order"
+        );
+        // Nothing of the track reaches the relay after its unpublish (it would announce
+        // the track again and forward the rest on a second stream).
+        let unpublished = events
+            .iter()
+            .position(|e| matches!(e, Event::TrackUnpublished { member, track: t } if *member == bob.id && *t == track));
+        let announced_after = unpublished.is_some_and(|at| {
+            events[at..].iter().any(
+                |e| matches!(e, Event::TrackPublished { member, track: t } if *member == bob.id && t.track == track),
+            )
+        });
+        assert!(
+            !announced_after,
+            "track {track} announced again after its unpublish"
+        );
+    }
+    Ok(())
+}

@@ -490,8 +490,15 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
             open = None;
         }
     }
-    if let Some(mut current) = open.take() {
-        let _ = current.stream.finish();
+    if let Some(mut current) = open.take()
+        && current.stream.finish().is_ok()
+    {
+        // The relay reads this stream apart from the control stream: it must hold every
+        // message before it hears that the track is gone. A message still in flight after
+        // the unpublish would publish the track again on a second stream, and receivers
+        // could get it before the messages ahead of it.
+        let acked = current.stream.stopped();
+        let _ = tokio::time::timeout(shared.config.leave_timeout, acked).await;
     }
     unpublish(&shared, track);
 }
