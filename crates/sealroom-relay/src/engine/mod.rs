@@ -33,7 +33,7 @@ mod room;
 mod tests;
 mod timers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -276,7 +276,7 @@ impl RelayCore {
             if room.members.len() > self.limits.max_members_per_room {
                 return Some(format!("room {key:?} is over its member limit"));
             }
-            let mut users = HashSet::new();
+            let mut users = std::collections::HashSet::new();
             for (id, member) in &room.members {
                 if *id == 0 {
                     return Some(format!("room {key:?} has member id 0"));

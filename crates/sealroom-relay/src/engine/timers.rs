@@ -123,11 +123,13 @@ impl TimerTable {
     }
 
     /// Armed timers.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn len(&self) -> usize {
         self.armed.len()
     }
 
     /// Whether `timer` of `conn` is armed.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn is_armed(&self, conn: ConnId, timer: Timer) -> bool {
         self.armed.contains_key(&(conn, timer))
     }
@@ -137,6 +139,7 @@ impl RelayCore {
     /// The timer table's invariant: each connection has exactly the timer of its phase
     /// armed (the join deadline while it waits for `Join`, the ticket expiry once it is a
     /// member), and no timer outlives its connection.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn timer_violation(&self) -> Option<String> {
         for (conn, state) in &self.conns {
             let timer = match state.phase {

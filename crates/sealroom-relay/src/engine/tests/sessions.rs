@@ -1,6 +1,8 @@
 //! Sessions over time and under limits: ticket expiry and refresh, join deadlines, operator
 //! actions, draining and join limits.
 
+use std::collections::HashSet;
+
 use super::*;
 
 #[test]
