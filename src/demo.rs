@@ -215,26 +215,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let limits = relay_limits(members, args.chat_rate, keyframe_bytes);
 
     let app_secret = format!("{:032x}", rand::random::<u128>());
-    let relay = Relay::start(
-        RelayConfig::default()
-            .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .limits(limits)
-            .app(AppConfig::new(APP, KID, app_secret.as_bytes().to_vec())),
-    )
-    .await
-    .context("cannot start the embedded relay")?;
-    let tapped = Arc::new(AtomicU64::new(0));
-    let marker_seen = Arc::new(AtomicU64::new(0));
-    relay.set_payload_tap(Some({
-        let tapped = tapped.clone();
-        let marker_seen = marker_seen.clone();
-        Arc::new(move |bytes: &[u8]| {
-            tapped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            if bytes.windows(MARKER.len()).any(|w| w == MARKER) {
-                marker_seen.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    }));
+    let (relay, tap) = start_relay(limits, &app_secret).await?;
     println!(
         "sealroom demo: relay on {} (self-signed, pinned by sha256 {}), {members} members, {:.1} s",
         relay.local_addr(),
@@ -249,33 +230,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let clock = Instant::now();
     let progress = Arc::new(Progress::default());
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(members);
-    let mut joined = Vec::with_capacity(members);
-    let mut receivers = Vec::with_capacity(members);
-    for index in 0..members {
-        let name = format!("member-{}", index + 1);
-        let now = unix_now()?;
-        let ticket = mint(
-            &TicketClaims::new(APP, &name, ROOM, now, 3600, Grants::all()),
-            KID,
-            app_secret.as_bytes(),
-        )?;
-        let client =
-            Client::new(ClientConfig::new(trust.clone()).max_frame_len(limits.max_frame_len))?;
-        let (room, events) = client
-            .join(relay.local_addr(), "localhost", ticket, &secret)
-            .await
-            .with_context(|| format!("{name} could not join"))?;
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        receivers.push(tokio::spawn(receive(
-            events,
-            tally.clone(),
-            progress.clone(),
-            clock,
-            3 * (members - 1),
-            ready_tx.clone(),
-        )));
-        joined.push((name, client, room, tally));
-    }
+    let (joined, receivers) = join_members(
+        &relay,
+        &JoinPlan {
+            members,
+            app_secret: &app_secret,
+            trust: &trust,
+            secret: &secret,
+            max_frame_len: limits.max_frame_len,
+        },
+        &progress,
+        clock,
+        &ready_tx,
+    )
+    .await?;
 
     // Publish, then wait until every member has seen every other member's three tracks so
     // that nothing sent is missed by a late joiner.
@@ -293,37 +261,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("members did not see each other's tracks within 10 s")?;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::with_capacity(members);
-    for (_, audio, video, chat) in tracks {
-        senders.push(tokio::spawn(publish(
-            audio,
-            video,
-            chat,
-            args.chat_rate,
-            keyframe_bytes,
-            clock,
-            stop.clone(),
-        )));
-    }
-    let started = Instant::now();
-    while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        eprint!(
-            "\r  {:5.1} s / {:.1} s   received {:7}   opened {:7}   failed to open {}   ",
-            started.elapsed().as_secs_f64().min(duration.as_secs_f64()),
-            duration.as_secs_f64(),
-            progress.received.load(Ordering::Relaxed),
-            progress.opened.load(Ordering::Relaxed),
-            progress.failed.load(Ordering::Relaxed),
-        );
-    }
-    eprintln!();
-    stop.store(true, Ordering::Relaxed);
-    let mut sent = Vec::with_capacity(members);
-    for sender in senders {
-        sent.push(sender.await.context("a sender task failed")?);
-    }
+    let sent = send_for(
+        duration,
+        tracks,
+        args.chat_rate,
+        keyframe_bytes,
+        clock,
+        &progress,
+    )
+    .await?;
 
     let mut members_out: Vec<Member> = joined
         .into_iter()
@@ -344,7 +290,153 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         receiver.await.context("a receiver task failed")?;
     }
 
-    let failures = report(&mut members_out);
+    finish(relay, &mut members_out, &tap).await?;
+    println!("ok: every frame delivered opened, no reliable message lost, nothing refused");
+    Ok(())
+}
+
+/// The tracks one member publishes on.
+type Tracks = (
+    String,
+    sealroom_client::AudioTrack,
+    sealroom_client::VideoTrack,
+    sealroom_client::DataTrack,
+);
+
+/// Publish on every member's tracks for `duration`, showing progress, and return what each
+/// member meant to send and what its client accepted.
+async fn send_for(
+    duration: Duration,
+    tracks: Vec<Tracks>,
+    chat_rate: u32,
+    keyframe_bytes: usize,
+    clock: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Vec<Sent>> {
+    let count = tracks.len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::with_capacity(count);
+    for (_, audio, video, chat) in tracks {
+        senders.push(tokio::spawn(publish(
+            audio,
+            video,
+            chat,
+            chat_rate,
+            keyframe_bytes,
+            clock,
+            stop.clone(),
+        )));
+    }
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        eprint!(
+            "\r  {:5.1} s / {:.1} s   received {:7}   opened {:7}   failed to open {}   ",
+            started.elapsed().as_secs_f64().min(duration.as_secs_f64()),
+            duration.as_secs_f64(),
+            progress.received.load(Ordering::Relaxed),
+            progress.opened.load(Ordering::Relaxed),
+            progress.failed.load(Ordering::Relaxed),
+        );
+    }
+    eprintln!();
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::with_capacity(count);
+    for sender in senders {
+        sent.push(sender.await.context("a sender task failed")?);
+    }
+    Ok(sent)
+}
+
+/// What the payload tap saw: bytes in all, and how often the plaintext marker appeared.
+#[derive(Default)]
+struct Tap {
+    tapped: Arc<AtomicU64>,
+    marker_seen: Arc<AtomicU64>,
+}
+
+/// Start the embedded relay with `limits` and one app, and install the payload tap that
+/// counts what it receives and looks for the plaintext marker.
+async fn start_relay(limits: Limits, app_secret: &str) -> anyhow::Result<(Relay, Tap)> {
+    let relay = Relay::start(
+        RelayConfig::default()
+            .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .limits(limits)
+            .app(AppConfig::new(APP, KID, app_secret.as_bytes().to_vec())),
+    )
+    .await
+    .context("cannot start the embedded relay")?;
+    let tap = Tap::default();
+    relay.set_payload_tap(Some({
+        let tapped = tap.tapped.clone();
+        let marker_seen = tap.marker_seen.clone();
+        Arc::new(move |bytes: &[u8]| {
+            tapped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if bytes.windows(MARKER.len()).any(|w| w == MARKER) {
+                marker_seen.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }));
+    Ok((relay, tap))
+}
+
+/// Who joins and with what.
+struct JoinPlan<'a> {
+    members: usize,
+    app_secret: &'a str,
+    trust: &'a Trust,
+    secret: &'a RoomSecret,
+    max_frame_len: usize,
+}
+
+/// A joined member before it publishes: name, client, room and what it received.
+type Joined = (String, Client, Room, Arc<Mutex<Tally>>);
+
+/// Join every member with its own ticket and start its receiver task.
+async fn join_members(
+    relay: &Relay,
+    plan: &JoinPlan<'_>,
+    progress: &Arc<Progress>,
+    clock: Instant,
+    ready_tx: &mpsc::Sender<()>,
+) -> anyhow::Result<(Vec<Joined>, Vec<tokio::task::JoinHandle<()>>)> {
+    let members = plan.members;
+    let mut joined = Vec::with_capacity(members);
+    let mut receivers = Vec::with_capacity(members);
+    for index in 0..members {
+        let name = format!("member-{}", index + 1);
+        let now = unix_now()?;
+        let ticket = mint(
+            &TicketClaims::new(APP, &name, ROOM, now, 3600, Grants::all()),
+            KID,
+            plan.app_secret.as_bytes(),
+        )?;
+        let client =
+            Client::new(ClientConfig::new(plan.trust.clone()).max_frame_len(plan.max_frame_len))?;
+        let (room, events) = client
+            .join(relay.local_addr(), "localhost", ticket, plan.secret)
+            .await
+            .with_context(|| format!("{name} could not join"))?;
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        receivers.push(tokio::spawn(receive(
+            events,
+            tally.clone(),
+            progress.clone(),
+            clock,
+            3 * (members - 1),
+            ready_tx.clone(),
+        )));
+        joined.push((name, client, room, tally));
+    }
+    Ok((joined, receivers))
+}
+
+/// Print the members' and the relay's account, shut the relay down, and fail with every
+/// fault found.
+async fn finish(relay: Relay, members_out: &mut [Member], tap: &Tap) -> anyhow::Result<()> {
+    let tapped = &tap.tapped;
+    let marker_seen = &tap.marker_seen;
+    let failures = report(members_out);
     let stats = relay.stats();
     let sent: Vec<Sent> = members_out.iter().map(|m| m.sent.clone()).collect();
     let delivered: Vec<[u64; 3]> = members_out
@@ -391,7 +483,6 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !faults.is_empty() {
         bail!("{}", faults.join("; "));
     }
-    println!("ok: every frame delivered opened, no reliable message lost, nothing refused");
     Ok(())
 }
 
