@@ -267,9 +267,13 @@ async fn a_forged_frame_flood_gets_the_member_removed() -> anyhow::Result<()> {
         code,
         Some(u64::from(ErrorCode::ProtocolViolation.close_code()))
     );
+    // The close code above is the promise. The `Error` message that says why travels on the
+    // control stream just before the close, and a close discards stream data not read yet
+    // (docs/TRANSPORT.md), so under CPU load it may not reach the reader; it is never sent
+    // twice.
     assert!(
-        mallory.errors(ErrorCode::ProtocolViolation) == 1,
-        "mallory hears why: {:?}",
+        mallory.errors(ErrorCode::ProtocolViolation) <= 1,
+        "mallory hears why at most once: {:?}",
         mallory.messages()
     );
     until_stats(&relay, "the removal counted", |s| {
