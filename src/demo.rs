@@ -18,7 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sealroom_client::{
     Client, ClientConfig, Event, Events, MediaKind, MemberId, PublishError, Room, RoomSecret, Trust,
 };
-use sealroom_relay::{AppConfig, DropReason, Limits, Relay, RelayConfig};
+use sealroom_relay::{AppConfig, DropReason, KindStats, Limits, Relay, RelayConfig};
 use sealroom_ticket::{Grants, TicketClaims, mint};
 use tokio::sync::mpsc;
 
@@ -52,6 +52,28 @@ pub(crate) struct DemoArgs {
     /// embedded relay's frame, queue and rate limits are raised to carry it).
     #[arg(long, default_value_t = 12_000, value_parser = clap::value_parser!(u64).range(MIN_KEYFRAME as u64..=MAX_KEYFRAME as u64))]
     keyframe_bytes: u64,
+    /// Relay nodes, linked as one cluster (members are spread over them); with more than
+    /// one, a Redis started by the demo is their directory when `redis-server` is installed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8), conflicts_with = "web")]
+    nodes: u32,
+    /// Browsers instead: an embedded relay with a certificate browsers accept by hash, the
+    /// demo page on a loopback HTTP port (open it in two tabs) and a Rust member in the room.
+    #[arg(long)]
+    web: bool,
+    /// With `--web`: the page's loopback port (0: any free port).
+    #[arg(long, default_value_t = 8480, requires = "web")]
+    web_port: u16,
+    /// With `--web`: stop after this many seconds (default: at Ctrl-C).
+    #[arg(long, requires = "web")]
+    web_duration: Option<f64>,
+    /// With `--web`: no Rust member in the room.
+    #[arg(long, requires = "web")]
+    no_rust_member: bool,
+    /// With `--web`: the `web/` directory of a sealroom source tree, whose TypeScript client
+    /// the page loads (built there with npm when missing or older than its sources).
+    /// Default: the tree this binary was built from.
+    #[arg(long, requires = "web", value_name = "DIR")]
+    web_dir: Option<std::path::PathBuf>,
 }
 
 /// Largest `--chat-rate` the demo sizes its relay for.
@@ -205,6 +227,20 @@ fn kind_index(kind: MediaKind) -> usize {
 
 /// Run the subcommand.
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.web {
+        let duration = match args.web_duration {
+            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+            Some(_) => bail!("--web-duration must be a positive number of seconds"),
+            None => None,
+        };
+        return crate::demo_web::run(crate::demo_web::WebArgs {
+            port: args.web_port,
+            duration,
+            rust_member: !args.no_rust_member,
+            web_dir: args.web_dir,
+        })
+        .await;
+    }
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0) {
         bail!("--duration must be between 0 and 3600 seconds");
     }
@@ -215,27 +251,45 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let limits = relay_limits(members, args.chat_rate, keyframe_bytes);
 
     let app_secret = format!("{:032x}", rand::random::<u128>());
-    let (relay, tap) = start_relay(limits, &app_secret).await?;
-    println!(
-        "sealroom demo: relay on {} (self-signed, pinned by sha256 {}), {members} members, {:.1} s",
-        relay.local_addr(),
-        &hex::encode(relay.cert_sha256())[..16],
-        duration.as_secs_f64()
-    );
-
-    let trust = Trust::Pinned(relay.cert_sha256());
+    let mut nodes = Vec::new();
+    for _ in 0..args.nodes {
+        nodes.push(start_relay(limits, &app_secret).await?);
+    }
+    let cluster = if nodes.len() > 1 {
+        println!(
+            "sealroom demo: {} relay nodes in one cluster, {members} members spread over them, {:.1} s",
+            nodes.len(),
+            duration.as_secs_f64()
+        );
+        let relays: Vec<&Relay> = nodes.iter().map(|(relay, _)| relay).collect();
+        let cluster = crate::demo_cluster::link(&relays).await?;
+        Some(cluster)
+    } else {
+        let relay = &nodes[0].0;
+        println!(
+            "sealroom demo: relay on {} (self-signed, pinned by sha256 {}), {members} members, {:.1} s",
+            relay.local_addr(),
+            &hex::encode(relay.cert_sha256())[..16],
+            duration.as_secs_f64()
+        );
+        None
+    };
     // The room secret: what the app would hand its members out of band. The relay never
     // receives it.
     let secret = RoomSecret::generate();
     let clock = Instant::now();
     let progress = Arc::new(Progress::default());
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(members);
+    // Each member trusts the certificate of the node it joins.
+    let entries: Vec<(SocketAddr, Trust)> = nodes
+        .iter()
+        .map(|(relay, _)| (relay.local_addr(), Trust::Pinned(relay.cert_sha256())))
+        .collect();
     let (joined, receivers) = join_members(
-        &relay,
         &JoinPlan {
             members,
             app_secret: &app_secret,
-            trust: &trust,
+            nodes: &entries,
             secret: &secret,
             max_frame_len: limits.max_frame_len,
         },
@@ -283,6 +337,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
         .collect();
     drain(&members_out).await;
+    crate::demo_quality::print(
+        members_out
+            .iter()
+            .map(|member| (member.name.as_str(), member.room.stats())),
+    );
     for member in &members_out {
         member.room.leave().await;
     }
@@ -290,7 +349,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         receiver.await.context("a receiver task failed")?;
     }
 
-    finish(relay, &mut members_out, &tap).await?;
+    if let Some(cluster) = &cluster {
+        cluster.report();
+    }
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
+    finish(nodes, &mut members_out).await?;
     println!("ok: every frame delivered opened, no reliable message lost, nothing refused");
     Ok(())
 }
@@ -384,7 +449,8 @@ async fn start_relay(limits: Limits, app_secret: &str) -> anyhow::Result<(Relay,
 struct JoinPlan<'a> {
     members: usize,
     app_secret: &'a str,
-    trust: &'a Trust,
+    /// The nodes' member addresses and certificates; member `i` joins node `i % len`.
+    nodes: &'a [(SocketAddr, Trust)],
     secret: &'a RoomSecret,
     max_frame_len: usize,
 }
@@ -394,7 +460,6 @@ type Joined = (String, Client, Room, Arc<Mutex<Tally>>);
 
 /// Join every member with its own ticket and start its receiver task.
 async fn join_members(
-    relay: &Relay,
     plan: &JoinPlan<'_>,
     progress: &Arc<Progress>,
     clock: Instant,
@@ -411,10 +476,11 @@ async fn join_members(
             KID,
             plan.app_secret.as_bytes(),
         )?;
+        let (address, trust) = &plan.nodes[index % plan.nodes.len()];
         let client =
-            Client::new(ClientConfig::new(plan.trust.clone()).max_frame_len(plan.max_frame_len))?;
+            Client::new(ClientConfig::new(trust.clone()).max_frame_len(plan.max_frame_len))?;
         let (room, events) = client
-            .join(relay.local_addr(), "localhost", ticket, plan.secret)
+            .join(*address, "localhost", ticket, plan.secret)
             .await
             .with_context(|| format!("{name} could not join"))?;
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -433,11 +499,25 @@ async fn join_members(
 
 /// Print the members' and the relay's account, shut the relay down, and fail with every
 /// fault found.
-async fn finish(relay: Relay, members_out: &mut [Member], tap: &Tap) -> anyhow::Result<()> {
-    let tapped = &tap.tapped;
-    let marker_seen = &tap.marker_seen;
+async fn finish(nodes: Vec<(Relay, Tap)>, members_out: &mut [Member]) -> anyhow::Result<()> {
     let failures = report(members_out);
-    let stats = relay.stats();
+    let mut kinds = [KindStats::default(); 3];
+    let mut dropped: BTreeMap<DropReason, u64> = BTreeMap::new();
+    let (mut tapped, mut marker_seen) = (0, 0);
+    for (relay, tap) in &nodes {
+        let stats = relay.stats();
+        for (sum, kind) in kinds.iter_mut().zip([stats.audio, stats.video, stats.data]) {
+            sum.frames_forwarded += kind.frames_forwarded;
+            sum.bytes_received += kind.bytes_received;
+            sum.bytes_forwarded += kind.bytes_forwarded;
+        }
+        for (reason, n) in stats.dropped {
+            *dropped.entry(reason).or_default() += n;
+        }
+        tapped += tap.tapped.load(Ordering::Relaxed);
+        marker_seen += tap.marker_seen.load(Ordering::Relaxed);
+    }
+    let dropped: Vec<(DropReason, u64)> = dropped.into_iter().collect();
     let sent: Vec<Sent> = members_out.iter().map(|m| m.sent.clone()).collect();
     let delivered: Vec<[u64; 3]> = members_out
         .iter()
@@ -448,29 +528,36 @@ async fn finish(relay: Relay, members_out: &mut [Member], tap: &Tap) -> anyhow::
                 .opened_by_kind
         })
         .collect();
-    let mut faults = account(&sent, &delivered, &stats.dropped);
-    let kinds = [stats.audio, stats.video, stats.data];
+    let mut faults = account(&sent, &delivered, &dropped);
     let received_bytes: u64 = kinds.iter().map(|k| k.bytes_received).sum();
     let forwarded_bytes: u64 = kinds.iter().map(|k| k.bytes_forwarded).sum();
     let forwarded_frames: u64 = kinds.iter().map(|k| k.frames_forwarded).sum();
+    let who = if nodes.len() > 1 { "relays" } else { "relay" };
     println!(
-        "relay: received {} of sealed frames and forwarded {} in {forwarded_frames} frames \
+        "{who}: received {} of sealed frames and forwarded {} in {forwarded_frames} frames \
          (audio {}, video {}, data {});",
         human_bytes(received_bytes),
         human_bytes(forwarded_bytes),
-        stats.audio.frames_forwarded,
-        stats.video.frames_forwarded,
-        stats.data.frames_forwarded,
+        kinds[0].frames_forwarded,
+        kinds[1].frames_forwarded,
+        kinds[2].frames_forwarded,
     );
     println!(
-        "       it held no room key (sealroom-relay links no content cryptography), and the \
-         plaintext marker appeared {} times in the {} its payload tap saw",
-        marker_seen.load(Ordering::Relaxed),
-        human_bytes(tapped.load(Ordering::Relaxed)),
+        "       {} no room key (sealroom-relay links no content cryptography), and the \
+         plaintext marker appeared {marker_seen} times in the {} {} payload tap saw",
+        if nodes.len() > 1 {
+            "they held"
+        } else {
+            "it held"
+        },
+        human_bytes(tapped),
+        if nodes.len() > 1 { "their" } else { "its" },
     );
-    relay.shutdown().await;
+    for (relay, _) in nodes {
+        relay.shutdown().await;
+    }
 
-    let leaked = marker_seen.load(Ordering::Relaxed);
+    let leaked = marker_seen;
     if failures.open_failures > 0 {
         faults.push(format!("{} frames failed to open", failures.open_failures));
     }
@@ -811,7 +898,7 @@ fn percentile_ms(sorted_us: &[u64], pct: usize) -> f64 {
         .map_or(0.0, |us| *us as f64 / 1000.0)
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
     } else if bytes >= 1 << 10 {

@@ -1,11 +1,17 @@
-//! The `sealroom` command: run a relay, mint tickets, run the demo.
+//! The `sealroom` command: run a relay, mint tickets, run the demo, record rooms and open
+//! recordings.
 
 use clap::{Parser, Subcommand};
 
 mod cli_error;
 mod demo;
+mod demo_cluster;
+mod demo_quality;
+mod demo_web;
+mod recording;
 mod relay_cmd;
 mod token;
+mod web_build;
 
 /// End-to-end encrypted real-time rooms over QUIC relays that never hold a key.
 #[derive(Debug, Parser)]
@@ -28,6 +34,11 @@ enum Command {
     Token(token::TokenArgs),
     /// Run members on an embedded relay and report what they exchanged.
     Demo(demo::DemoArgs),
+    /// Record a room, sealed, into the customer's storage (a blind recorder: it holds no
+    /// room secret; its ticket needs the `record` grant).
+    Record(recording::RecordArgs),
+    /// Work with recordings: `open` one offline with the room secret.
+    Recording(recording::RecordingArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +51,8 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => relay_cmd::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Demo(args) => demo::run(args).await,
+            Command::Record(args) => recording::record(args).await,
+            Command::Recording(args) => recording::recording(args).await,
         }
     })
 }

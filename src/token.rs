@@ -42,7 +42,8 @@ pub(crate) struct TokenArgs {
     /// of leeway for clock skew (limits.ticket_leeway_secs).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: u64,
-    /// Comma-separated grants: audio, video, data, subscribe; or all, or none.
+    /// Comma-separated grants: audio, video, data, subscribe, record (a blind recorder that
+    /// receives everything and publishes nothing); or all, or none.
     #[arg(long, default_value = "all", value_parser = parse_grants)]
     grants: Grants,
 }
@@ -127,9 +128,10 @@ fn parse_grants(text: &str) -> Result<Grants, String> {
             "video" => grants.publish_video = true,
             "data" => grants.publish_data = true,
             "subscribe" => grants.subscribe = true,
+            "record" => grants.record = true,
             other => {
                 return Err(format!(
-                    "unknown grant `{other}`: use audio, video, data, subscribe, all or none"
+                    "unknown grant `{other}`: use audio, video, data, subscribe, record, all or none"
                 ));
             }
         }
@@ -143,6 +145,7 @@ fn grants_text(grants: Grants) -> String {
         (grants.publish_video, "video"),
         (grants.publish_data, "data"),
         (grants.subscribe, "subscribe"),
+        (grants.record, "record"),
     ];
     let list: Vec<&str> = names
         .iter()

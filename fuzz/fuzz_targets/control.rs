@@ -2,24 +2,7 @@
 //! input and decodes again to the same message (`decode(encode(x)) == x`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use sealroom_frame::control::{CONTROL_VERSION, ControlMessage};
+#[path = "../checks/control.rs"]
+mod check;
 
-fn check(input: &[u8]) {
-    if let Ok(message) = ControlMessage::decode(input) {
-        let bytes = message.to_bytes().expect("a decoded message encodes");
-        assert_eq!(&bytes[..], input);
-        assert_eq!(message.encoded_len(), Ok(bytes.len()));
-        assert_eq!(ControlMessage::decode(&bytes), Ok(message));
-    }
-}
-
-fuzz_target!(|data: &[u8]| {
-    check(data);
-    // The same bytes as a body behind the right version byte, so most inputs reach the
-    // body decoder.
-    let mut versioned = Vec::with_capacity(data.len() + 1);
-    versioned.push(CONTROL_VERSION);
-    versioned.extend_from_slice(data);
-    check(&versioned);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

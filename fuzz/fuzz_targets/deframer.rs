@@ -4,60 +4,7 @@
 //! frames re-framed give back the stream they came from (one encoding per stream).
 #![no_main]
 
-use bytes::Bytes;
-use libfuzzer_sys::fuzz_target;
-use sealroom_frame::stream::{DeframeError, Deframer, MAX_PREFIX_LEN, write_frame};
+#[path = "../checks/deframer.rs"]
+mod check;
 
-fn deframe(max: usize, pieces: &[Bytes]) -> (Vec<Bytes>, Result<(), DeframeError>) {
-    let mut deframer = Deframer::new(max);
-    let mut frames = Vec::new();
-    for piece in pieces {
-        deframer.push(piece.clone());
-        loop {
-            match deframer.next_frame() {
-                Ok(Some(frame)) => {
-                    assert!(frame.len() <= max);
-                    frames.push(frame);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    assert_eq!(deframer.next_frame(), Err(err), "errors are final");
-                    return (frames, Err(err));
-                }
-            }
-        }
-        assert!(deframer.buffered_len() < max + MAX_PREFIX_LEN);
-    }
-    (frames, deframer.finish())
-}
-
-fuzz_target!(|input: (u16, Vec<u8>, &[u8])| {
-    let (max, cuts, stream) = input;
-    let max = usize::from(max);
-    let whole = Bytes::copy_from_slice(stream);
-
-    let mut pieces = Vec::new();
-    let mut rest = whole.clone();
-    for cut in cuts {
-        if rest.is_empty() {
-            break;
-        }
-        let at = usize::from(cut).min(rest.len());
-        pieces.push(rest.split_to(at));
-    }
-    pieces.push(rest);
-
-    let one_shot = deframe(max, std::slice::from_ref(&whole));
-    let chunked = deframe(max, &pieces);
-    assert_eq!(chunked, one_shot);
-
-    let (frames, end) = one_shot;
-    let mut reframed = Vec::new();
-    for frame in &frames {
-        write_frame(frame, &mut reframed);
-    }
-    match end {
-        Ok(()) => assert_eq!(reframed, stream),
-        Err(_) => assert!(stream.starts_with(&reframed)),
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

@@ -1,7 +1,8 @@
 //! The metrics README.md and docs/OPERATIONS.md list are what `/metrics` serves: every
 //! family a node exports is named in both, every drop reason, join outcome and violation
 //! kind it exports is listed in the operations guide, and neither names a family that does
-//! not exist.
+//! not exist. The families of a node in a cluster (the cluster's registry, which `/metrics`
+//! appends on such a node) are held to the same rule.
 
 use std::collections::BTreeSet;
 
@@ -68,7 +69,12 @@ async fn the_documented_metrics_are_the_served_metrics() -> anyhow::Result<()> {
     let node = Node::start(sealroom(), &dir, &path)?;
     let (status, exposition) = http(node.internal, "GET", "/metrics", None).await?;
     assert_eq!(status, 200);
-    let served = families(&exposition);
+    // A node in a cluster appends the cluster's series: their families are served too.
+    let cluster = cluster_exposition().await?;
+    let mut served = families(&exposition);
+    let cluster_families = families(&cluster);
+    assert!(cluster_families.len() >= 10, "{cluster}");
+    served.extend(cluster_families);
     assert!(served.len() >= 20, "{exposition}");
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -119,6 +125,41 @@ async fn the_documented_metrics_are_the_served_metrics() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `/metrics` serves on a node linked to another (so that the per-link series exist).
+async fn cluster_exposition() -> anyhow::Result<String> {
+    use std::sync::Arc;
+
+    use sealroom_relay::cluster::{Cluster, ClusterConfig};
+    use sealroom_relay::http::{InternalOptions, InternalServer};
+    use sealroom_relay::{Relay, RelayConfig};
+
+    const SECRET: &[u8] = b"docs-metrics cluster secret, test";
+    let loopback: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    let one = Arc::new(Relay::start(RelayConfig::default().listen(loopback)).await?);
+    let two = Relay::start(RelayConfig::default().listen(loopback)).await?;
+    let first = Arc::new(Cluster::start(
+        &one,
+        ClusterConfig::new(1, loopback, SECRET),
+    )?);
+    let second = Cluster::start(&two, ClusterConfig::new(2, loopback, SECRET))?;
+    first.set_peers(&[sealroom_relay::cluster::Peer {
+        index: 2,
+        address: second.local_addr(),
+    }]);
+    let target: Arc<dyn sealroom_relay::admin::AdminTarget> = one.clone();
+    let server = InternalServer::start(loopback, target, InternalOptions::default()).await?;
+    server.state().attach_cluster(Arc::clone(&first));
+    // The link's series appear at its first sample, a second after it is up.
+    for _ in 0..1500 {
+        let (_, text) = http(server.local_addr(), "GET", "/metrics", None).await?;
+        if text.contains("sealroom_cluster_link_rtt_seconds{") {
+            return Ok(text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the link between two nodes never came up")
 }
 
 /// Names in the documents that start like a metric but are something else (crate paths,

@@ -6,6 +6,8 @@ mod support;
 
 mod cli_token;
 mod docs_metrics;
+mod mls_restart;
 mod ops_config;
 mod ops_node;
 mod relay_deps;
+mod sla_restart;

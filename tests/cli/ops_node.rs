@@ -210,6 +210,27 @@ async fn a_node_from_a_config_file_serves_meters_and_obeys_its_operator() -> any
         .collect();
     users.sort();
     assert_eq!(users, vec![ALICE.to_owned(), BOB.to_owned()]);
+    // Each member's connection quality, with the masked user id the log carries.
+    let view: serde_json::Value = serde_json::from_str(&body)?;
+    for member in view["members"].as_array().context("members")? {
+        let user = member["user"].as_str().context("user")?;
+        let token = member["user_token"].as_str().context("user_token")?;
+        let masked = IdMask::with_salt(SALT.as_bytes()).user(user).to_string();
+        assert_eq!(token, masked, "{body}");
+        let quality = &member["quality"];
+        assert!(
+            quality["rtt_ms"].as_f64().context("rtt_ms")? > 0.0,
+            "{body}"
+        );
+        assert!(
+            quality["sent_packets"].as_u64().context("sent_packets")? > 0,
+            "{body}"
+        );
+        assert!(quality["queued_bytes"].is_u64(), "{body}");
+        assert!(quality["dropped"].is_object(), "{body}");
+        let verdict = quality["verdict"].as_str().context("verdict")?;
+        assert!(["good", "fair", "poor"].contains(&verdict), "{body}");
+    }
     let unknown = format!("/admin/apps/{APP}/rooms/no-such-room");
     assert_eq!(http(internal, "GET", &unknown, Some(ADMIN)).await?.0, 404);
     assert_eq!(

@@ -191,12 +191,6 @@ async fn dropping_the_room_leaves_it() -> anyhow::Result<()> {
     Ok(())
 }
 
-// Known gap, kept visible: the client now waits until the relay's QUIC stack holds the
-// track's last message before it unpublishes, but the relay reads the data stream and the
-// control stream on separate tasks, so under load it can still apply the unpublish before it
-// has read that message (1 run in 10 of the soak). The fix belongs in the relay (apply a data
-// track's unpublish only once its stream has ended). Run it with `--ignored`.
-#[ignore = "relay-side race: an unpublish can overtake the track's last data message (docs/TRANSPORT.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_track_dropped_right_after_sending_delivers_every_message_in_order()
 -> anyhow::Result<()> {

@@ -104,15 +104,33 @@ async fn a_spoofed_initial_flood_leaves_honest_joins_and_memory_alone() -> anyho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stream_credit_before_join() -> anyhow::Result<()> {
+async fn no_media_stream_before_join() -> anyhow::Result<()> {
     let relay = relay(Limits::default()).await?;
     let mut raw = Raw::connect(&relay).await?;
-    // Before `Join` the relay grants no unidirectional stream at all: the client cannot
-    // even open one, so it cannot make the relay buffer media for it.
+    // Before `Join` the relay grants only the three unidirectional streams HTTP/3 needs
+    // (browsers use the same port), and reads none of them: a fourth cannot even be opened,
+    // and what the three carry is not looked at.
+    let mut early = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::time::timeout(SAFETY, raw.conn.open_uni()).await??;
+        stream.write_all(&[0x01, 0x03, 0xde, 0xad, 0xff]).await?;
+        early.push(stream);
+    }
     assert!(
         raw.conn.open_uni().now_or_never().is_none(),
-        "a stream could be opened before Join"
+        "a fourth stream could be opened before Join"
     );
+    raw.send_control(&ControlMessage::Leave).await?;
+    // `Leave` before `Join` ends the connection; nothing of the early streams was read.
+    let _ = raw.closed().await;
+    let stats = relay.stats();
+    assert_eq!(
+        stats.dropped(sealroom_relay::DropReason::Malformed),
+        0,
+        "{stats:?}"
+    );
+
+    let mut raw = Raw::connect(&relay).await?;
     raw.send_control(&join_message(&ticket("early", "r", Grants::all(), 3600)))
         .await?;
     until(

@@ -3,45 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// How the client decides that it is talking to the right relay.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Trust {
-    /// Accept exactly the relay certificate whose DER encoding has this SHA-256 hash.
-    ///
-    /// For development relays with self-signed certificates: `sealroom relay` prints the
-    /// hash. The server name is not checked; the pin is the whole identity.
-    Pinned([u8; 32]),
-    /// Verify the relay certificate chain against the operating system's trust store and
-    /// the server name given to [`Client::join`](crate::Client::join).
-    /// [`Client::new`](crate::Client::new) fails with a TLS error on a machine with no
-    /// trusted roots.
-    SystemRoots,
-}
-
-impl Trust {
-    /// A pin given as 64 hexadecimal digits (the form `sealroom relay` prints).
-    ///
-    /// # Errors
-    /// [`PinParseError`] when the text is not exactly 32 bytes of hex.
-    pub fn pinned_hex(hex_digits: &str) -> Result<Self, PinParseError> {
-        let digits: String = hex_digits
-            .chars()
-            .filter(|c| !matches!(c, ':' | ' '))
-            .collect();
-        let mut pin = [0u8; 32];
-        hex::decode_to_slice(digits, &mut pin).map_err(|_| PinParseError)?;
-        Ok(Self::Pinned(pin))
-    }
-}
-
-impl std::fmt::Debug for Trust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Pinned(pin) => write!(f, "Pinned({})", hex::encode(pin)),
-            Self::SystemRoots => f.write_str("SystemRoots"),
-        }
-    }
-}
+pub use sealroom_tls::{PinParseError, Trust};
 
 /// How to join one room, for [`Client::join_with`](crate::Client::join_with) (sent to the
 /// relay as the `Join` message's options).
@@ -86,11 +48,6 @@ impl JoinConfig {
     }
 }
 
-/// The text given as a certificate pin is not 64 hexadecimal digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a certificate pin is 64 hexadecimal digits (the SHA-256 of the certificate)")]
-pub struct PinParseError;
-
 /// Everything a [`Client`](crate::Client) needs to know before it connects.
 ///
 /// Every queue the client keeps is bounded, and the bounds are here. Setters chain:
@@ -124,6 +81,8 @@ pub struct ClientConfig {
     pub(crate) reconnect_max_delay: Duration,
     pub(crate) reconnect_max_attempts: u32,
     pub(crate) reconnect_give_up_after: Duration,
+    pub(crate) stats_interval: Option<Duration>,
+    pub(crate) forgery_threshold: Option<u64>,
 }
 
 impl ClientConfig {
@@ -149,6 +108,8 @@ impl ClientConfig {
             reconnect_max_delay: Duration::from_secs(10),
             reconnect_max_attempts: 20,
             reconnect_give_up_after: Duration::from_secs(120),
+            stats_interval: Some(Duration::from_secs(2)),
+            forgery_threshold: None,
         }
     }
 
@@ -292,6 +253,30 @@ impl ClientConfig {
         self
     }
 
+    /// How often the room reports [`Event::Stats`](crate::Event::Stats); `None` turns the
+    /// reports off ([`Room::stats`](crate::Room::stats) still answers, its rates then
+    /// covering the time since the previous call). Default every 2 s; at least 100 ms.
+    #[must_use]
+    pub fn stats_interval(mut self, interval: Option<Duration>) -> Self {
+        self.stats_interval = interval.map(|every| every.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// Frames from one sender that may fail authentication before the client blocks the
+    /// sender: its frames (and its user's, under any member id) are then dropped unopened,
+    /// and [`Event::SenderBlocked`](crate::Event::SenderBlocked) says so. `None` (the
+    /// default) only counts them ([`ForgeryStats`](crate::ForgeryStats)).
+    ///
+    /// Any member holding the room secret can forge frames that name another member
+    /// (symmetric keys), but the relay checks that a frame's sender is the connection's
+    /// member, so failures name the member that sent them. With the 32-bit-tag suite a
+    /// forger succeeds once in 2^32 attempts: a threshold keeps it far from that.
+    #[must_use]
+    pub fn forgery_threshold(mut self, failures: Option<u64>) -> Self {
+        self.forgery_threshold = failures.map(|n| n.max(1));
+        self
+    }
+
     /// The configured trust.
     pub fn trust(&self) -> &Trust {
         &self.trust
@@ -300,27 +285,5 @@ impl ClientConfig {
     /// The configured event queue length.
     pub fn event_queue_len(&self) -> usize {
         self.event_queue
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pin_parses_from_hex_with_separators() {
-        let text = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:\
-                    00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
-        let Ok(Trust::Pinned(pin)) = Trust::pinned_hex(text) else {
-            panic!("pin did not parse");
-        };
-        assert_eq!(pin[1], 0x11);
-        assert_eq!(pin[31], 0xff);
-    }
-
-    #[test]
-    fn pin_of_wrong_length_is_refused() {
-        assert_eq!(Trust::pinned_hex("abcd"), Err(PinParseError));
-        assert_eq!(Trust::pinned_hex(&"zz".repeat(32)), Err(PinParseError));
     }
 }

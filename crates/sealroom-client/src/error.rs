@@ -11,7 +11,7 @@ use sealroom_frame::envelope::TrackId;
 use sealroom_frame::stream::DeframeError;
 
 use crate::ticket::TicketSourceError;
-use crate::tls::TlsSetupError;
+use sealroom_tls::TlsSetupError;
 
 /// Why a [`Client`](crate::Client) could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,10 @@ pub enum JoinError {
     /// The application's ticket source gave no ticket.
     #[error(transparent)]
     Ticket(#[from] TicketSourceError),
+    /// The MLS mode could not be set up (a user id that cannot be a credential: 1 to 255
+    /// bytes); pass the ticket's user id to `MlsConfig::new`.
+    #[error("mls setup: {0}")]
+    Mls(String),
     /// The connection could not be started (for example an invalid server name).
     #[error("connect: {0}")]
     Connect(#[from] ConnectError),
@@ -93,6 +97,14 @@ pub enum JoinError {
     /// The relay answered with something that is not a join answer.
     #[error("protocol violation by the relay: {0}")]
     Protocol(#[from] ProtocolError),
+    /// The relay sent the join to another node of its cluster (`Redirect`), and the
+    /// client had already followed as many redirects as it follows for one join (3): the
+    /// cluster's nodes keep sending it on; retry later.
+    #[error("the relay redirected the join to {to}, after too many redirects; retry later")]
+    Redirected {
+        /// Where the last relay sent it.
+        to: SocketAddr,
+    },
 }
 
 /// A QUIC connection to the relay could not be started: an invalid server name or
@@ -156,13 +168,33 @@ impl JoinError {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Refused { code, .. } => !code.is_recoverable(),
-            Self::PinMismatch { .. } => true,
+            Self::PinMismatch { .. } | Self::Mls(_) => true,
             Self::Protocol(_)
+            | Self::Redirected { .. }
             | Self::Ticket(_)
             | Self::Connect(_)
             | Self::Connection(_)
             | Self::Unreachable { .. }
             | Self::NoAnswer { .. } => false,
+        }
+    }
+}
+
+impl JoinError {
+    /// Whether another relay of the list may do better: nothing answered, the connection
+    /// failed, or a refusal that may succeed elsewhere (shutting down, overloaded, ...).
+    pub(crate) fn worth_another_relay(&self) -> bool {
+        match self {
+            Self::Refused { code, .. } => code.is_recoverable(),
+            Self::Connection(_)
+            | Self::Unreachable { .. }
+            | Self::NoAnswer { .. }
+            | Self::Redirected { .. } => true,
+            Self::Protocol(_)
+            | Self::Ticket(_)
+            | Self::Mls(_)
+            | Self::Connect(_)
+            | Self::PinMismatch { .. } => false,
         }
     }
 }
@@ -202,6 +234,11 @@ pub enum PublishError {
     /// The frame could not be sealed (the sender's key is exhausted).
     #[error("seal: {0}")]
     Seal(SealError),
+    /// MLS mode: this member is not in the room's group yet (or is rejoining it), so it
+    /// holds no key to seal with; the frame was dropped. Wait for `Event::Mls` with a new
+    /// epoch.
+    #[error("not in the room's mls group yet: wait for the next epoch event, then send")]
+    NoGroupKeys,
     /// The room session has ended.
     #[error("the room session has ended")]
     Closed,

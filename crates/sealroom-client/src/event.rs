@@ -156,7 +156,7 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// Something that happened in the room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// A member entered the room.
@@ -234,10 +234,43 @@ pub enum Event {
         /// The other members now in the room (their ids may have changed too).
         members: Vec<Member>,
     },
+    /// How the call is going: the session's counters and call quality, every
+    /// [`ClientConfig::stats_interval`](crate::ClientConfig::stats_interval) (2 s by
+    /// default). The same as [`Room::stats`](crate::Room::stats) at that moment; the rates
+    /// cover the interval since the previous one. Dropped rather than queued when the
+    /// event queue is full.
+    Stats(Box<crate::RoomStats>),
+    /// Frames from this member failed authentication
+    /// [`ClientConfig::forgery_threshold`](crate::ClientConfig::forgery_threshold) times:
+    /// from now on its frames (and those of its user, should it rejoin under a new id) are
+    /// dropped unopened and counted as
+    /// [`LocalDrop::BlockedSender`](crate::LocalDrop::BlockedSender). The frame that
+    /// crossed the threshold is reported here instead of as [`Event::CouldNotOpen`].
+    SenderBlocked {
+        /// The sender its envelopes name.
+        member: MemberId,
+        /// Its user id, when the roster knows it.
+        user: Option<String>,
+        /// Frames that failed authentication.
+        failures: u64,
+    },
+    /// A member of the room records it: it receives every track (sealed: it holds no room
+    /// secret) and publishes nothing. Follows that member's [`Event::MemberJoined`] (or, for
+    /// a recorder already present, the join); its [`Event::MemberLeft`] ends the recording.
+    RecorderPresent {
+        /// The recording member.
+        member: MemberId,
+        /// Its user id, if the client knew the member.
+        user: Option<String>,
+    },
     /// The session is over for good; no events follow. Reasons the client recovers from
     /// ([`DisconnectReason::is_recoverable`]) end here only when reconnecting is off or
     /// gave up ([`DisconnectReason::GaveUp`]).
     Disconnected(DisconnectReason),
+    /// MLS mode: the group changed epoch (new keys, with the members and their checked
+    /// credentials), this member is rejoining the group, a commit was ignored, or the
+    /// relay refused an MLS message.
+    Mls(sealroom_mls::MlsEvent),
 }
 
 /// The stream of a room's [`Event`]s.

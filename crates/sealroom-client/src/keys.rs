@@ -6,7 +6,7 @@
 //! connection, so a reconnect never restarts a counter under an old key: each sealer has
 //! its own random session KID (sealroom-crypto's nonce argument in `docs/SECURITY.md`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use sealroom_crypto::{
@@ -15,6 +15,7 @@ use sealroom_crypto::{
 use sealroom_frame::envelope::Envelope;
 
 use crate::error::PublishError;
+use crate::mls::{MlsKeys, MlsTrackSealer};
 
 /// The epoch every member seals in until rotation is wired up.
 const EPOCH: u64 = 0;
@@ -28,10 +29,20 @@ pub(crate) fn sealed_frame_len(plaintext_len: usize) -> usize {
     Envelope::HEADER_LEN + MAX_SFRAME_OVERHEAD + plaintext_len
 }
 
-/// The keys of one room session.
-pub(crate) struct Keys {
-    schedule: KeySchedule,
-    opener: Mutex<Opener>,
+/// The keys of one room session: from the room secret, or from the MLS group.
+// One per room session, built once and never moved on a hot path: boxing the larger
+// variant would only add an indirection to every open.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Keys {
+    /// Keys from the room secret the application handed out.
+    Room {
+        /// The room's key schedule.
+        schedule: KeySchedule,
+        /// Opens everyone else's frames.
+        opener: Mutex<Opener>,
+    },
+    /// Keys from the MLS group's epochs.
+    Mls(Arc<MlsKeys>),
 }
 
 impl Keys {
@@ -40,21 +51,44 @@ impl Keys {
     pub(crate) fn new(secret: &RoomSecret, max_senders: usize) -> Self {
         let schedule = KeySchedule::new(secret, CipherSuite::default());
         let opener = schedule.opener(EPOCH, OpenerConfig::default().max_senders(max_senders));
-        Self {
+        Self::Room {
             schedule,
             opener: Mutex::new(opener),
         }
     }
 
+    /// The room's cipher suite.
+    pub(crate) fn suite(&self) -> CipherSuite {
+        match self {
+            Self::Room { schedule, .. } => schedule.suite(),
+            Self::Mls(_) => sealroom_mls::SUITE,
+        }
+    }
+
+    /// The MLS state, in the MLS mode.
+    pub(crate) fn mls(&self) -> Option<&Arc<MlsKeys>> {
+        match self {
+            Self::Room { .. } => None,
+            Self::Mls(mls) => Some(mls),
+        }
+    }
+
     /// A sealer for a new sending session (one per published track).
     pub(crate) fn sealer(&self) -> TrackSealer {
-        TrackSealer(self.schedule.sealer(EPOCH))
+        match self {
+            Self::Room { schedule, .. } => TrackSealer(Sealing::Room(schedule.sealer(EPOCH))),
+            Self::Mls(mls) => TrackSealer(Sealing::Mls(mls.sealer())),
+        }
     }
 
     /// Open a received frame's SFrame payload, authenticating `envelope`.
     pub(crate) fn open(&self, envelope: &Envelope, payload: &[u8]) -> Result<Bytes, OpenError> {
+        let opener = match self {
+            Self::Room { opener, .. } => opener,
+            Self::Mls(mls) => return mls.open(envelope, payload),
+        };
         let mut out = BytesMut::with_capacity(payload.len());
-        self.opener
+        opener
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .open(&envelope.metadata(), payload, &mut out)?;
@@ -62,8 +96,13 @@ impl Keys {
     }
 }
 
+enum Sealing {
+    Room(Sealer),
+    Mls(MlsTrackSealer),
+}
+
 /// The sealing state of one sending session.
-pub(crate) struct TrackSealer(Sealer);
+pub(crate) struct TrackSealer(Sealing);
 
 impl TrackSealer {
     /// Seal `plaintext` with `envelope` as metadata; returns the encoded frame (envelope
@@ -73,26 +112,44 @@ impl TrackSealer {
         envelope: &Envelope,
         plaintext: &[u8],
     ) -> Result<Bytes, PublishError> {
-        let sealed_len = self.0.sealed_len(plaintext.len());
-        let mut out = BytesMut::with_capacity(Envelope::HEADER_LEN + sealed_len);
-        envelope
-            .encode_header(sealed_len, &mut out)
-            .map_err(|err| PublishError::TooLarge {
-                len: Envelope::HEADER_LEN + sealed_len,
-                max: match err {
-                    sealroom_frame::DecodeError::Oversize { max, .. } => max,
-                    _ => 0,
-                },
-            })?;
-        if let Err(err) = self.0.seal(&envelope.metadata(), plaintext, &mut out) {
+        let sealer = match &mut self.0 {
+            Sealing::Room(sealer) => sealer,
+            Sealing::Mls(mls) => {
+                let sealer = mls.current().ok_or(PublishError::NoGroupKeys)?;
+                let sealed_len = sealer.sealed_len(plaintext.len());
+                let mut out = header(envelope, sealed_len)?;
+                sealer
+                    .seal(&envelope.metadata(), plaintext, &mut out)
+                    .map_err(PublishError::Seal)?;
+                return Ok(out.freeze());
+            }
+        };
+        let sealed_len = sealer.sealed_len(plaintext.len());
+        let mut out = header(envelope, sealed_len)?;
+        if let Err(err) = sealer.seal(&envelope.metadata(), plaintext, &mut out) {
             if err == sealroom_crypto::SealError::RotationRequired {
                 // A fresh random session id: a new key, the counter back at zero.
-                self.0.rekey();
+                sealer.rekey();
             }
             return Err(PublishError::Seal(err));
         }
         Ok(out.freeze())
     }
+}
+
+/// A buffer holding `envelope`'s header for a `sealed_len`-byte SFrame payload.
+fn header(envelope: &Envelope, sealed_len: usize) -> Result<BytesMut, PublishError> {
+    let mut out = BytesMut::with_capacity(Envelope::HEADER_LEN + sealed_len);
+    envelope
+        .encode_header(sealed_len, &mut out)
+        .map_err(|err| PublishError::TooLarge {
+            len: Envelope::HEADER_LEN + sealed_len,
+            max: match err {
+                sealroom_frame::DecodeError::Oversize { max, .. } => max,
+                _ => 0,
+            },
+        })?;
+    Ok(out)
 }
 
 #[cfg(test)]

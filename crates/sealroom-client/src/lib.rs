@@ -59,12 +59,13 @@ mod error;
 mod event;
 mod keys;
 mod link;
+mod mls;
+mod quality;
 mod refresh;
 mod room;
 mod session;
 mod stats;
 mod ticket;
-mod tls;
 mod track;
 
 pub use config::{ClientConfig, JoinConfig, PinParseError, Trust};
@@ -73,14 +74,22 @@ pub use error::{
     RefreshError,
 };
 pub use event::{DisconnectReason, Event, Events, Member, ReceivedFrame, UnopenedFrame};
-pub use room::{Client, DangerousRoom, Room};
+pub use mls::MlsConfig;
+pub use quality::{
+    CallQuality, ConnectionStats, ForgeryStats, LocalDrop, LocalDrops, ReceivedTrackStats,
+    SentTrackStats,
+};
+pub use room::{Client, DangerousRoom, KeyMode, Room};
+pub use sealroom_crypto::CipherSuite;
 pub use sealroom_crypto::{OpenError, RoomSecret, SealError};
+pub use sealroom_frame::quality::Verdict;
+pub use sealroom_mls::{AgentConfig, CheckedMember, GroupMember, MlsEvent, MlsOpenerConfig};
+pub use sealroom_tls::{TlsSetupError, cert_sha256};
 pub use stats::RoomStats;
 pub use ticket::{
     FnTicketSource, TicketFuture, TicketReason, TicketRequest, TicketSource, TicketSourceError,
     ticket_fn,
 };
-pub use tls::{TlsSetupError, cert_sha256};
 pub use track::{AudioTrack, DataTrack, VideoTrack};
 
 pub use sealroom_frame::control::{ErrorCode, LeaveReason, SessionLimits, TrackInfo};

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{ConnectError, JoinError, ProtocolError, PublishError};
 use crate::event::{DisconnectReason, Event, Member, ReceivedFrame, UnopenedFrame};
+use crate::quality::{LocalDrop, Unopened};
 use crate::room::{Dialer, Joined, Shared};
 use crate::session::{Outcome, Session};
 use crate::stats::bump;
@@ -57,32 +58,36 @@ impl Link {
         self.conn.max_datagram_size().is_some_and(|max| len <= max)
     }
 
-    /// Send one encoded frame as a datagram.
-    pub(crate) fn send_datagram(&self, shared: &Shared, frame: Bytes) -> Result<(), PublishError> {
+    /// Send one encoded frame of `track` as a datagram.
+    pub(crate) fn send_datagram(
+        &self,
+        shared: &Shared,
+        (track, kind): (TrackId, MediaKind),
+        frame: Bytes,
+    ) -> Result<(), PublishError> {
         let len = frame.len();
-        match self.conn.send_datagram(frame) {
+        let sent = match self.conn.send_datagram(frame) {
             Ok(()) => {
                 shared.stats.sent(len, true);
-                Ok(())
+                shared.quality.sent(track, kind, len);
+                return Ok(());
             }
-            Err(quinn::SendDatagramError::TooLarge) => {
-                bump(&shared.stats.frames_not_sent);
-                Err(PublishError::TooLarge {
-                    len,
-                    max: self.conn.max_datagram_size().unwrap_or(0),
-                })
-            }
-            Err(_) => {
-                bump(&shared.stats.frames_not_sent);
-                Err(PublishError::Closed)
-            }
-        }
+            Err(quinn::SendDatagramError::TooLarge) => Err(PublishError::TooLarge {
+                len,
+                max: self.conn.max_datagram_size().unwrap_or(0),
+            }),
+            Err(_) => Err(PublishError::Closed),
+        };
+        bump(&shared.stats.frames_not_sent);
+        shared.quality.send_dropped(track, kind, LocalDrop::NotSent);
+        sent
     }
 
     /// Open a media stream with `priority`, send one frame on it and finish it.
     pub(crate) async fn send_on_new_stream(
         &self,
         shared: &Shared,
+        (track, kind): (TrackId, MediaKind),
         frame: Bytes,
         priority: i32,
     ) -> Result<(), PublishError> {
@@ -94,9 +99,11 @@ impl Link {
         .await;
         if sent.is_some() {
             shared.stats.sent(frame.len(), false);
+            shared.quality.sent(track, kind, frame.len());
             Ok(())
         } else {
             bump(&shared.stats.frames_not_sent);
+            shared.quality.send_dropped(track, kind, LocalDrop::NotSent);
             Err(PublishError::Closed)
         }
     }
@@ -172,6 +179,16 @@ pub(crate) fn message_name(message: &ControlMessage) -> &'static str {
         ControlMessage::Leave => "leave",
         ControlMessage::Error { .. } => "error",
         ControlMessage::GoAway { .. } => "go away",
+        ControlMessage::MlsSync => "mls sync",
+        ControlMessage::MlsState { .. } => "mls state",
+        ControlMessage::MlsPublish { .. } => "mls publish",
+        ControlMessage::MlsCommit { .. } => "mls commit",
+        ControlMessage::MlsCommitted { .. } => "mls committed",
+        ControlMessage::MlsAccepted { .. } => "mls accepted",
+        ControlMessage::MlsRefused { .. } => "mls refused",
+        ControlMessage::RecorderPresent { .. } => "recorder present",
+        ControlMessage::Redirect { .. } => "redirect",
+        ControlMessage::MlsGroupInfoPart { .. } => "mls group info part",
     }
 }
 
@@ -220,6 +237,10 @@ pub(crate) async fn run(
     events: mpsc::Sender<Event>,
 ) {
     let control_rx = Arc::new(tokio::sync::Mutex::new(control_rx));
+    let reporter = shared
+        .config
+        .stats_interval
+        .map(|every| tokio::spawn(report_stats(shared.clone(), events.clone(), every)));
     let mut current = (conn, control);
     let reason = loop {
         let (conn, control) = current;
@@ -242,8 +263,27 @@ pub(crate) async fn run(
         }
     };
     tracing::debug!(%reason, "room session ended");
+    if let Some(reporter) = reporter {
+        // Stopped and awaited, so that no report follows `Disconnected`.
+        reporter.abort();
+        let _ = reporter.await;
+    }
     shared.link.send_replace(LinkState::Ended);
     let _ = events.send(Event::Disconnected(reason)).await;
+}
+
+/// Report [`Event::Stats`] every `every` until aborted. A report that finds the event
+/// queue full is dropped: the next one carries the same totals.
+async fn report_stats(shared: Arc<Shared>, events: mpsc::Sender<Event>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let stats = shared.stats_snapshot(true);
+        if let Err(TrySendError::Closed(_)) = events.try_send(Event::Stats(Box::new(stats))) {
+            return;
+        }
+    }
 }
 
 /// Reconnect attempts after a lost connection, until one rejoins, the relay refuses this
@@ -256,6 +296,8 @@ async fn reconnect(
     events: &mpsc::Sender<Event>,
 ) -> Result<(Connection, ControlStreams), DisconnectReason> {
     let config = &shared.config;
+    // The node this session was on may be gone: a cluster's next node is tried first.
+    dialer.relay_lost();
     let started = Instant::now();
     let mut delay = config
         .reconnect_initial
@@ -359,14 +401,16 @@ fn join_failure(err: JoinError) -> DisconnectReason {
         JoinError::Connection(err) => DisconnectReason::ConnectionLost {
             detail: err.to_string(),
         },
-        err @ (JoinError::Unreachable { .. } | JoinError::NoAnswer { .. }) => {
-            DisconnectReason::ConnectionLost {
-                detail: err.to_string(),
-            }
-        }
+        err @ (JoinError::Unreachable { .. }
+        | JoinError::NoAnswer { .. }
+        | JoinError::Redirected { .. }) => DisconnectReason::ConnectionLost {
+            detail: err.to_string(),
+        },
         err @ JoinError::PinMismatch { .. } => DisconnectReason::PinMismatch {
             detail: err.to_string(),
         },
+        // Set up once before the first join; a rejoin never meets it.
+        JoinError::Mls(detail) => DisconnectReason::Protocol { detail },
     }
 }
 
@@ -387,6 +431,7 @@ async fn install(
         control_recv,
         deframer,
     } = joined;
+    let mls_joined = shared.keys.mls().map(|mls| mls.joined(member, &roster));
     let session = Session::new(member, roster, limits, shared.config.max_roster);
     let mut buf = BytesMut::new();
     let mut tracks: Vec<(TrackId, MediaKind)> =
@@ -401,6 +446,11 @@ async fn install(
     }
     let members = session.members();
     for message in shared.subscription_messages(&members) {
+        let _ = message.encode_framed(&mut buf);
+    }
+    // MLS mode: ask for the group state again (the agent compares positions, keeps its
+    // group or rejoins). Rejoining raises no event by itself.
+    for message in mls_joined.map(|(transmit, _)| transmit).unwrap_or_default() {
         let _ = message.encode_framed(&mut buf);
     }
     if !buf.is_empty() && control_send.write_all(&buf).await.is_err() {
@@ -565,6 +615,10 @@ async fn control_reader(
             Ok(None) | Err(ReadControlError::Stream) => return,
             Err(ReadControlError::Malformed(error)) => break error.to_string(),
         };
+        if let Some(mls) = shared.keys.mls() {
+            let effects = mls.handle_control(&message);
+            crate::mls::apply(&shared, &events, effects).await;
+        }
         let outcome = shared.session().handle_control(message);
         match outcome {
             Outcome::Nothing => {}
@@ -572,6 +626,9 @@ async fn control_reader(
                 match &event {
                     Event::TicketRefreshed { expires_in_secs } => {
                         shared.set_ticket_lifetime(*expires_in_secs);
+                    }
+                    Event::KeyframeRequested { track, .. } => {
+                        shared.quality.keyframe_asked(*track);
                     }
                     Event::MemberJoined(member) => {
                         for message in shared.subscription_messages(std::slice::from_ref(member)) {
@@ -635,9 +692,17 @@ fn handle_frame(
         bump(&shared.stats.malformed);
         return None;
     }
+    let user_of = || shared.session().user_of(envelope.sender);
+    if shared.quality.is_blocked(envelope.sender, user_of) {
+        shared
+            .quality
+            .receive_dropped(&envelope, LocalDrop::BlockedSender);
+        return None;
+    }
     match shared.keys.open(&envelope, &frame.payload) {
         Ok(payload) => {
             bump(&shared.stats.frames_opened);
+            shared.quality.received(&envelope, bytes.len());
             Some(Event::Frame(ReceivedFrame {
                 sender: envelope.sender,
                 track: envelope.track,
@@ -648,11 +713,30 @@ fn handle_frame(
         }
         Err(reason) => {
             bump(&shared.stats.open_failures);
-            Some(Event::CouldNotOpen(UnopenedFrame {
-                sender: envelope.sender,
-                envelope,
-                reason,
-            }))
+            let user = if reason == sealroom_crypto::OpenError::AuthenticationFailed {
+                user_of()
+            } else {
+                None
+            };
+            match shared.quality.unopenable(&envelope, &reason, user.clone()) {
+                Unopened::Report => Some(Event::CouldNotOpen(UnopenedFrame {
+                    sender: envelope.sender,
+                    envelope,
+                    reason,
+                })),
+                Unopened::Blocked { failures } => {
+                    tracing::warn!(
+                        member = envelope.sender,
+                        failures,
+                        "sender blocked after frames that failed authentication"
+                    );
+                    Some(Event::SenderBlocked {
+                        member: envelope.sender,
+                        user,
+                        failures,
+                    })
+                }
+            }
         }
     }
 }
@@ -674,7 +758,14 @@ async fn datagram_reader(shared: Arc<Shared>, conn: Connection, events: mpsc::Se
         };
         match events.try_send(event) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => bump(&shared.stats.events_dropped),
+            Err(TrySendError::Full(event)) => {
+                bump(&shared.stats.events_dropped);
+                if let Event::Frame(frame) = event {
+                    shared
+                        .quality
+                        .receive_dropped(&frame.envelope, LocalDrop::EventQueueFull);
+                }
+            }
             Err(TrySendError::Closed(_)) => return,
         }
     }
@@ -720,6 +811,7 @@ async fn media_stream_reader(
             {
                 if let Some((publisher, track)) = video_from {
                     bump(&shared.stats.keyframes_requested);
+                    shared.quality.keyframe_requested(publisher, track);
                     let _ = shared.control.try_send(ControlMessage::KeyframeRequest {
                         member: publisher,
                         track,

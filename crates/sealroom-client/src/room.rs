@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,11 +24,12 @@ use crate::error::{
 use crate::event::{Events, Member};
 use crate::keys::{Keys, TrackSealer};
 use crate::link::{self, Link, LinkState};
+use crate::quality::Tracker;
 use crate::session::Session;
 use crate::stats::{Counters, RoomStats};
 use crate::ticket::{TicketReason, TicketRequest, TicketSource};
-use crate::tls::RefusedCert;
 use crate::track::{self, AudioTrack, DataTrack, VideoTrack};
+use sealroom_tls::RefusedCert;
 
 /// A client endpoint: one UDP socket and the TLS trust, from which rooms are joined.
 ///
@@ -47,7 +48,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`] when TLS cannot be set up or the socket cannot be bound.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let (crypto, refused) = crate::tls::quic_client_config(&config.trust)?;
+        let (crypto, refused) = sealroom_tls::quic_client_config(&config.trust)?;
         let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
         quic.transport_config(Arc::new(transport_config(&config)));
         let endpoint = quinn::Endpoint::client(config.bind)?;
@@ -104,12 +105,80 @@ impl Client {
         secret: &RoomSecret,
         options: JoinConfig,
     ) -> Result<(Room, Events), JoinError> {
+        let mode = KeyMode::RoomSecret(secret.clone());
+        self.join_with_mode(relay, server_name, tickets, mode, options)
+            .await
+    }
+
+    /// Join through any of the nodes of a cluster at `relays` (the same room whichever
+    /// takes the member): the first that admits the join is used, the next ones are tried
+    /// when one does not answer or refuses in a way another node may not (shutting down,
+    /// overloaded). A node's `Redirect` to another node is followed (at most 3 in a row).
+    /// After a lost connection the session rejoins at the next node of the list first.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join), the last relay's; [`JoinError::Connect`] with no address.
+    pub async fn join_any(
+        &self,
+        relays: &[SocketAddr],
+        server_name: &str,
+        tickets: impl TicketSource,
+        secret: &RoomSecret,
+        options: JoinConfig,
+    ) -> Result<(Room, Events), JoinError> {
+        let mode = KeyMode::RoomSecret(secret.clone());
+        self.join_any_with_mode(relays, server_name, tickets, mode, options)
+            .await
+    }
+
+    /// [`join_with`](Self::join_with), choosing how the room's keys are managed: from a
+    /// room secret the application hands out, or by an MLS group the members run through
+    /// the relay ([`KeyMode::Mls`], `docs/MLS.md`). In the MLS mode the member joins the
+    /// group by itself after the join; it can send once [`Event::Mls`](crate::Event::Mls)
+    /// announced its first epoch (before, sending fails with
+    /// [`PublishError::NoGroupKeys`]).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join); [`JoinError::Mls`] when the MLS state cannot be set up
+    /// (a user id that cannot be a credential).
+    pub async fn join_with_mode(
+        &self,
+        relay: SocketAddr,
+        server_name: &str,
+        tickets: impl TicketSource,
+        mode: KeyMode,
+        options: JoinConfig,
+    ) -> Result<(Room, Events), JoinError> {
+        self.join_any_with_mode(&[relay], server_name, tickets, mode, options)
+            .await
+    }
+
+    /// [`join_any`](Self::join_any) with a key mode, as in
+    /// [`join_with_mode`](Self::join_with_mode).
+    ///
+    /// # Errors
+    /// As [`join_any`](Self::join_any) and [`join_with_mode`](Self::join_with_mode).
+    pub async fn join_any_with_mode(
+        &self,
+        relays: &[SocketAddr],
+        server_name: &str,
+        tickets: impl TicketSource,
+        mode: KeyMode,
+        options: JoinConfig,
+    ) -> Result<(Room, Events), JoinError> {
+        let keys = match &mode {
+            KeyMode::RoomSecret(secret) => Keys::new(secret, self.config.max_remote_tracks),
+            KeyMode::Mls(config) => Keys::Mls(Arc::new(
+                crate::mls::MlsKeys::new(config).map_err(|err| JoinError::Mls(err.to_string()))?,
+            )),
+        };
         let tickets: Arc<dyn TicketSource> = Arc::new(tickets);
         let ticket = tickets.ticket(TicketRequest::join()).await?;
         let dialer = Dialer {
             endpoint: self.endpoint.clone(),
             quic: self.quic.clone(),
-            relay,
+            relays: relays.to_vec(),
+            preferred: AtomicUsize::new(0),
             server_name: server_name.to_owned(),
             options,
             config: self.config.clone(),
@@ -126,14 +195,16 @@ impl Client {
         } = joined;
         let (control_tx, control_rx) = mpsc::channel(self.config.control_queue);
         let (events_tx, events_rx) = mpsc::channel(self.config.event_queue);
+        let mls_joined = keys.mls().map(|mls| mls.joined(member, &roster));
         let link = Link {
             conn: conn.clone(),
             member,
             max_frame_len: (limits.max_frame_len as usize).min(self.config.max_frame_len),
         };
+        let suite = keys.suite();
         let shared = Arc::new(Shared {
             config: self.config.clone(),
-            keys: Keys::new(secret, self.config.max_remote_tracks),
+            keys,
             dangerous_sealer: Mutex::new(None),
             link: watch::Sender::new(LinkState::Up(link)),
             control: control_tx,
@@ -142,6 +213,11 @@ impl Client {
             subscriptions: Mutex::new(HashMap::new()),
             ticket_lifetime: watch::Sender::new(None),
             stats: Counters::default(),
+            quality: Tracker::new(
+                suite,
+                self.config.max_remote_tracks,
+                self.config.forgery_threshold,
+            ),
             leave: Notify::new(),
             tickets,
             ticket_requests: AtomicU32::new(1),
@@ -152,6 +228,10 @@ impl Client {
             events_tx.clone(),
             ticket,
         ));
+        if let Some(effects) = mls_joined {
+            crate::mls::apply(&shared, &events_tx, effects).await;
+            tokio::spawn(crate::mls::tick(shared.clone(), events_tx.clone()));
+        }
         tokio::spawn(link::run(
             shared.clone(),
             dialer,
@@ -203,11 +283,16 @@ pub(crate) struct Joined {
     pub(crate) deframer: Deframer,
 }
 
+/// Redirects followed for one join at one node of the list.
+const MAX_REDIRECTS: usize = 3;
+
 /// Where and how a room session connects: kept for rejoining after a lost connection.
 pub(crate) struct Dialer {
     endpoint: quinn::Endpoint,
     quic: quinn::ClientConfig,
-    relay: SocketAddr,
+    /// The nodes to try, in order, from `preferred` on.
+    relays: Vec<SocketAddr>,
+    preferred: AtomicUsize,
     server_name: String,
     options: JoinConfig,
     config: Arc<ClientConfig>,
@@ -215,26 +300,71 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    /// Connect and join with `ticket` within [`ClientConfig::connect_timeout`], the first
-    /// join and every rejoin alike.
+    /// Connect and join with `ticket`, the first join and every rejoin alike: at each node
+    /// of the list in turn from the preferred one (each within
+    /// [`ClientConfig::connect_timeout`]), following redirects.
     pub(crate) async fn dial(
         &self,
+        ticket: String,
+    ) -> Result<(quinn::Connection, Joined), JoinError> {
+        let count = self.relays.len();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..count {
+            let index = (start + k) % count;
+            let mut target = self.relays[index];
+            let mut hops = 0;
+            loop {
+                match self.dial_at(target, ticket.clone()).await {
+                    Ok(joined) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(joined);
+                    }
+                    Err(JoinError::Redirected { to }) if hops < MAX_REDIRECTS => {
+                        tracing::debug!(from = %target, %to, "join redirected");
+                        hops += 1;
+                        target = to;
+                    }
+                    Err(err) if count > 1 && err.worth_another_relay() => {
+                        tracing::debug!(relay = %target, %err, "trying the next relay");
+                        last = Some(err);
+                        break;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Err(last.unwrap_or(JoinError::Connect(ConnectError(
+            quinn::ConnectError::InvalidRemoteAddress(SocketAddr::from(([0, 0, 0, 0], 0))),
+        ))))
+    }
+
+    /// The connection to the preferred node was lost: rejoin at the next one first.
+    pub(crate) fn relay_lost(&self) {
+        let count = self.relays.len().max(1);
+        let next = (self.preferred.load(Ordering::Relaxed) + 1) % count;
+        self.preferred.store(next, Ordering::Relaxed);
+    }
+
+    async fn dial_at(
+        &self,
+        relay: SocketAddr,
         ticket: String,
     ) -> Result<(quinn::Connection, Joined), JoinError> {
         let timeout = self.config.connect_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let connecting = self
             .endpoint
-            .connect_with(self.quic.clone(), self.relay, &self.server_name)
+            .connect_with(self.quic.clone(), relay, &self.server_name)
             .map_err(ConnectError)?;
         let unreachable = JoinError::Unreachable {
-            relay: self.relay,
+            relay,
             after: timeout,
         };
         let conn = match tokio::time::timeout_at(deadline, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => return Err(unreachable),
-            Ok(Err(err)) => return Err(self.handshake_failure(err)),
+            Ok(Err(err)) => return Err(self.handshake_failure(relay, err)),
         };
         let joined = tokio::time::timeout_at(
             deadline,
@@ -242,7 +372,7 @@ impl Dialer {
         )
         .await
         .unwrap_or(Err(JoinError::NoAnswer {
-            relay: self.relay,
+            relay,
             after: timeout,
         }));
         match joined {
@@ -256,7 +386,7 @@ impl Dialer {
 
     /// What a failed QUIC/TLS handshake means: a TLS alert raised by this client's pin
     /// check is a pin mismatch, with the certificate the relay presented.
-    fn handshake_failure(&self, err: quinn::ConnectionError) -> JoinError {
+    fn handshake_failure(&self, relay: SocketAddr, err: quinn::ConnectionError) -> JoinError {
         let tls_alert = matches!(
             &err,
             quinn::ConnectionError::TransportError(e)
@@ -266,7 +396,7 @@ impl Dialer {
             (tls_alert, &self.config.trust, self.refused.last())
         {
             return JoinError::PinMismatch {
-                relay: self.relay,
+                relay,
                 pinned: *pinned,
                 presented,
             };
@@ -318,6 +448,12 @@ async fn handshake(
             deframer,
         }),
         ControlMessage::Error { code, message } => Err(JoinError::Refused { code, message }),
+        ControlMessage::Redirect { address } => match address.parse::<SocketAddr>() {
+            Ok(to) => Err(JoinError::Redirected { to }),
+            Err(_) => {
+                Err(ProtocolError::Unexpected("redirect to an address that does not parse").into())
+            }
+        },
         other => Err(ProtocolError::Unexpected(link::message_name(&other)).into()),
     }
 }
@@ -341,6 +477,16 @@ fn refusal_or_lost(conn: &quinn::Connection) -> JoinError {
     }
 }
 
+/// How a room's SFrame keys are managed, chosen at join.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum KeyMode {
+    /// Keys derived from a room secret the application hands every member out of band.
+    RoomSecret(RoomSecret),
+    /// Keys from an MLS group the members run through the relay (RFC 9605 section 5.2).
+    Mls(crate::mls::MlsConfig),
+}
+
 /// State shared by the room handle, its tracks and the connection driver.
 pub(crate) struct Shared {
     pub(crate) config: Arc<ClientConfig>,
@@ -362,6 +508,8 @@ pub(crate) struct Shared {
     /// `TicketRefreshed`); the refresh task watches it.
     pub(crate) ticket_lifetime: watch::Sender<Option<(tokio::time::Instant, Duration)>>,
     pub(crate) stats: Counters,
+    /// Per track and per connection quality.
+    pub(crate) quality: Tracker,
     pub(crate) leave: Notify,
     /// Where fresh tickets come from (rejoin, refresh).
     pub(crate) tickets: Arc<dyn TicketSource>,
@@ -464,6 +612,23 @@ impl Shared {
         messages
     }
 
+    /// The counters and call quality now; `advance` starts a new rate interval.
+    pub(crate) fn stats_snapshot(&self, advance: bool) -> RoomStats {
+        let link = self.current_link();
+        let quality = {
+            let session = self.session();
+            self.quality.snapshot(
+                link.as_ref().map(|link| &link.conn),
+                |id| session.user_of(id),
+                advance,
+            )
+        };
+        RoomStats {
+            quality,
+            ..self.stats.snapshot()
+        }
+    }
+
     pub(crate) fn is_ended(&self) -> bool {
         matches!(*self.link.borrow(), LinkState::Ended)
     }
@@ -514,6 +679,22 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
+    /// MLS mode: the current epoch (`None` before this member is in the group, and in the
+    /// room-secret mode).
+    pub fn mls_epoch(&self) -> Option<u64> {
+        self.shared.keys.mls().and_then(|mls| mls.epoch())
+    }
+
+    /// MLS mode: the group's members, each with the user id its credential names and
+    /// whether a member of the room has that user id (empty in the room-secret mode).
+    pub fn mls_members(&self) -> Vec<sealroom_mls::CheckedMember> {
+        self.shared
+            .keys
+            .mls()
+            .map(|mls| mls.members())
+            .unwrap_or_default()
+    }
+
     /// This member's id, the `sender` of every envelope it publishes. The relay may assign
     /// a new one on a reconnect ([`Event::Recovered`](crate::Event::Recovered)).
     pub fn member_id(&self) -> MemberId {
@@ -530,9 +711,13 @@ impl Room {
         self.shared.session().limits()
     }
 
-    /// Counters of what this session sent and received.
+    /// Counters of what this session sent and received, and how the call is going
+    /// ([`RoomStats::quality`]): the same as the periodic
+    /// [`Event::Stats`](crate::Event::Stats), on demand. Its rates cover the time since
+    /// the last periodic report (or, with reports off, since the previous call).
     pub fn stats(&self) -> RoomStats {
-        self.shared.stats.snapshot()
+        let advance = self.shared.config.stats_interval.is_none();
+        self.shared.stats_snapshot(advance)
     }
 
     /// Whether the session has ended.
@@ -702,10 +887,11 @@ impl DangerousRoom<'_> {
         let flags = envelope.flags;
         let datagram = envelope.kind == MediaKind::Audio
             || (envelope.kind == MediaKind::Data && flags.contains(Flags::UNRELIABLE));
+        let track = (envelope.track, envelope.kind);
         if datagram && link.fits_datagram(frame.len()) {
-            link.send_datagram(shared, frame)
+            link.send_datagram(shared, track, frame)
         } else {
-            link.send_on_new_stream(shared, frame, 0).await
+            link.send_on_new_stream(shared, track, frame, 0).await
         }
     }
 }

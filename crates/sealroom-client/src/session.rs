@@ -14,7 +14,7 @@ use sealroom_frame::envelope::MemberId;
 use crate::event::{DisconnectReason, Event, Member};
 
 /// What the driver should do after a control message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
     /// Nothing to tell the application.
     Nothing,
@@ -77,6 +77,11 @@ impl Session {
         let mut members: Vec<Member> = self.roster.values().cloned().collect();
         members.sort_by_key(|member| member.id);
         members
+    }
+
+    /// The user id of member `id`, if the roster knows it.
+    pub(crate) fn user_of(&self, id: MemberId) -> Option<String> {
+        self.roster.get(&id).map(|member| member.user.clone())
     }
 
     fn insert(&mut self, info: MemberInfo) -> Option<Member> {
@@ -153,12 +158,32 @@ impl Session {
                 },
                 retry_after: Duration::from_millis(u64::from(reconnect_after_ms)),
             },
+            ControlMessage::RecorderPresent { member } => {
+                if member == self.me {
+                    return Outcome::Nothing;
+                }
+                let user = self.roster.get(&member).map(|m| m.user.clone());
+                Outcome::Event(Event::RecorderPresent { member, user })
+            }
             ControlMessage::Joined { .. } => Outcome::Violation(String::from("second joined")),
+            // The MLS delivery service's answers: a room-secret session has no group and
+            // ignores them.
+            ControlMessage::MlsState { .. }
+            | ControlMessage::MlsCommitted { .. }
+            | ControlMessage::MlsAccepted { .. }
+            | ControlMessage::MlsRefused { .. }
+            | ControlMessage::MlsGroupInfoPart { .. } => Outcome::Nothing,
+            ControlMessage::Redirect { .. } => {
+                Outcome::Violation(String::from("redirect after joined"))
+            }
             ControlMessage::Join { .. }
             | ControlMessage::Subscribe { .. }
             | ControlMessage::Unsubscribe { .. }
             | ControlMessage::RefreshTicket { .. }
-            | ControlMessage::Leave => {
+            | ControlMessage::Leave
+            | ControlMessage::MlsSync
+            | ControlMessage::MlsPublish { .. }
+            | ControlMessage::MlsCommit { .. } => {
                 Outcome::Violation(String::from("client-to-relay message from the relay"))
             }
         }
@@ -218,6 +243,21 @@ mod tests {
             })
         );
         assert_eq!(session.members().len(), 1);
+    }
+
+    #[test]
+    fn a_recorder_is_announced_with_its_user() {
+        let mut session = Session::new(1, vec![info(1, "me"), info(4, "rec")], limits(), 16);
+        match session.handle_control(ControlMessage::RecorderPresent { member: 4 }) {
+            Outcome::Event(Event::RecorderPresent { member, user }) => {
+                assert_eq!((member, user.as_deref()), (4, Some("rec")));
+            }
+            _ => panic!("a recorder event"),
+        }
+        assert!(matches!(
+            session.handle_control(ControlMessage::RecorderPresent { member: 1 }),
+            Outcome::Nothing
+        ));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A snapshot of a room session's counters, from [`Room::stats`](crate::Room::stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+use crate::quality::CallQuality;
+
+/// A snapshot of a room session's counters and call quality, from
+/// [`Room::stats`](crate::Room::stats) and [`Event::Stats`](crate::Event::Stats).
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct RoomStats {
     /// Frames sealed and handed to QUIC.
@@ -38,6 +41,8 @@ pub struct RoomStats {
     pub frames_dropped_offline: u64,
     /// Connections lost and recovered by reconnecting.
     pub reconnects: u64,
+    /// Per track and per connection quality, with the verdict (`docs/QUALITY.md`).
+    pub quality: CallQuality,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +92,7 @@ impl Counters {
             keyframes_requested: get(&self.keyframes_requested),
             frames_dropped_offline: get(&self.frames_dropped_offline),
             reconnects: get(&self.reconnects),
+            quality: CallQuality::default(),
         }
     }
 }

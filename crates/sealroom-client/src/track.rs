@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::PublishError;
 use crate::keys::{self, TrackSealer};
 use crate::link::{Link, LinkState, write_frame};
+use crate::quality::LocalDrop;
 use crate::room::Shared;
 use crate::stats::bump;
 
@@ -63,6 +64,7 @@ fn now_us() -> u64 {
 #[derive(Debug)]
 struct TrackCore {
     id: TrackId,
+    kind: MediaKind,
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
 }
@@ -85,7 +87,12 @@ impl TrackCore {
     fn try_push(&self, item: Outgoing) -> Result<(), PublishError> {
         self.check_len(&item.payload)?;
         self.tx.try_send(item).map_err(|err| match err {
-            TrySendError::Full(_) => PublishError::QueueFull,
+            TrySendError::Full(_) => {
+                self.shared
+                    .quality
+                    .send_dropped(self.id, self.kind, LocalDrop::QueueFull);
+                PublishError::QueueFull
+            }
             TrySendError::Closed(_) => PublishError::Closed,
         })
     }
@@ -202,10 +209,15 @@ impl DataTrack {
     }
 }
 
-fn core(shared: &Arc<Shared>, id: TrackId, queue: usize) -> (TrackCore, mpsc::Receiver<Outgoing>) {
+fn core(
+    shared: &Arc<Shared>,
+    (id, kind): (TrackId, MediaKind),
+    queue: usize,
+) -> (TrackCore, mpsc::Receiver<Outgoing>) {
     let (tx, rx) = mpsc::channel(queue);
     let core = TrackCore {
         id,
+        kind,
         tx,
         shared: shared.clone(),
     };
@@ -213,19 +225,19 @@ fn core(shared: &Arc<Shared>, id: TrackId, queue: usize) -> (TrackCore, mpsc::Re
 }
 
 pub(crate) fn spawn_audio(shared: Arc<Shared>, id: TrackId) -> AudioTrack {
-    let (core, rx) = core(&shared, id, shared.config.media_queue);
+    let (core, rx) = core(&shared, (id, MediaKind::Audio), shared.config.media_queue);
     tokio::spawn(audio_writer(shared, id, rx));
     AudioTrack { core }
 }
 
 pub(crate) fn spawn_video(shared: Arc<Shared>, id: TrackId) -> VideoTrack {
-    let (core, rx) = core(&shared, id, shared.config.media_queue);
+    let (core, rx) = core(&shared, (id, MediaKind::Video), shared.config.media_queue);
     tokio::spawn(video_writer(shared, id, rx));
     VideoTrack { core }
 }
 
 pub(crate) fn spawn_data(shared: Arc<Shared>, id: TrackId) -> DataTrack {
-    let (core, rx) = core(&shared, id, shared.config.data_queue);
+    let (core, rx) = core(&shared, (id, MediaKind::Data), shared.config.data_queue);
     tokio::spawn(data_writer(shared, id, rx));
     DataTrack { core }
 }
@@ -242,13 +254,15 @@ async fn next_item(
 }
 
 /// The link to send on; `None` (counted) while reconnecting or after the end.
-fn link_or_drop(shared: &Shared) -> Option<Link> {
+fn link_or_drop(shared: &Shared, (track, kind): (TrackId, MediaKind)) -> Option<Link> {
     let link = shared.current_link();
     if link.is_none() {
         if shared.is_down() {
             bump(&shared.stats.frames_dropped_offline);
+            shared.quality.send_dropped(track, kind, LocalDrop::Offline);
         } else {
             bump(&shared.stats.frames_not_sent);
+            shared.quality.send_dropped(track, kind, LocalDrop::NotSent);
         }
     }
     link
@@ -269,6 +283,7 @@ async fn link_or_wait(link_rx: &mut watch::Receiver<LinkState>) -> Option<Link> 
 /// Tell the relay the track is gone and free its id.
 fn unpublish(shared: &Shared, track: TrackId) {
     shared.tracks().remove(&track);
+    shared.quality.unpublished(track);
     if let Some(link) = shared.current_link() {
         let _ = shared.control.try_send(ControlMessage::TrackUnpublished {
             member: link.member,
@@ -312,6 +327,9 @@ fn seal(
         Ok(frame) => Some(frame),
         Err(err) => {
             bump(&shared.stats.frames_not_sent);
+            shared
+                .quality
+                .send_dropped(envelope.track, envelope.kind, LocalDrop::NotSent);
             tracing::warn!(%err, "frame not sealed");
             None
         }
@@ -334,8 +352,9 @@ async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
     let mut link_rx = shared.link.subscribe();
     let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
+    let id = (track, MediaKind::Audio);
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
-        let Some(link) = link_or_drop(&shared) else {
+        let Some(link) = link_or_drop(&shared, id) else {
             continue;
         };
         let (group, seq) = numbering.next();
@@ -345,10 +364,10 @@ async fn audio_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
         };
         // Errors are counted in the stats; a lost audio frame is not worth more.
         if link.fits_datagram(frame.len()) {
-            let _ = link.send_datagram(&shared, frame);
+            let _ = link.send_datagram(&shared, id, frame);
         } else {
             let _ = link
-                .send_on_new_stream(&shared, frame, AUDIO_PRIORITY)
+                .send_on_new_stream(&shared, id, frame, AUDIO_PRIORITY)
                 .await;
         }
     }
@@ -368,6 +387,7 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
     let mut seq: u32 = 0;
     let mut open: Option<OpenGroup> = None;
     let mut batch = VecDeque::new();
+    let id = (track, MediaKind::Video);
     while let Some(first) = next_item(&mut rx, &mut link_rx).await {
         batch.push_back(first);
         while let Ok(more) = rx.try_recv() {
@@ -385,6 +405,11 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
                 .stats
                 .frames_not_sent
                 .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
+            for _ in 0..stale {
+                shared
+                    .quality
+                    .send_dropped(track, MediaKind::Video, LocalDrop::StaleGroup);
+            }
             if let Some(mut old) = open.take() {
                 let _ = old
                     .stream
@@ -393,7 +418,7 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
             }
         }
         while let Some(item) = batch.pop_front() {
-            let Some(link) = link_or_drop(&shared) else {
+            let Some(link) = link_or_drop(&shared, id) else {
                 continue;
             };
             let conn_id = link.conn.stable_id();
@@ -418,9 +443,12 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
             };
             let Some(current) = open.as_mut() else {
                 bump(&shared.stats.frames_not_sent);
+                shared
+                    .quality
+                    .send_dropped(track, MediaKind::Video, LocalDrop::NotSent);
                 continue;
             };
-            if !send_on_stream(&shared, &mut current.stream, &frame).await {
+            if !send_on_stream(&shared, id, &mut current.stream, &frame).await {
                 // The relay stopped this group (it fell behind); wait for the next one.
                 open = None;
             }
@@ -434,12 +462,19 @@ async fn video_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receive
 
 /// Write one sealed frame on a track's stream and count it as sent or not sent; `false`
 /// when the stream is gone (the caller opens a new one for the next frame).
-async fn send_on_stream(shared: &Shared, stream: &mut SendStream, frame: &Bytes) -> bool {
+async fn send_on_stream(
+    shared: &Shared,
+    (track, kind): (TrackId, MediaKind),
+    stream: &mut SendStream,
+    frame: &Bytes,
+) -> bool {
     let sent = write_frame(stream, frame).await.is_some();
     if sent {
         shared.stats.sent(frame.len(), false);
+        shared.quality.sent(track, kind, frame.len());
     } else {
         bump(&shared.stats.frames_not_sent);
+        shared.quality.send_dropped(track, kind, LocalDrop::NotSent);
     }
     sent
 }
@@ -455,11 +490,12 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
     let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
     let mut open: Option<DataStream> = None;
+    let id = (track, MediaKind::Data);
     while let Some(item) = next_item(&mut rx, &mut link_rx).await {
         // Reliable messages wait out a reconnect in the bounded track queue; unreliable
         // ones are worthless late.
         let link = if item.flags.contains(Flags::UNRELIABLE) {
-            link_or_drop(&shared)
+            link_or_drop(&shared, id)
         } else {
             link_or_wait(&mut link_rx).await
         };
@@ -472,7 +508,7 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
             continue;
         };
         if item.flags.contains(Flags::UNRELIABLE) {
-            let _ = link.send_datagram(&shared, frame);
+            let _ = link.send_datagram(&shared, id, frame);
             continue;
         }
         let conn_id = link.conn.stable_id();
@@ -484,23 +520,33 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
         }
         let Some(current) = open.as_mut() else {
             bump(&shared.stats.frames_not_sent);
+            shared
+                .quality
+                .send_dropped(track, MediaKind::Data, LocalDrop::NotSent);
             continue;
         };
-        if !send_on_stream(&shared, &mut current.stream, &frame).await {
+        if !send_on_stream(&shared, id, &mut current.stream, &frame).await {
             open = None;
         }
     }
+    // A data track that has a stream ends with it: the relay unpublishes the track when the
+    // stream ends cleanly, after every message on it (docs/PROTOCOL.md). A control message
+    // would travel apart from the stream and could overtake its last messages.
+    let mut ended_on = None;
     if let Some(mut current) = open.take()
         && current.stream.finish().is_ok()
     {
-        // The relay reads this stream apart from the control stream: it must hold every
-        // message before it hears that the track is gone. A message still in flight after
-        // the unpublish would publish the track again on a second stream, and receivers
-        // could get it before the messages ahead of it.
+        // The track id is free again once the relay holds the whole stream.
         let acked = current.stream.stopped();
         let _ = tokio::time::timeout(shared.config.leave_timeout, acked).await;
+        ended_on = Some(current.conn_id);
     }
-    unpublish(&shared, track);
+    let current = shared.current_link().map(|link| link.conn.stable_id());
+    if ended_on.is_some() && ended_on == current {
+        shared.tracks().remove(&track);
+    } else {
+        unpublish(&shared, track);
+    }
 }
 
 #[cfg(test)]

@@ -97,10 +97,10 @@ mod sealer;
 mod suite;
 
 pub use backend::Backend;
-pub use buffer::FrameBuffer;
+pub use buffer::{FrameBuffer, SliceBuffer};
 pub use context::{KeyContext, MAX_PLAINTEXT_LEN};
 pub use error::{OpenError, SealError};
-pub use opener::{Opened, Opener, OpenerConfig, REPLAY_WINDOW};
+pub use opener::{Opened, Opener, OpenerConfig, REPLAY_WINDOW, ReplayWindow};
 pub use schedule::{
     EPOCH_BITS, KeySchedule, ROOM_SECRET_LEN, RoomSecret, SESSION_BITS, kid_epoch_bits,
     kid_session, make_kid,

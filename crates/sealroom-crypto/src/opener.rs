@@ -69,14 +69,19 @@ pub struct Opened {
 }
 
 /// Which CTRs of one KID have been opened, within [`REPLAY_WINDOW`] of the highest.
+///
+/// Public so that other key managers (the MLS mode) keep the same replay rule as the
+/// [`Opener`]: [`Self::check`] before opening, [`Self::accept`] only after the frame
+/// authenticated.
 #[derive(Debug, Clone)]
-struct ReplayWindow {
+pub struct ReplayWindow {
     highest: u64,
     bits: [u64; WINDOW_WORDS],
 }
 
 impl ReplayWindow {
-    fn new(ctr: u64) -> Self {
+    /// A window whose first authenticated frame carried `ctr`.
+    pub fn new(ctr: u64) -> Self {
         let mut window = Self {
             highest: ctr,
             bits: [0; WINDOW_WORDS],
@@ -102,7 +107,12 @@ impl ReplayWindow {
         self.bits.get(word).is_some_and(|w| w & bit != 0)
     }
 
-    fn check(&self, ctr: u64) -> Result<(), OpenError> {
+    /// Whether a frame with `ctr` may still be opened.
+    ///
+    /// # Errors
+    /// [`OpenError::TooOld`] for a CTR [`REPLAY_WINDOW`] or more behind the highest,
+    /// [`OpenError::Replayed`] for one already opened.
+    pub fn check(&self, ctr: u64) -> Result<(), OpenError> {
         if ctr > self.highest {
             return Ok(());
         }
@@ -116,7 +126,7 @@ impl ReplayWindow {
     }
 
     /// Record an authenticated `ctr` that passed [`Self::check`].
-    fn accept(&mut self, ctr: u64) {
+    pub fn accept(&mut self, ctr: u64) {
         if ctr > self.highest {
             let advance = ctr - self.highest;
             if advance >= REPLAY_WINDOW {

@@ -239,6 +239,105 @@ pub enum ControlMessage {
         /// Suggested delay before reconnecting, in milliseconds.
         reconnect_after_ms: u32,
     },
+    /// Client to relay (MLS mode): tell me the room's MLS group state ([`Self::MlsState`]).
+    MlsSync,
+    /// Relay to client: the room's MLS group state as the relay keeps it.
+    MlsState {
+        /// Commits the relay has accepted for the group (the position the next commit
+        /// must name).
+        position: u64,
+        /// The group info of the latest epoch (opaque MLS bytes), `None` when the room
+        /// has no group yet.
+        group_info: Option<Vec<u8>>,
+    },
+    /// Client to relay: keep this group state for the room (a new group, or the state a
+    /// member held before the relay restarted). Accepted only while the room has none.
+    MlsPublish {
+        /// The position the group is at.
+        position: u64,
+        /// The group info (opaque MLS bytes).
+        group_info: Vec<u8>,
+    },
+    /// Client to relay: an MLS commit for `position`, with the group info of the epoch it
+    /// creates. The first commit for a position wins; later ones hear [`Self::MlsRefused`].
+    MlsCommit {
+        /// The position the commit applies to (the relay's position the sender last saw).
+        position: u64,
+        /// The commit (opaque MLS bytes).
+        commit: Vec<u8>,
+        /// The group info after the commit (opaque MLS bytes).
+        group_info: Vec<u8>,
+    },
+    /// Relay to client: a member's commit the relay accepted at `position`; the room is
+    /// now at `position + 1`.
+    MlsCommitted {
+        /// The member that sent it.
+        member: MemberId,
+        /// The position it applied to.
+        position: u64,
+        /// The commit (opaque MLS bytes).
+        commit: Vec<u8>,
+    },
+    /// Relay to client: the sender's `MlsCommit` or `MlsPublish` was accepted; the room is
+    /// at `position`.
+    MlsAccepted {
+        /// The room's position now.
+        position: u64,
+    },
+    /// Relay to client: the sender's MLS message was refused; nothing changed.
+    MlsRefused {
+        /// The room's position now.
+        position: u64,
+        /// Why.
+        reason: MlsRefusal,
+    },
+    /// Relay to client: a member of the room is a recorder (its ticket carries the `record`
+    /// grant). It receives every track of every member and publishes nothing; it holds no
+    /// room secret, so what it stores stays sealed. Sent after the `MemberJoined` (or the
+    /// `Joined` roster entry) that introduces the member; its `MemberLeft` ends it.
+    RecorderPresent {
+        /// The recording member.
+        member: MemberId,
+    },
+    /// Relay to client, in answer to `Join`: this node takes no join now, join at
+    /// `address` (another node of the same cluster, less loaded) with the same ticket. The
+    /// relay closes the connection next.
+    Redirect {
+        /// The node to join instead, as `host:port` (the client keeps its TLS name and
+        /// trust: the nodes of a cluster present the same certificate).
+        address: String,
+    },
+    /// Either way (MLS mode): a leading piece of a group info too large for one message.
+    /// From a member, the relay keeps the pieces and prefixes them, in order, to the
+    /// group info of the member's next `MlsPublish` or `MlsCommit`; from the relay, the
+    /// pieces prefix the group info of the next `MlsState`. Each piece holds 1 to
+    /// [`MLS_PART_LEN`] bytes; the whole group info is bounded by the relay's
+    /// `max_mls_group_info_len` (and the member's own bound).
+    MlsGroupInfoPart {
+        /// The piece (opaque MLS bytes).
+        bytes: Vec<u8>,
+    },
+}
+
+/// Largest piece of a group info in one [`ControlMessage::MlsGroupInfoPart`] (16 KiB):
+/// a commit and the last piece then fit one control message however large the group.
+pub const MLS_PART_LEN: usize = 16 * 1024;
+
+/// Why the relay refused an MLS message ([`ControlMessage::MlsRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MlsRefusal {
+    /// Another commit already holds that position: apply it (it arrives as
+    /// `MlsCommitted`) and commit again on top of it.
+    Stale,
+    /// The room already has a group: join it from its group info (`MlsSync`).
+    Exists,
+    /// The room has no group yet: publish one first.
+    NoGroup,
+    /// The MLS bytes are longer than the relay's `max_mls_message_len`.
+    TooLarge,
+    /// A commit or group info was empty.
+    Empty,
 }
 
 /// Why a control message could not be encoded or decoded.
@@ -572,6 +671,41 @@ mod tests {
                 code: ErrorCode::ShuttingDown,
                 reconnect_after_ms: u32::MAX,
             },
+            ControlMessage::MlsSync,
+            ControlMessage::MlsState {
+                position: u64::MAX,
+                group_info: Some(vec![0; 1000]),
+            },
+            ControlMessage::MlsState {
+                position: 0,
+                group_info: None,
+            },
+            ControlMessage::MlsPublish {
+                position: 7,
+                group_info: Vec::new(),
+            },
+            ControlMessage::MlsCommit {
+                position: 1 << 40,
+                commit: vec![0xff; 300],
+                group_info: vec![1, 2, 3],
+            },
+            ControlMessage::MlsCommitted {
+                member: u32::MAX,
+                position: 0,
+                commit: Vec::new(),
+            },
+            ControlMessage::MlsAccepted { position: 128 },
+            ControlMessage::MlsRefused {
+                position: 3,
+                reason: MlsRefusal::TooLarge,
+            },
+            ControlMessage::RecorderPresent { member: 9 },
+            ControlMessage::Redirect {
+                address: "10.0.0.2:4433".into(),
+            },
+            ControlMessage::MlsGroupInfoPart {
+                bytes: vec![0x5a; MLS_PART_LEN],
+            },
         ]
     }
 
@@ -625,9 +759,12 @@ mod tests {
                 Err(ControlError::Malformed(_))
             )
         };
-        // Variant index 14 (one past GoAway).
-        assert!(malformed(&[1, 14]));
+        // Variant index 24 (one past MlsGroupInfoPart).
+        assert!(malformed(&[1, 24]));
+        assert!(!malformed(&[1, 23, 1, 0]));
+        assert!(!malformed(&[1, 14]));
         assert!(!malformed(&[1, 13, 0, 0]));
+        assert!(!malformed(&[1, 22, 0]));
         // TrackPublished { member 0, track 9, kind 3 }.
         assert!(malformed(&[1, 4, 0, 9, 3]));
         assert!(!malformed(&[1, 4, 0, 9, 2]));

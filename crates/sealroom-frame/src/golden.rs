@@ -8,7 +8,8 @@
 //! number here (and, for a control message, a sample in [`one_of_each_message`]).
 
 use crate::control::{
-    ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits, TrackInfo,
+    ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, MlsRefusal, SessionLimits,
+    TrackInfo,
 };
 use crate::envelope::MediaKind;
 use crate::transport::{ALPN, StreamCode, StreamType};
@@ -30,8 +31,37 @@ const fn message_index(message: &ControlMessage) -> u8 {
         ControlMessage::Leave => 11,
         ControlMessage::Error { .. } => 12,
         ControlMessage::GoAway { .. } => 13,
+        ControlMessage::MlsSync => 14,
+        ControlMessage::MlsState { .. } => 15,
+        ControlMessage::MlsPublish { .. } => 16,
+        ControlMessage::MlsCommit { .. } => 17,
+        ControlMessage::MlsCommitted { .. } => 18,
+        ControlMessage::MlsAccepted { .. } => 19,
+        ControlMessage::MlsRefused { .. } => 20,
+        ControlMessage::RecorderPresent { .. } => 21,
+        ControlMessage::Redirect { .. } => 22,
+        ControlMessage::MlsGroupInfoPart { .. } => 23,
     }
 }
+
+/// The wire index of each MLS refusal.
+const fn mls_refusal_index(reason: MlsRefusal) -> u8 {
+    match reason {
+        MlsRefusal::Stale => 0,
+        MlsRefusal::Exists => 1,
+        MlsRefusal::NoGroup => 2,
+        MlsRefusal::TooLarge => 3,
+        MlsRefusal::Empty => 4,
+    }
+}
+
+const MLS_REFUSALS: [MlsRefusal; 5] = [
+    MlsRefusal::Stale,
+    MlsRefusal::Exists,
+    MlsRefusal::NoGroup,
+    MlsRefusal::TooLarge,
+    MlsRefusal::Empty,
+];
 
 /// The wire index and the stable label of each error code.
 const fn error_code_row(code: ErrorCode) -> (u8, &'static str) {
@@ -173,6 +203,35 @@ fn one_of_each_message() -> Vec<ControlMessage> {
             code: ErrorCode::ShuttingDown,
             reconnect_after_ms: 1,
         },
+        ControlMessage::MlsSync,
+        ControlMessage::MlsState {
+            position: 1,
+            group_info: Some(vec![1]),
+        },
+        ControlMessage::MlsPublish {
+            position: 1,
+            group_info: vec![1],
+        },
+        ControlMessage::MlsCommit {
+            position: 1,
+            commit: vec![1],
+            group_info: vec![1],
+        },
+        ControlMessage::MlsCommitted {
+            member: 1,
+            position: 1,
+            commit: vec![1],
+        },
+        ControlMessage::MlsAccepted { position: 1 },
+        ControlMessage::MlsRefused {
+            position: 1,
+            reason: MlsRefusal::Stale,
+        },
+        ControlMessage::RecorderPresent { member: 1 },
+        ControlMessage::Redirect {
+            address: "h:1".into(),
+        },
+        ControlMessage::MlsGroupInfoPart { bytes: vec![1] },
     ]
 }
 
@@ -208,6 +267,15 @@ fn control_messages_keep_their_wire_index() {
 }
 
 #[test]
+fn recorder_present_is_pinned_to_its_bytes() {
+    // docs/PROTOCOL.md gives this example.
+    let message = ControlMessage::RecorderPresent { member: 300 };
+    let bytes = message.to_bytes().expect("encodes");
+    assert_eq!(&bytes[..], &[0x01, 0x15, 0xac, 0x02]);
+    assert_eq!(ControlMessage::decode(&bytes), Ok(message));
+}
+
+#[test]
 fn error_codes_keep_their_wire_index_close_code_and_label() {
     for (position, code) in ErrorCode::ALL.into_iter().enumerate() {
         let (index, label) = error_code_row(code);
@@ -224,6 +292,42 @@ fn error_codes_keep_their_wire_index_close_code_and_label() {
     assert!(
         refused_as::<ErrorCode>(ErrorCode::ALL.len()),
         "ErrorCode::ALL misses a code"
+    );
+}
+
+#[test]
+fn mls_refusals_keep_their_wire_index_and_mls_messages_their_bytes() {
+    for (position, reason) in MLS_REFUSALS.into_iter().enumerate() {
+        let index = mls_refusal_index(reason);
+        assert_eq!(usize::from(index), position);
+        assert_eq!(
+            postcard_bytes(&reason),
+            [index],
+            "{reason:?} moved on the wire"
+        );
+    }
+    assert!(refused_as::<MlsRefusal>(MLS_REFUSALS.len()));
+    // Opaque MLS bytes are a varint length and the bytes, nothing else.
+    let commit = ControlMessage::MlsCommit {
+        position: 300,
+        commit: vec![0xaa, 0xbb],
+        group_info: vec![0xcc],
+    };
+    assert_eq!(
+        commit.to_bytes().expect("encodes")[..],
+        [0x01, 17, 0xac, 0x02, 2, 0xaa, 0xbb, 1, 0xcc]
+    );
+    let state = ControlMessage::MlsState {
+        position: 0,
+        group_info: None,
+    };
+    assert_eq!(state.to_bytes().expect("encodes")[..], [0x01, 15, 0, 0]);
+    let part = ControlMessage::MlsGroupInfoPart {
+        bytes: vec![0xdd, 0xee],
+    };
+    assert_eq!(
+        part.to_bytes().expect("encodes")[..],
+        [0x01, 23, 2, 0xdd, 0xee]
     );
 }
 

@@ -88,6 +88,7 @@
 
 pub mod control;
 pub mod envelope;
+pub mod quality;
 pub mod sframe;
 pub mod stream;
 pub mod transport;

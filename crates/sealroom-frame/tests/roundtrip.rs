@@ -134,6 +134,7 @@ fn control_message() -> impl Strategy<Value = ControlMessage> {
                 reconnect_after_ms,
             }
         }),
+        any::<u32>().prop_map(|member| ControlMessage::RecorderPresent { member }),
     ]
 }
 

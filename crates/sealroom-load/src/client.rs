@@ -516,3 +516,28 @@ fn encode(
     buf.put_bytes(0x5a, payload_len - STAMP_LEN);
     buf.freeze()
 }
+
+/// The measured window of a run that starts now: `warmup`, then `measured`.
+pub(crate) fn measured_window(warmup: Duration, measured: Duration) -> anyhow::Result<Window> {
+    let start = now_ns();
+    Ok(Window {
+        start: start + u64::try_from(warmup.as_nanos())?,
+        end: start + u64::try_from((warmup + measured).as_nanos())?,
+    })
+}
+
+/// One recorder per subscriber, each fed what its session receives within `window`.
+pub(crate) fn record(
+    subscribers: &[Session],
+    window: Window,
+    live: &Arc<Live>,
+) -> anyhow::Result<Vec<Arc<Mutex<Recorder>>>> {
+    subscribers
+        .iter()
+        .map(|session| {
+            let recorder = Arc::new(Mutex::new(Recorder::new(window)?));
+            subscribe(session, Arc::clone(&recorder), Arc::clone(live));
+            anyhow::Ok(recorder)
+        })
+        .collect()
+}

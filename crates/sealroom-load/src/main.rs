@@ -13,10 +13,15 @@
 //! With `--baseline` the same shape is then run against a bare-quinn forwarder (see
 //! [`forwarder`]) and the relay/baseline ratios are printed. With `--idle-members M` it
 //! joins M idle members across rooms and reports the relay's RSS per member and join rate.
+//! With `--nodes N` one room's subscribers are spread over N linked nodes, measured beside
+//! one node ([`nodes`]), and `--failovers K` times a node's death ([`failover`]).
 
+mod churn;
 mod client;
+mod failover;
 mod forwarder;
 mod net;
+mod nodes;
 mod proc;
 mod report;
 mod shape;
@@ -25,15 +30,15 @@ mod storm;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, watch};
 
-use client::{Ctx, Entry, Live, Recorder, Role, Session, Window, now_ns};
+use client::{Ctx, Entry, Live, Role, Session};
 use proc::{MachineCpu, ProcSample, Server, UdpCounters};
 use report::{Ratios, Results, RunReport, ScaleReport};
 use shape::{Shape, ShapeName};
@@ -73,6 +78,24 @@ struct LoadArgs {
     /// runs only.
     #[arg(long, value_name = "N")]
     join_storm: Option<f64>,
+    /// Churn soak for SECS seconds instead of a shape: in each of `--rooms` rooms a
+    /// publisher sends audio and reliable data while `--churn-members` members keep
+    /// joining, leaving, coming back from a new device, changing subscriptions, refreshing
+    /// tickets and being kicked, beside `--churn-stayers` members who stay; checks at the
+    /// end that the counters balance, that nothing was lost to a stayer, that nothing failed
+    /// to open and that the relay's footprint did not grow (docs/PERFORMANCE.md).
+    #[arg(long, value_name = "SECS")]
+    churn: Option<f64>,
+    /// Churning members per room in the churn soak.
+    #[arg(long, default_value_t = 4)]
+    churn_members: usize,
+    /// Members per room who stay for the whole churn soak.
+    #[arg(long, default_value_t = 3)]
+    churn_stayers: usize,
+    /// Largest relay RSS growth after warm-up the churn soak accepts, MiB per hour (judged
+    /// only over at least 5 minutes after warm-up).
+    #[arg(long, default_value_t = 16.0)]
+    churn_max_rss_growth: f64,
     /// Members per room in connection-scale mode.
     #[arg(long, default_value_t = 100)]
     members_per_room: usize,
@@ -94,6 +117,11 @@ struct LoadArgs {
     /// one core does and avoids cross-thread wake-ups.
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
+    /// The relay's `send_batch_packets` (packets of different connections gathered into one
+    /// `sendmmsg`; 0 sends each on its own, as quinn does). Default: the relay's default.
+    /// The baseline always sends as stock quinn does.
+    #[arg(long, value_name = "PACKETS")]
+    send_batch: Option<usize>,
     /// Directory for the JSON results, the SVG plot, the generated relay config and the
     /// servers' logs.
     #[arg(long, default_value = "target/load")]
@@ -103,6 +131,35 @@ struct LoadArgs {
     /// `cargo build --release -p sealroom -p sealroom-load`.
     #[arg(long, value_name = "PATH", env = "SEALROOM_RELAY_BIN")]
     relay_bin: Option<PathBuf>,
+    /// Multi-node mode: one room (`--subscribers` spread over N relay nodes linked as a
+    /// cluster, the publisher on the first) beside the same shape on one node, in this
+    /// invocation; reports CPU per egress frame, latency and the bytes over node links.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=16))]
+    nodes: Option<u16>,
+    /// With `--nodes`: also kill a node K times and report the time its members take to
+    /// hear the room again (p50/p99 over every member of every run).
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "nodes")]
+    failovers: usize,
+    /// Members on the node killed in each failover run.
+    #[arg(long, default_value_t = 3)]
+    failover_members: usize,
+    /// Run one relay node (what --nodes starts as child processes).
+    #[arg(long, hide = true)]
+    serve_node: bool,
+    #[arg(long, hide = true, default_value_t = 0)]
+    node_index: u16,
+    #[arg(long, hide = true, default_value = "127.0.0.1:0")]
+    link_listen: std::net::SocketAddr,
+    #[arg(long, hide = true, value_parser = nodes::parse_peer)]
+    peer: Vec<sealroom_relay::cluster::Peer>,
+    #[arg(long, hide = true, requires = "serve_node")]
+    node_cert: Option<PathBuf>,
+    #[arg(long, hide = true, requires = "serve_node")]
+    node_key: Option<PathBuf>,
+    #[arg(long, hide = true, default_value = "")]
+    app_secret: String,
+    #[arg(long, hide = true, default_value = "")]
+    cluster_secret: String,
     /// Run the bare-quinn forwarder (what --baseline starts as a child process).
     #[arg(long, hide = true)]
     serve_forwarder: bool,
@@ -145,6 +202,21 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         };
         return forwarder::serve(cert, key).await;
     }
+    if args.serve_node {
+        let (Some(cert), Some(key)) = (args.node_cert.clone(), args.node_key.clone()) else {
+            bail!("--serve-node needs --node-cert and --node-key");
+        };
+        return nodes::serve(nodes::NodeSpec {
+            index: args.node_index,
+            link_listen: args.link_listen,
+            peers: args.peer.clone(),
+            cert,
+            key,
+            app_secret: args.app_secret.clone(),
+            cluster_secret: args.cluster_secret.clone(),
+        })
+        .await;
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let identity = net::Identity::generate(&args.out)?;
@@ -153,6 +225,9 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     eprintln!("sealroom-load: {cores} cores, load average {load_average}");
+    if let Some(count) = args.nodes {
+        return nodes::run(&args, &identity, usize::from(count), load_average).await;
+    }
     eprintln!("relay under test: {}", relay_executable(&args)?.display());
     let mut results = Results {
         sealroom_version: env!("CARGO_PKG_VERSION"),
@@ -162,6 +237,9 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ratios: None,
         scale: None,
     };
+    if let Some(secs) = args.churn {
+        return churn::run(&args, &identity, secs).await;
+    }
     if let Some(members) = args.idle_members {
         let scale = scale(&args, &identity, members).await?;
         print!("{}", report::scale_table(&scale));
@@ -238,22 +316,50 @@ fn write_json(path: &Path, results: &Results) -> anyhow::Result<()> {
     std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Write the relay's config for `members` clients in rooms of `per_room`.
+/// What a generated relay config sets beyond the load settings every run shares.
+#[derive(Debug, Clone, Copy)]
+struct RelayPlan<'a> {
+    /// The config's file name in the output directory.
+    file: &'a str,
+    /// The admin token (`None`: no admin API).
+    admin: Option<&'a str>,
+    /// `max_members_per_room` (at least 2).
+    per_room: usize,
+    /// `max_rooms_per_app` (`None`: the relay's default).
+    rooms: Option<usize>,
+    /// Clients expected: `max_connections` and `max_connections_per_ip` get 64 more
+    /// (`None`: the relay's defaults).
+    clients: Option<usize>,
+}
+
+/// Write a loopback relay's config: the generator's certificate, one app with `secret`,
+/// every rate limit lifted (the generator measures forwarding, not policing) and the
+/// bounds of `plan`.
 fn relay_config(
     dir: &Path,
     identity: &net::Identity,
     secret: &str,
-    clients: usize,
-    rooms: usize,
-    per_room: usize,
+    plan: RelayPlan<'_>,
 ) -> anyhow::Result<PathBuf> {
     let max = u32::MAX;
-    let path = dir.join("relay.toml");
+    let path = dir.join(plan.file);
+    let admin = plan.admin.map_or(String::new(), |token| {
+        format!("admin_token = \"{token}\"\n")
+    });
+    let mut bounds = format!("max_members_per_room = {}\n", plan.per_room.max(2));
+    if let Some(rooms) = plan.rooms {
+        bounds += &format!("max_rooms_per_app = {}\n", rooms.max(1));
+    }
+    if let Some(clients) = plan.clients {
+        let connections = clients + 64;
+        bounds +=
+            &format!("max_connections = {connections}\nmax_connections_per_ip = {connections}\n");
+    }
     let text = format!(
         r#"# Generated by `sealroom-load`: a loopback relay for load tests.
 listen = "127.0.0.1:0"
 internal_listen = "127.0.0.1:0"
-drain_secs = 0
+{admin}drain_secs = 0
 
 [tls]
 cert = "{cert}"
@@ -263,11 +369,7 @@ key = "{key}"
 filter = "warn"
 
 [limits]
-max_members_per_room = {per_room}
-max_rooms_per_app = {rooms}
-max_connections = {connections}
-max_connections_per_ip = {connections}
-join_timeout_secs = 60
+{bounds}join_timeout_secs = 60
 # rate limits lifted: the load generator measures forwarding, not policing
 data_messages_per_sec = {max}
 data_messages_burst = {max}
@@ -291,9 +393,6 @@ secret = "{secret}"
 "#,
         cert = identity.cert_path.display(),
         key = identity.key_path.display(),
-        per_room = per_room.max(2),
-        rooms = rooms.max(1),
-        connections = clients + 64,
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
@@ -337,7 +436,22 @@ fn start_server(
     match target {
         Target::Relay => {
             let secret = random_secret();
-            let config = relay_config(&args.out, identity, &secret, clients, rooms, per_room)?;
+            let plan = RelayPlan {
+                file: "relay.toml",
+                admin: None,
+                per_room,
+                rooms: Some(rooms),
+                clients: Some(clients),
+            };
+            let config = relay_config(&args.out, identity, &secret, plan)?;
+            if let Some(packets) = args.send_batch {
+                let mut text = std::fs::read_to_string(&config)?;
+                text = text.replace(
+                    "[limits]\n",
+                    &format!("[limits]\nsend_batch_packets = {packets}\n"),
+                );
+                std::fs::write(&config, text)?;
+            }
             let config = config.to_str().context("non-UTF-8 output path")?;
             let server = Server::spawn(
                 &relay_executable(args)?,
@@ -466,21 +580,10 @@ async fn throughput(
         .collect::<anyhow::Result<Vec<_>>>()
         .context("a publisher could not join")?;
 
-    let start = now_ns();
     let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
     let measured = Duration::from_secs_f64(args.duration.max(0.1));
-    let window = Window {
-        start: start + u64::try_from(warmup.as_nanos())?,
-        end: start + u64::try_from((warmup + measured).as_nanos())?,
-    };
-    let recorders = subscribers
-        .iter()
-        .map(|session| {
-            let recorder = Arc::new(Mutex::new(Recorder::new(window)?));
-            client::subscribe(session, Arc::clone(&recorder), Arc::clone(&live));
-            anyhow::Ok(recorder)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let window = client::measured_window(warmup, measured)?;
+    let recorders = client::record(&subscribers, window, &live)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let period = shape.period();
     let rooms = u32::try_from(args.rooms.max(1))?;
@@ -605,6 +708,10 @@ async fn throughput(
         subscribers_per_room: args.subscribers,
         window_secs: secs,
         server_threads: args.server_threads,
+        send_batch_packets: match target {
+            Target::Relay => args.send_batch,
+            Target::Baseline => None,
+        },
         ingress_mbit_s: sent.bytes as f64 * 8.0 / secs / 1e6,
         egress_mbit_s: egress_mbit,
         ingress_frames_s: sent.frames as f64 / secs,

@@ -43,6 +43,11 @@ impl Identity {
         })
     }
 
+    /// SHA-256 of the certificate, for clients that pin it.
+    pub(crate) fn cert_sha256(&self) -> [u8; 32] {
+        sealroom_client::cert_sha256(&self.cert_der)
+    }
+
     /// The quinn client configuration trusting only this certificate.
     pub(crate) fn client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

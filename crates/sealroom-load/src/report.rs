@@ -54,6 +54,9 @@ pub(crate) struct RunReport {
     pub(crate) window_secs: f64,
     /// Worker threads of the server's runtime (0: one per core).
     pub(crate) server_threads: usize,
+    /// The relay's `send_batch_packets` when the run set it (`None`: the relay's default,
+    /// or the baseline, which sends as stock quinn does).
+    pub(crate) send_batch_packets: Option<usize>,
     pub(crate) ingress_mbit_s: f64,
     pub(crate) egress_mbit_s: f64,
     pub(crate) ingress_frames_s: f64,

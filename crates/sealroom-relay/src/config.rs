@@ -155,6 +155,12 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// Milliseconds between keep-alive packets the relay sends (default 5 000).
     pub keep_alive_ms: u64,
+    /// Packets of different connections the relay gathers into one `sendmmsg` system call
+    /// (at most 1024); a batch is sent when the tasks of one fan-out have run or when it is
+    /// full, never on a timer. `0` or `1` (the default) sends each packet on its own, as
+    /// quinn does: on loopback batching cut the system calls about 36-fold but not the CPU
+    /// measurably (`docs/TRANSPORT.md`).
+    pub send_batch_packets: usize,
     /// Seconds of clock skew tolerated when checking a ticket's `nbf` and `exp` (default 30).
     pub ticket_leeway_secs: u64,
     /// Unidirectional streams a client may have open towards the relay (default 256).
@@ -234,6 +240,17 @@ pub struct Limits {
     pub bad_frames_per_sec: u32,
     /// Forged or malformed frame burst above the steady rate (default 200).
     pub bad_frames_burst: u32,
+    /// Most bytes of MLS data (a commit and its group info, or a published group info) one
+    /// MLS message may carry (default 60 KiB, at most what a control message holds);
+    /// more is refused with `MlsRefused { reason: TooLarge }`. It also bounds the group
+    /// info the relay keeps per room.
+    pub max_mls_message_len: usize,
+    /// Largest group info (bytes) the relay takes in pieces (`MlsGroupInfoPart` before an
+    /// `MlsPublish` or `MlsCommit`) and keeps per room (default 512 KiB, about 2,000 MLS
+    /// members at some 260 bytes each); more is refused with `MlsRefused { reason:
+    /// TooLarge }`. Each member's pieces in waiting are bounded by it too, so a node holds at
+    /// most this much per room plus this much per member sending pieces.
+    pub max_mls_group_info_len: usize,
     /// Longest user id (bytes) a ticket may carry; a longer one is refused with `BadTicket`
     /// (default 256). Bounds the roster in `Joined`.
     pub max_user_id_len: usize,
@@ -326,6 +343,7 @@ impl Default for Limits {
             max_memory_mb: 2048,
             idle_timeout_ms: 30_000,
             keep_alive_ms: 5_000,
+            send_batch_packets: 0,
             ticket_leeway_secs: 30,
             max_incoming_streams: 256,
             max_incoming_buffer_bytes: 4 * 1024 * 1024,
@@ -355,6 +373,8 @@ impl Default for Limits {
             join_limiter_entries: 65_536,
             bad_frames_per_sec: 20,
             bad_frames_burst: 200,
+            max_mls_message_len: 60 * 1024,
+            max_mls_group_info_len: 512 * 1024,
             max_user_id_len: 256,
             max_ticket_lifetime_secs: 0,
         }
@@ -460,6 +480,19 @@ impl Limits {
             check(value >= 1, key, value, positive)?;
         }
         check(
+            (1024..=sealroom_frame::control::MAX_CONTROL_LEN - 1024)
+                .contains(&self.max_mls_message_len),
+            "max_mls_message_len",
+            self.max_mls_message_len,
+            "must be between 1 KiB and 63 KiB (a control message holds 64 KiB)",
+        )?;
+        check(
+            (self.max_mls_message_len..=16 * 1024 * 1024).contains(&self.max_mls_group_info_len),
+            "max_mls_group_info_len",
+            self.max_mls_group_info_len,
+            "must be between max_mls_message_len and 16 MiB",
+        )?;
+        check(
             (1024..=16 * 1024 * 1024).contains(&self.max_frame_len),
             "max_frame_len",
             self.max_frame_len,
@@ -482,6 +515,12 @@ impl Limits {
             "keep_alive_ms",
             self.keep_alive_ms,
             "must be at most one day (0 turns keep-alives off)",
+        )?;
+        check(
+            self.send_batch_packets <= crate::transport::batch::MAX_BATCH_PACKETS,
+            "send_batch_packets",
+            self.send_batch_packets,
+            "must be at most 1024 (0 or 1 sends each packet on its own)",
         )?;
         check(
             (1..=DAY_SECS * 1000).contains(&self.incomplete_frame_timeout_ms),

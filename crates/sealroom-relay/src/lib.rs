@@ -106,6 +106,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod gate;
@@ -121,18 +122,22 @@ pub use transport::ingress as incoming;
 
 // The operations modules keep their paths at the crate root too.
 use ops::listener;
-pub use ops::{admin, http, mask, metrics, sla};
+pub use ops::{admin, http, mask, metrics, quality, sla, sla_store};
 
 pub use config::{
     AddressValidation, AppConfig, Limits, LimitsError, RelayConfig, TicketSecret, TlsConfig,
 };
 pub use engine::{
-    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome,
-    MemberSummary, MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, TimeoutOutcome,
-    VerifiedTicket, Violation,
+    AdminError, CascadeError, CascadeEvent, CheckedControl, ConnId, ControlOutcome, DropReason,
+    JoinOutcome, KeyframeOutcome, MemberSummary, MemberTarget, Now, Output, RelayCore, RoomKey,
+    RoomSummary, TimeoutOutcome, VerifiedTicket, Violation,
 };
 pub use gate::{HandshakeStats, Refusal};
 pub use metrics::{KeyframeSource, KeyframeStats, KindStats, Metrics, RelayStats};
 pub use relay::{JoinHook, PayloadTap, Relay};
 pub use ticket::{Grants, TicketClaims, TicketError, TicketVerifier, VerifyError, mint};
-pub use tls::{StartError, UDP_SOCKET_BUFFER, transport_config, udp_socket};
+pub use tls::{
+    SELF_SIGNED_VALIDITY, StartError, UDP_SOCKET_BUFFER, self_signed_pem, transport_config,
+    udp_socket,
+};
+pub use transport::webtransport::{WEB_ALPN, WEB_PATH, WebSessionError, WebStats};

@@ -8,28 +8,32 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use quinn::{ConnectionError, ReadError, TransportErrorCode, VarInt};
-use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MAX_CONTROL_LEN};
-use sealroom_frame::envelope::{Envelope, FrameRef, MemberId};
-use sealroom_frame::stream::{DeframeError, Deframer};
+use quinn::VarInt;
+use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason};
+use sealroom_frame::envelope::{Envelope, FrameRef, MemberId, TrackId};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
-use crate::config::{Limits, RelayConfig};
+use crate::config::{Limits, RelayConfig, TlsConfig};
 use crate::engine::{
-    AdminError, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome, MemberSummary,
-    MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary, Violation,
+    AdminError, CascadeEvent, CheckedControl, ConnId, ControlOutcome, DropReason, JoinOutcome,
+    LinkTarget, MemberSummary, MemberTarget, Now, Output, RelayCore, RoomKey, RoomSummary,
+    Violation,
 };
-use crate::gate::{Gate, GateMetrics, Handshake, HandshakeStats, resident_memory};
+use crate::gate::{Gate, GateMetrics, HandshakeStats, resident_memory};
 use crate::mask::IdMask;
 use crate::metrics::{KeyframeSource, Metrics, RelayStats};
+use crate::quality::{ConnectionQuality, QUALITY_INTERVAL, QualityMetrics};
 use crate::ticket::TicketVerifier;
-use crate::tls::{self, Identity, StartError};
-use crate::transport::ingress::{FrameDeadline, IncomingBudget};
+use crate::tls::{self, Certificate, Identity, StartError, sha256};
+use crate::transport::webtransport::{WebMetrics, WebStats};
 use crate::transport::{Forwarded, Outbox, Pushed};
 
-mod media;
+mod conn;
+pub(crate) mod media;
+mod web;
+
+use conn::{accept_loop, run_timers};
 
 /// A diagnostics hook that sees what the relay receives from clients, each byte once
 /// ([`Relay::set_payload_tap`]). `sealroom demo` uses it to show that no plaintext reaches
@@ -65,9 +69,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-struct State {
-    core: RelayCore,
-    outboxes: HashMap<ConnId, Arc<Outbox>>,
+pub(crate) struct State {
+    pub(crate) core: RelayCore,
+    pub(crate) outboxes: HashMap<ConnId, Arc<Outbox>>,
+    /// Links to other nodes: the queue of cascade events towards each.
+    pub(crate) links: HashMap<ConnId, LinkQueue>,
     /// The deadline the timer task sleeps until (`None`: no deadline).
     sleeping_until: Option<Instant>,
     /// Wakes the timer task when an input armed an earlier deadline.
@@ -75,8 +81,58 @@ struct State {
 }
 
 impl State {
-    /// Carry out the core's outputs.
-    fn flush(&mut self) {
+    /// Carry out the core's outputs, and its cascade events towards the links.
+    pub(crate) fn flush(&mut self) {
+        loop {
+            self.flush_outputs();
+            if !self.flush_cascade() {
+                break;
+            }
+        }
+        if let Some(next) = self.core.poll_timeout()
+            && self.sleeping_until.is_none_or(|at| next < at)
+        {
+            self.sleeping_until = Some(next);
+            self.timers_changed.notify_one();
+        }
+    }
+
+    /// Queue the core's cascade events to their links; a link whose queue is full is cut
+    /// (its peer is not reading: the slow-consumer rule for links). Returns whether that
+    /// produced more outputs.
+    fn flush_cascade(&mut self) -> bool {
+        let mut slow = Vec::new();
+        while let Some((target, event)) = self.core.poll_cascade() {
+            match target {
+                LinkTarget::All => {
+                    for (link, queue) in &self.links {
+                        if queue.try_send(event.clone()).is_err() {
+                            slow.push(*link);
+                        }
+                    }
+                }
+                LinkTarget::One(link) => {
+                    if let Some(queue) = self.links.get(&link)
+                        && queue.try_send(event).is_err()
+                    {
+                        slow.push(link);
+                    }
+                }
+            }
+        }
+        slow.sort();
+        slow.dedup();
+        for link in &slow {
+            self.links.remove(link);
+            self.core.handle_link_down(*link, LeaveReason::TimedOut);
+            if let Some(outbox) = self.outboxes.remove(link) {
+                outbox.close(Some(ErrorCode::SlowConsumer));
+            }
+        }
+        !slow.is_empty()
+    }
+
+    fn flush_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send { conn, message } => {
@@ -103,36 +159,35 @@ impl State {
                 }
             }
         }
-        if let Some(next) = self.core.poll_timeout()
-            && self.sleeping_until.is_none_or(|at| next < at)
-        {
-            self.sleeping_until = Some(next);
-            self.timers_changed.notify_one();
-        }
     }
 }
 
-struct Shared {
+/// The bounded queue of cascade events towards one link.
+pub(crate) type LinkQueue = tokio::sync::mpsc::Sender<CascadeEvent>;
+
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// The core's ticket verifier, used outside the lock.
     verifier: Arc<TicketVerifier>,
-    metrics: Arc<Metrics>,
-    limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
     tap: RwLock<Option<PayloadTap>>,
     tap_set: AtomicBool,
     join_hook: RwLock<Option<JoinHook>>,
-    next_conn: AtomicU64,
+    pub(crate) next_conn: AtomicU64,
     draining: AtomicBool,
     connections: AtomicUsize,
     /// Which handshakes are taken on; open and half-open connections.
     gate: Mutex<Gate>,
     gate_metrics: GateMetrics,
+    quality_metrics: QualityMetrics,
+    web_metrics: WebMetrics,
     connection_gone: Notify,
-    id_mask: IdMask,
+    pub(crate) id_mask: IdMask,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
@@ -196,6 +251,7 @@ impl Shared {
                     .keyframe_request(KeyframeSource::Member, keyframe);
             }
             ControlOutcome::RateLimited => self.metrics.control_rate_limited(),
+            ControlOutcome::Mls(mls) => self.metrics.mls_message(mls),
             ControlOutcome::Violation(violation) => {
                 tracing::debug!(violation = violation.label(), "protocol violation");
                 self.metrics.violation(violation);
@@ -205,9 +261,17 @@ impl Shared {
         outcome
     }
 
+    /// The stream of a reliable data track from `conn` ended cleanly: the track ends.
+    fn end_data_track(&self, conn: ConnId, track: TrackId) {
+        let mut state = self.state();
+        state.core.end_data_track(conn, track);
+        state.flush();
+    }
+
     fn joined(&self, outcome: JoinOutcome, unix_secs: u64) {
         match outcome {
             JoinOutcome::Joined => tracing::info!("joined"),
+            JoinOutcome::Redirected => tracing::info!("join redirected to another node"),
             JoinOutcome::Refused(code) => tracing::info!(reason = ?code, "join refused"),
         }
         self.metrics.join(outcome);
@@ -378,6 +442,18 @@ impl Shared {
     }
 
     /// Sample memory for the gate's ceiling and refresh the gauges.
+    /// Sample every connection's quality into the node's histograms. The outboxes are
+    /// taken under the lock and sampled outside it.
+    fn sample_quality(&self) {
+        let outboxes: Vec<Arc<Outbox>> = self.state().outboxes.values().cloned().collect();
+        let samples: Vec<_> = outboxes
+            .iter()
+            .filter(|outbox| !outbox.is_closed())
+            .map(|outbox| outbox.sample_quality())
+            .collect();
+        self.quality_metrics.observe(&samples);
+    }
+
     fn sample(&self) {
         // Read before the lock: the file read is a system call.
         let memory = resident_memory();
@@ -397,7 +473,7 @@ impl Shared {
 pub struct Relay {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
-    cert_der: Vec<u8>,
+    certificate: Arc<Certificate>,
     local_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -418,16 +494,20 @@ impl Relay {
     /// be bound.
     pub async fn start(config: RelayConfig) -> Result<Self, StartError> {
         let identity = Identity::load(&config.tls)?;
-        let cert_der = identity.leaf_der();
+        let certificate = Arc::new(Certificate {
+            tls: config.tls.clone(),
+            limits: config.limits,
+            der: RwLock::new(identity.leaf_der()),
+        });
         let server_config = tls::server_config(identity, &config.limits)?;
         let (socket, recv_buffer, send_buffer) = tls::udp_socket(config.listen)?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
+        let endpoint = crate::transport::batch::endpoint(
             socket,
+            server_config,
             runtime,
+            config.limits.send_batch_packets,
         )?;
         let local_addr = endpoint.local_addr()?;
         config
@@ -436,6 +516,8 @@ impl Relay {
             .map_err(|err| StartError::Limits(err.to_string()))?;
         let mut metrics = Metrics::new();
         let gate_metrics = GateMetrics::register(metrics.registry_mut());
+        let quality_metrics = QualityMetrics::register(metrics.registry_mut());
+        let web_metrics = WebMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let core = RelayCore::new(&config.apps, config.limits, Instant::now());
         let timers_changed = Arc::new(Notify::new());
@@ -444,6 +526,7 @@ impl Relay {
             state: Mutex::new(State {
                 core,
                 outboxes: HashMap::new(),
+                links: HashMap::new(),
                 sleeping_until: None,
                 timers_changed: Arc::clone(&timers_changed),
             }),
@@ -458,6 +541,8 @@ impl Relay {
             connections: AtomicUsize::new(0),
             gate: Mutex::new(Gate::new(config.limits)),
             gate_metrics,
+            quality_metrics,
+            web_metrics,
             connection_gone: Notify::new(),
             id_mask: config.id_mask,
         });
@@ -468,20 +553,36 @@ impl Relay {
             async move {
                 let mut interval = tokio::time::interval(SAMPLE_EVERY);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
+                let quality_every = QUALITY_INTERVAL.as_millis() / SAMPLE_EVERY.as_millis();
+                for tick in 1u128.. {
                     interval.tick().await;
                     shared.sample();
+                    if tick % quality_every == 0 {
+                        shared.sample_quality();
+                    }
                 }
             }
         });
+        let mut tasks = vec![accept, timers, sampler];
+        if matches!(config.tls, TlsConfig::SelfSigned { .. }) {
+            tasks.push(tokio::spawn(tls::rotate_certificates(
+                Arc::clone(&certificate),
+                endpoint.clone(),
+            )));
+        }
         tracing::info!(%local_addr, recv_buffer, send_buffer, "relay listening");
         Ok(Self {
             shared,
             endpoint,
-            cert_der,
+            certificate,
             local_addr,
-            tasks: vec![accept, timers, sampler],
+            tasks,
         })
+    }
+
+    /// The driver's shared state, for the cluster's links.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The address the endpoint is bound to.
@@ -489,17 +590,26 @@ impl Relay {
         self.local_addr
     }
 
-    /// DER of the leaf certificate the relay presents.
+    /// DER of the leaf certificate the relay presents to new connections.
     pub fn cert_der(&self) -> Vec<u8> {
-        self.cert_der.clone()
+        self.certificate.der()
     }
 
-    /// SHA-256 of the DER of the leaf certificate (what development clients pin).
+    /// SHA-256 of the DER of the leaf certificate (what development clients pin, and what
+    /// a browser passes in `serverCertificateHashes`).
     pub fn cert_sha256(&self) -> [u8; 32] {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.cert_der);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
+        sha256(&self.certificate.der())
+    }
+
+    /// Present a new certificate to new connections (open ones keep theirs) and return its
+    /// hash. A relay with a generated certificate does this by itself before the
+    /// certificate expires (`SELF_SIGNED_ROTATE_AFTER`); one with certificate files reads
+    /// them again, so an operator can call it after renewing them.
+    ///
+    /// # Errors
+    /// [`StartError`] when the certificate cannot be made or loaded; the old one stays.
+    pub fn rotate_certificate(&self) -> Result<[u8; 32], StartError> {
+        self.certificate.rotate(&self.endpoint)
     }
 
     /// A snapshot of the counters and the population.
@@ -509,6 +619,11 @@ impl Relay {
             self.shared.update_gauges(&state);
         }
         self.shared.metrics.snapshot()
+    }
+
+    /// WebTransport sessions (browsers) set up, and refused by reason.
+    pub fn webtransport_stats(&self) -> WebStats {
+        self.shared.web_metrics.snapshot()
     }
 
     /// What the relay did with new handshakes, and its half-open and memory gauges.
@@ -566,6 +681,25 @@ impl Relay {
     /// The members of a room; `None` when the room does not exist.
     pub fn members(&self, room: &RoomKey) -> Option<Vec<MemberSummary>> {
         self.shared.state().core.members(room)
+    }
+
+    /// The connection quality of each member of a room (by member id); `None` when the
+    /// room does not exist.
+    pub fn member_quality(&self, room: &RoomKey) -> Option<Vec<(MemberId, ConnectionQuality)>> {
+        let outboxes: Vec<(MemberId, Arc<Outbox>)> = {
+            let state = self.shared.state();
+            let members = state.core.members(room)?;
+            members
+                .iter()
+                .filter_map(|m| Some((m.member, Arc::clone(state.outboxes.get(&m.conn)?))))
+                .collect()
+        };
+        Some(
+            outboxes
+                .into_iter()
+                .map(|(member, outbox)| (member, outbox.connection_quality()))
+                .collect(),
+        )
     }
 
     /// Remove a member: it hears `Error{Kicked, reason}` and is disconnected; the others
@@ -672,286 +806,6 @@ impl Drop for Relay {
         self.endpoint.close(
             VarInt::from_u32(ErrorCode::ShuttingDown.close_code()),
             b"shutting down",
-        );
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
-    while let Some(incoming) = endpoint.accept().await {
-        // The first packet of this connection arrived about now: its one deadline (to
-        // `Join`) runs from here.
-        let arrived = Instant::now();
-        let id = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-        let remote = incoming.remote_address();
-        let validated = incoming.remote_address_validated();
-        let decision = lock(&shared.gate).decide(id, remote.ip(), validated);
-        shared.gate_metrics.handshake(decision);
-        match decision {
-            Handshake::Accept => {}
-            Handshake::Retry => {
-                // Stateless: a real client comes back with a token proving its address;
-                // a spoofed one never does.
-                if incoming.may_retry() {
-                    let _ = incoming.retry();
-                } else {
-                    incoming.refuse();
-                }
-                continue;
-            }
-            Handshake::Refuse(reason) => {
-                tracing::debug!(%remote, reason = reason.label(), "handshake refused");
-                incoming.refuse();
-                if validated && reason.is_overload() {
-                    // A client that proved its address was turned away by the relay's own
-                    // overload: it counts against the join success rate.
-                    shared.joined(JoinOutcome::Refused(ErrorCode::Overloaded), unix_now());
-                }
-                continue;
-            }
-        }
-        shared.connections.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let span = tracing::info_span!(
-                "conn",
-                id = %id,
-                remote = %remote,
-                member = tracing::field::Empty,
-                user = tracing::field::Empty,
-                room = tracing::field::Empty,
-            );
-            serve(Arc::clone(&shared), id, incoming, arrived)
-                .instrument(span)
-                .await;
-            lock(&shared.gate).handle_closed(id, remote.ip());
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
-            shared.connection_gone.notify_waiters();
-        });
-    }
-}
-
-fn unix_now() -> u64 {
-    system_now().unix_secs
-}
-
-/// Why a member whose connection ended left: closing the connection itself is leaving;
-/// anything else (idle timeout, reset, transport error) is a lost connection.
-fn leave_reason(err: &ConnectionError) -> LeaveReason {
-    match err {
-        ConnectionError::ApplicationClosed(_) => LeaveReason::Left,
-        _ => LeaveReason::TimedOut,
-    }
-}
-
-/// The violation behind a connection quinn closed because the peer broke QUIC.
-fn quic_violation(err: &ConnectionError) -> Option<Violation> {
-    match err {
-        ConnectionError::TransportError(err)
-            if err.code == TransportErrorCode::STREAM_LIMIT_ERROR =>
-        {
-            Some(Violation::TooManyStreams)
-        }
-        ConnectionError::TransportError(_) => Some(Violation::Quic),
-        _ => None,
-    }
-}
-
-async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arrived: Instant) {
-    // One deadline from the first packet to `Join`: the handshake and the control stream
-    // spend from it, and the core's join timeout runs from the same instant.
-    let deadline = tokio::time::Instant::from_std(arrived + shared.limits.join_timeout());
-    let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout_at(deadline, async { incoming.accept()?.await }).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(err)) => {
-            tracing::debug!(%err, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("handshake timed out");
-            shared.metrics.violation(Violation::NoJoin);
-            return;
-        }
-    };
-    let control = tokio::select! {
-        control = tokio::time::timeout_at(deadline, conn.accept_bi()) => control,
-        // Datagrams before the control stream are dropped as they come, never buffered.
-        () = media::discard_datagrams(&shared, &conn) => return,
-    };
-    let (send, recv) = match control {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(err)) => {
-            tracing::debug!(%err, "connection ended before a control stream");
-            return;
-        }
-        Err(_) => {
-            shared.metrics.violation(Violation::NoJoin);
-            conn.close(
-                VarInt::from_u32(ErrorCode::ProtocolViolation.close_code()),
-                b"no control stream in time",
-            );
-            return;
-        }
-    };
-    let outbox = Outbox::start(
-        id,
-        conn.clone(),
-        send,
-        shared.limits,
-        Arc::clone(&shared.metrics),
-    );
-    {
-        let mut state = shared.state();
-        state.outboxes.insert(id, outbox);
-        let now = system_now();
-        let first_packet = Now {
-            instant: arrived.min(now.instant),
-            unix_secs: now.unix_secs,
-        };
-        state
-            .core
-            .handle_connect_from(id, remote.ip(), first_packet);
-        if shared.draining.load(Ordering::Relaxed) {
-            state.core.begin_drain();
-        }
-        state.flush();
-    }
-    let incoming_buffered = Arc::new(IncomingBudget::new(shared.limits.max_incoming_buffer_bytes));
-    let mut reason = tokio::select! {
-        reason = read_control(&shared, id, recv, &conn) => reason,
-        reason = media::read_datagrams(&shared, id, &conn) => reason,
-        reason = media::accept_streams(&shared, id, &conn, &incoming_buffered) => reason,
-    };
-    if let Some(violation) = conn.close_reason().as_ref().and_then(quic_violation) {
-        // quinn closed the connection because the peer broke QUIC (more streams than the
-        // relay allows, say).
-        tracing::debug!(violation = violation.label(), "protocol violation");
-        shared.metrics.violation(violation);
-        reason = LeaveReason::Removed;
-    }
-    {
-        let mut state = shared.state();
-        state.core.handle_disconnect(id, reason);
-        if let Some(outbox) = state.outboxes.remove(&id) {
-            outbox.close(None);
-        }
-        state.flush();
-        shared.update_gauges(&state);
-    }
-    // Let the outbox finish its close (it owns the control stream) before the task ends.
-    let _ = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
-    tracing::debug!(?reason, "connection ended");
-}
-
-/// The core's timer driver: sleep until the next deadline the core names, fire what is
-/// due, and start over; an input that arms an earlier deadline wakes it early
-/// ([`State::flush`]).
-async fn run_timers(shared: Arc<Shared>, changed: Arc<Notify>) {
-    let mut next = None;
-    loop {
-        match next {
-            Some(at) => {
-                let at = tokio::time::Instant::from_std(at);
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => next = shared.fire_timers(),
-                    () = changed.notified() => next = shared.state().sleeping_until,
-                }
-            }
-            None => {
-                changed.notified().await;
-                next = shared.state().sleeping_until;
-            }
-        }
-    }
-}
-
-async fn read_control(
-    shared: &Shared,
-    id: ConnId,
-    mut recv: quinn::RecvStream,
-    conn: &quinn::Connection,
-) -> LeaveReason {
-    let mut deframer = Deframer::new(MAX_CONTROL_LEN);
-    let mut deadline = FrameDeadline::new(shared.limits.incomplete_frame_timeout());
-    loop {
-        let read = recv.read_chunk(READ_CHUNK, true);
-        let read = match deadline.deadline() {
-            Some(at) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(at), read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        // A control message started and never completed.
-                        shared.violation(id, Violation::StalledFrame);
-                        return LeaveReason::Removed;
-                    }
-                }
-            }
-            None => read.await,
-        };
-        let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => {
-                // The client finished its control stream: it is leaving.
-                return LeaveReason::Left;
-            }
-            Err(ReadError::ConnectionLost(err)) => return leave_reason(&err),
-            Err(_) => return LeaveReason::Left,
-        };
-        shared.tap(&chunk);
-        deframer.push(chunk);
-        let mut completed = false;
-        loop {
-            match deframer.next_frame() {
-                Ok(Some(bytes)) => {
-                    completed = true;
-                    let outcome = match ControlMessage::decode(&bytes) {
-                        Ok(message) => shared.control(id, message),
-                        Err(err) => {
-                            tracing::debug!(%err, "malformed control message");
-                            shared.violation(id, Violation::MalformedControl);
-                            return LeaveReason::Removed;
-                        }
-                    };
-                    match outcome {
-                        ControlOutcome::Violation(_) => return LeaveReason::Removed,
-                        ControlOutcome::Join(JoinOutcome::Joined) => {
-                            lock(&shared.gate).handle_joined(id);
-                            tls::grant_joined(conn, &shared.limits);
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::debug!(%err, "broken control stream framing");
-                    let violation = match err {
-                        DeframeError::Oversize { .. } => Violation::ControlTooLarge,
-                        _ => Violation::ControlFraming,
-                    };
-                    shared.violation(id, violation);
-                    return LeaveReason::Removed;
-                }
-            }
-        }
-        deadline.update(completed, deframer.buffered_len() > 0, Instant::now());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quic_breaches_are_typed_violations() {
-        let too_many =
-            ConnectionError::TransportError(TransportErrorCode::STREAM_LIMIT_ERROR.into());
-        assert_eq!(quic_violation(&too_many), Some(Violation::TooManyStreams));
-        let flow = ConnectionError::TransportError(TransportErrorCode::FLOW_CONTROL_ERROR.into());
-        assert_eq!(quic_violation(&flow), Some(Violation::Quic));
-        assert_eq!(quic_violation(&ConnectionError::TimedOut), None);
-        assert_eq!(
-            leave_reason(&ConnectionError::TimedOut),
-            LeaveReason::TimedOut
         );
     }
 }

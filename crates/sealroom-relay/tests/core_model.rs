@@ -150,6 +150,7 @@ fn grants(bits: u8) -> Grants {
         publish_video: bits & 0b1100 != 0,
         publish_data: bits & 0b11_0000 != 0,
         subscribe: bits & 0b1100_0000 != 0,
+        record: false,
     }
 }
 

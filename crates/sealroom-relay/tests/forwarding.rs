@@ -53,7 +53,21 @@ async fn join_assigns_ids_and_announces_members() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_fans_out_to_the_others_only() -> anyhow::Result<()> {
-    let relay = relay().await;
+    every_kind_fans_out(relay().await).await
+}
+
+/// The same with the sends of different connections gathered into `sendmmsg` batches:
+/// nothing is lost, reordered within a stream, or held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_fans_out_with_batched_sends() -> anyhow::Result<()> {
+    let limits = Limits {
+        send_batch_packets: 64,
+        ..Limits::default()
+    };
+    every_kind_fans_out(common::relay_with(limits).await).await
+}
+
+async fn every_kind_fans_out(relay: sealroom_relay::Relay) -> anyhow::Result<()> {
     let mut a = Client::join(&relay, &ticket(APP_A, "a", "room")).await?;
     let mut b = Client::join(&relay, &ticket(APP_A, "b", "room")).await?;
     let mut c = Client::join(&relay, &ticket(APP_A, "c", "room")).await?;

@@ -2,7 +2,9 @@
 //! ([`wire`] for the relay's own tests, [`raw`] for members that break the rules), the
 //! pinned-TLS client setup ([`tls`]), tickets minted with a test secret ([`TestApp`]),
 //! members whose events a task collects into a log that wakes waiters ([`events`]), relay
-//! node processes started from a config file ([`node`]), [`unix_now`] and [`TempDir`].
+//! node processes started from a config file ([`node`]), a UDP proxy that injects loss,
+//! delay and jitter ([`impair`]), an S3-compatible server and a proxy to cut the way to it
+//! ([`s3`]), [`unix_now`] and [`TempDir`].
 //!
 //! Waiting follows CONTRIBUTING.md: a test waits on an observable event (a notification
 //! from an event log, a message, a close) under a generous safety timeout that only turns
@@ -18,8 +20,10 @@ use anyhow::bail;
 use sealroom_relay::{Grants, TicketClaims, mint};
 
 pub mod events;
+pub mod impair;
 pub mod node;
 pub mod raw;
+pub mod s3;
 pub mod tls;
 pub mod wire;
 

@@ -17,6 +17,24 @@ pub struct Grants {
     /// Receive the other members' frames.
     #[serde(rename = "sub", alias = "subscribe", default)]
     pub subscribe: bool,
+    /// Join as a recorder: receive every track of every member, present and future,
+    /// publish nothing, and be announced to the other members as a recorder. A relay
+    /// refuses every frame and track a recorder tries to publish, whatever the other
+    /// grants say. Absent from older tickets, which therefore never record.
+    #[serde(
+        rename = "rec",
+        alias = "record",
+        default,
+        skip_serializing_if = "is_false"
+    )]
+    pub record: bool,
+}
+
+/// Serde helper: leave `rec` out of tickets that do not record, so tickets minted
+/// without the grant are byte for byte what they were before it existed.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
+const fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Grants {
@@ -27,6 +45,7 @@ impl Grants {
             publish_video: true,
             publish_data: true,
             subscribe: true,
+            record: false,
         }
     }
 
@@ -37,6 +56,7 @@ impl Grants {
             publish_video: false,
             publish_data: false,
             subscribe: false,
+            record: false,
         }
     }
 
@@ -48,9 +68,20 @@ impl Grants {
         }
     }
 
-    /// Whether frames of `kind` may be published.
+    /// Only recording: the grant of a blind recorder.
+    pub const fn recorder() -> Self {
+        Self {
+            record: true,
+            ..Self::none()
+        }
+    }
+
+    /// Whether frames of `kind` may be published (never by a recorder).
     #[cfg(feature = "frame")]
     pub const fn may_publish(&self, kind: sealroom_frame::envelope::MediaKind) -> bool {
+        if self.record {
+            return false;
+        }
         match kind {
             sealroom_frame::envelope::MediaKind::Audio => self.publish_audio,
             sealroom_frame::envelope::MediaKind::Video => self.publish_video,
@@ -109,4 +140,26 @@ pub(crate) struct WireClaims {
     pub(crate) iat: Option<u64>,
     #[serde(default)]
     pub(crate) grants: Grants,
+}
+
+#[cfg(all(test, feature = "frame"))]
+mod tests {
+    use sealroom_frame::envelope::MediaKind;
+
+    use super::Grants;
+
+    #[test]
+    fn a_recorder_publishes_nothing_whatever_else_it_is_granted() {
+        let odd = Grants {
+            record: true,
+            ..Grants::all()
+        };
+        for kind in [MediaKind::Audio, MediaKind::Video, MediaKind::Data] {
+            assert!(
+                !odd.may_publish(kind),
+                "a recorder never publishes {kind:?}"
+            );
+            assert!(Grants::all().may_publish(kind));
+        }
+    }
 }

@@ -338,6 +338,25 @@ mod tests {
     }
 
     #[test]
+    fn the_record_grant_is_named_rec_and_absent_unless_granted() {
+        let json = serde_json::to_string(&Grants::recorder()).expect("json");
+        assert_eq!(
+            json,
+            r#"{"pa":false,"pv":false,"pd":false,"sub":false,"rec":true}"#
+        );
+        let old: Grants = serde_json::from_str(r#"{"pa":true,"sub":true}"#).expect("json");
+        assert!(
+            !old.record,
+            "a ticket minted before the grant existed does not record"
+        );
+        let json = serde_json::to_string(&Grants::all()).expect("json");
+        assert!(
+            !json.contains("rec"),
+            "no `rec` key in a ticket that does not record"
+        );
+    }
+
+    #[test]
     fn minting_refuses_bad_claims() {
         assert!(matches!(
             mint(&claims(), "k1", b""),

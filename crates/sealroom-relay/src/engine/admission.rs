@@ -89,7 +89,8 @@ impl RelayCore {
         now: Now,
     ) -> JoinOutcome {
         match self.admit(conn, ticket, options, now) {
-            Ok(()) => JoinOutcome::Joined,
+            Ok(true) => JoinOutcome::Joined,
+            Ok(false) => JoinOutcome::Redirected,
             Err((code, message)) => {
                 self.refuse(conn, code, message);
                 JoinOutcome::Refused(code)
@@ -99,17 +100,22 @@ impl RelayCore {
 
     /// The admission steps, in order; each refuses with a code and a message for the
     /// client. The per-address limit comes before anything the ticket says, so one address
-    /// cannot spend the app's budget.
+    /// cannot spend the app's budget. `Ok(false)`: a valid join sent to another node of the
+    /// cluster ([`RelayCore::set_redirect`]).
     pub(super) fn admit(
         &mut self,
         conn: ConnId,
         ticket: VerifiedTicket,
         options: &JoinOptions,
         now: Now,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         self.check_joinable(conn)?;
         self.take_address_join(conn, now)?;
         let claims = self.check_claims(ticket, options, now)?;
+        if let Some(address) = self.redirect_target() {
+            self.redirect(conn, address);
+            return Ok(false);
+        }
         self.take_user_and_app_join(&claims, now)?;
         let key = RoomKey::new(claims.app.clone(), claims.room.clone());
         let replaced = self.check_room_capacity(&key, &claims.user)?;
@@ -117,7 +123,7 @@ impl RelayCore {
             self.replace(&key, old);
         }
         self.enter(conn, key, claims, options, now);
-        Ok(())
+        Ok(true)
     }
 
     /// The connection waits for `Join`, and the node takes joins.
@@ -278,6 +284,9 @@ impl RelayCore {
         if let Some(room) = self.rooms.get_mut(key) {
             Self::detach(&mut self.outputs, room, old, LeaveReason::Replaced);
         }
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.local_left(key, old, LeaveReason::Replaced);
+        }
         self.forget_conn(old_conn);
         self.outputs.push_back(Output::Close {
             conn: old_conn,
@@ -304,11 +313,19 @@ impl RelayCore {
                     members: BTreeMap::new(),
                     next_member: 1,
                     created_unix_secs: now.unix_secs,
+                    mls: None,
                 })
             }
         };
-        let id = room.allocate_member_id();
-        let (roster, rest) = room.roster();
+        let id = match self.cascade.as_mut() {
+            Some(cascade) => cascade.allocate(),
+            None => room.allocate_member_id(),
+        };
+        let (roster, mut rest) = room.roster();
+        if let Some(cascade) = self.cascade.as_ref() {
+            // Members on other nodes follow the roster as `MemberJoined` messages.
+            rest.extend(cascade.roster(&key));
+        }
         let member = Member::new(
             conn,
             claims.user,
@@ -319,17 +336,33 @@ impl RelayCore {
             now,
         );
         let info = member.info(id);
+        let newcomer_records = member.recorder;
         for other in room.members.values() {
             self.outputs.push_back(Output::Send {
                 conn: other.conn,
                 message: ControlMessage::MemberJoined(info.clone()),
             });
+            if newcomer_records {
+                self.outputs.push_back(Output::Send {
+                    conn: other.conn,
+                    message: ControlMessage::RecorderPresent { member: id },
+                });
+            }
         }
+        let recorders: Vec<MemberId> = room
+            .members
+            .iter()
+            .filter_map(|(other, m)| m.recorder.then_some(*other))
+            .collect();
         let ticket_expires_in_secs = claims
             .exp
             .saturating_add(limits.ticket_leeway_secs)
             .saturating_sub(now.unix_secs);
+        let subscribes = member.grants.subscribe;
         room.members.insert(id, member);
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.local_joined(&key, info, subscribes);
+        }
         self.outputs.push_back(Output::Send {
             conn,
             message: ControlMessage::Joined {
@@ -347,6 +380,13 @@ impl RelayCore {
             self.outputs.push_back(Output::Send {
                 conn,
                 message: ControlMessage::MemberJoined(info),
+            });
+        }
+        // Once the whole roster is known, which of its members record.
+        for member in recorders {
+            self.outputs.push_back(Output::Send {
+                conn,
+                message: ControlMessage::RecorderPresent { member },
             });
         }
         if let Some(state) = self.conns.get_mut(&conn) {

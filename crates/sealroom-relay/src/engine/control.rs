@@ -88,7 +88,13 @@ impl RelayCore {
             | ControlMessage::MemberJoined(_)
             | ControlMessage::MemberLeft { .. }
             | ControlMessage::TicketRefreshed { .. }
-            | ControlMessage::GoAway { .. } => Some(Violation::RelayOnly),
+            | ControlMessage::GoAway { .. }
+            | ControlMessage::MlsState { .. }
+            | ControlMessage::MlsCommitted { .. }
+            | ControlMessage::MlsAccepted { .. }
+            | ControlMessage::MlsRefused { .. }
+            | ControlMessage::RecorderPresent { .. }
+            | ControlMessage::Redirect { .. } => Some(Violation::RelayOnly),
             _ => None,
         };
         if let Some(violation) = violation {
@@ -129,18 +135,25 @@ impl RelayCore {
         let bound = self.subscription_bound();
         match message {
             ControlMessage::TrackPublished { track, .. } => {
-                self.publish_track(&room_key, member_id, track, now);
+                if !self.stale_data_publish(&room_key, member_id, track.track) {
+                    self.publish_track(&room_key, member_id, track, now);
+                }
             }
             ControlMessage::TrackUnpublished { track, .. } => {
                 self.unpublish_track(&room_key, member_id, track);
             }
+            // A recorder keeps receiving everything: its subscription requests change nothing.
             ControlMessage::Subscribe { member, track } => {
-                if let Some(me) = self.member_mut(&room_key, member_id) {
+                if let Some(me) = self.member_mut(&room_key, member_id)
+                    && !me.recorder
+                {
                     me.subscriptions.set(member, track, true, bound);
                 }
             }
             ControlMessage::Unsubscribe { member, track } => {
-                if let Some(me) = self.member_mut(&room_key, member_id) {
+                if let Some(me) = self.member_mut(&room_key, member_id)
+                    && !me.recorder
+                {
                     me.subscriptions.set(member, track, false, bound);
                 }
             }
@@ -162,12 +175,26 @@ impl RelayCore {
             ControlMessage::Error { .. } => {
                 // A client's warning; nothing to do.
             }
+            message @ (ControlMessage::MlsSync
+            | ControlMessage::MlsPublish { .. }
+            | ControlMessage::MlsCommit { .. }
+            | ControlMessage::MlsGroupInfoPart { .. }) => {
+                return self
+                    .handle_mls(&room_key, member_id, message)
+                    .map_or(ControlOutcome::Ignored, ControlOutcome::Mls);
+            }
             ControlMessage::Join { .. }
             | ControlMessage::Joined { .. }
             | ControlMessage::MemberJoined(_)
             | ControlMessage::MemberLeft { .. }
             | ControlMessage::TicketRefreshed { .. }
-            | ControlMessage::GoAway { .. } => {
+            | ControlMessage::GoAway { .. }
+            | ControlMessage::MlsState { .. }
+            | ControlMessage::MlsCommitted { .. }
+            | ControlMessage::MlsAccepted { .. }
+            | ControlMessage::MlsRefused { .. }
+            | ControlMessage::RecorderPresent { .. }
+            | ControlMessage::Redirect { .. } => {
                 // Refused above.
             }
         }
@@ -186,7 +213,7 @@ impl RelayCore {
         now: Now,
     ) -> KeyframeOutcome {
         let Some((key, requester)) = self.membership(receiver).map(|(k, m)| (k.clone(), m)) else {
-            return KeyframeOutcome::Ignored;
+            return self.link_stale_group(receiver, sender, track, now);
         };
         self.ask_for_keyframe(&key, requester, sender, track, now)
     }
@@ -207,7 +234,7 @@ impl RelayCore {
             .get_mut(key)
             .and_then(|r| r.members.get_mut(&publisher))
         else {
-            return KeyframeOutcome::Ignored;
+            return self.ask_remote_for_keyframe(key, publisher, track, now);
         };
         let is_video = target
             .track(track)
@@ -256,6 +283,10 @@ impl RelayCore {
             Ok(claims) if claims.user != member.user => (
                 ErrorCode::NotPermitted,
                 "the fresh ticket names another user",
+            ),
+            Ok(claims) if claims.grants.record != member.recorder => (
+                ErrorCode::NotPermitted,
+                "a fresh ticket cannot make a member a recorder or stop it being one; rejoin",
             ),
             Ok(claims)
                 if max_lifetime > 0
@@ -309,11 +340,16 @@ impl RelayCore {
             return;
         };
         if !me.grants.may_publish(track.kind) {
+            let text = if me.recorder {
+                "a recorder publishes nothing"
+            } else {
+                "the ticket does not grant publishing this kind"
+            };
             Self::feedback(
                 &mut self.outputs,
                 me,
                 ErrorCode::NotPermitted,
-                "the ticket does not grant publishing this kind",
+                text,
                 now.instant,
             );
             return;
@@ -337,6 +373,9 @@ impl RelayCore {
             }
             None => me.tracks.push(track),
         }
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.local_track(key, member_id, track);
+        }
         Self::broadcast(
             &mut self.outputs,
             room,
@@ -346,6 +385,45 @@ impl RelayCore {
                 track,
             },
         );
+    }
+
+    /// The stream of a reliable data track from `conn` ended cleanly: the track ends with
+    /// it, after every message the stream carried (docs/PROTOCOL.md). A `TrackPublished` for
+    /// the track read later from the control stream was sent before the stream ended and is
+    /// ignored; the track's next frame publishes it again. Nothing happens unless `track` is
+    /// a data track the connection's member publishes.
+    pub fn end_data_track(&mut self, conn: ConnId, track: TrackId) {
+        let Some((room_key, member_id)) = self.membership(conn).map(|(r, m)| (r.clone(), m)) else {
+            return;
+        };
+        let bound = self.limits.max_tracks_per_member.max(1);
+        let Some(me) = self.member_mut(&room_key, member_id) else {
+            return;
+        };
+        if me
+            .track(track)
+            .is_none_or(|info| info.kind != MediaKind::Data)
+        {
+            return;
+        }
+        while me.ended_data_tracks.len() >= bound {
+            me.ended_data_tracks.pop_front();
+        }
+        me.ended_data_tracks.push_back(track);
+        self.unpublish_track(&room_key, member_id, track);
+    }
+
+    /// Whether a `TrackPublished` for `track` is the stale announcement of a data track
+    /// that has already ended with its stream (and forget that it ended).
+    fn stale_data_publish(&mut self, key: &RoomKey, member_id: MemberId, track: TrackId) -> bool {
+        let Some(me) = self.member_mut(key, member_id) else {
+            return false;
+        };
+        let Some(at) = me.ended_data_tracks.iter().position(|t| *t == track) else {
+            return false;
+        };
+        me.ended_data_tracks.remove(at);
+        true
     }
 
     pub(super) fn unpublish_track(&mut self, key: &RoomKey, member_id: MemberId, track: TrackId) {
@@ -365,6 +443,9 @@ impl RelayCore {
             if *id != member_id {
                 other.subscriptions.forget_track(member_id, track);
             }
+        }
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.local_untrack(key, member_id, track);
         }
         Self::broadcast(
             &mut self.outputs,

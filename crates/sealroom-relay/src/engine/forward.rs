@@ -15,7 +15,7 @@ impl RelayCore {
     /// frame's length (envelope header and payload).
     ///
     /// Checks, in order: the connection is a member; the envelope's sender is that member;
-    /// the size limit; the grant for the kind; the track (published implicitly by its first
+    /// the member is not a recorder; the size limit; the grant for the kind; the track (published implicitly by its first
     /// frame, within the track limit, and of one kind); the member's rate limits.
     ///
     /// # Errors
@@ -33,13 +33,17 @@ impl RelayCore {
             ..
         }) = self.conns.get(&conn)
         else {
+            if self.is_link(conn) {
+                return self.handle_link_frame(conn, envelope, encoded_len);
+            }
             return Err(DropReason::NotJoined);
         };
         let member_id = *member;
         if envelope.sender != member_id {
             return Err(DropReason::ForgedSender);
         }
-        let Some(room) = self.rooms.get_mut(room) else {
+        let key = room;
+        let Some(room) = self.rooms.get_mut(key) else {
             return Err(DropReason::NotJoined);
         };
         let limits = &self.limits;
@@ -48,8 +52,18 @@ impl RelayCore {
             .members
             .get_mut(&member_id)
             .ok_or(DropReason::NotJoined)?;
+        if me.recorder {
+            Self::feedback(
+                outputs,
+                me,
+                ErrorCode::NotPermitted,
+                "a recorder publishes nothing; frame dropped",
+                now.instant,
+            );
+            return Err(DropReason::RecorderPublished);
+        }
         Self::check_size_and_grant(limits, outputs, me, envelope, encoded_len, now)?;
-        Self::publish_on_first_frame(limits, outputs, room, member_id, envelope)?;
+        let published = Self::publish_on_first_frame(limits, outputs, room, member_id, envelope)?;
         let me = room
             .members
             .get_mut(&member_id)
@@ -58,11 +72,17 @@ impl RelayCore {
         self.receivers.clear();
         for (id, other) in &room.members {
             if *id != member_id
-                && other.grants.subscribe
+                && other.receives()
                 && other.subscriptions.wants(member_id, envelope.track)
             {
                 self.receivers.push(other.conn);
             }
+        }
+        if let Some(cascade) = self.cascade.as_mut() {
+            if let Some(track) = published {
+                cascade.local_track(key, member_id, track);
+            }
+            cascade.add_links(key, &mut self.receivers);
         }
         Ok(&self.receivers)
     }
@@ -104,21 +124,21 @@ impl RelayCore {
     }
 
     /// A track is published by its first frame, within the track limit; its kind stays
-    /// that of the first frame.
+    /// that of the first frame. Returns the track when this frame published it.
     fn publish_on_first_frame(
         limits: &Limits,
         outputs: &mut VecDeque<Output>,
         room: &mut Room,
         member_id: MemberId,
         envelope: &Envelope,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<TrackInfo>, DropReason> {
         let me = room
             .members
             .get_mut(&member_id)
             .ok_or(DropReason::NotJoined)?;
         match me.track(envelope.track) {
             Some(info) if info.kind != envelope.kind => Err(DropReason::KindMismatch),
-            Some(_) => Ok(()),
+            Some(_) => Ok(None),
             None if me.tracks.len() >= limits.max_tracks_per_member => {
                 Err(DropReason::TooManyTracks)
             }
@@ -128,6 +148,8 @@ impl RelayCore {
                     kind: envelope.kind,
                 };
                 me.tracks.push(track);
+                // A new publication: a stale `TrackPublished` no longer needs ignoring.
+                me.ended_data_tracks.retain(|t| *t != envelope.track);
                 Self::broadcast(
                     outputs,
                     room,
@@ -137,7 +159,7 @@ impl RelayCore {
                         track,
                     },
                 );
-                Ok(())
+                Ok(Some(track))
             }
         }
     }

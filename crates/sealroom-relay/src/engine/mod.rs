@@ -19,13 +19,16 @@
 //! - `control`: members' control messages (publishing, subscriptions, keyframe requests,
 //!   ticket refresh);
 //! - `forward`: [`RelayCore::handle_frame`], the hot path, in named steps;
+//! - `mls`: the room's MLS delivery service (group state, commit order), bytes only;
 //! - `operator`: kick, dismiss, drain and the summaries an admin API shows;
 //! - `timers`: the timer table behind [`RelayCore::poll_timeout`] and
 //!   [`RelayCore::handle_timeout`].
 
 mod admission;
+mod cascade;
 mod control;
 mod forward;
+mod mls;
 mod operator;
 mod outcome;
 mod room;
@@ -46,10 +49,15 @@ use crate::config::{AppConfig, Limits};
 use crate::ratelimit::{KeyedLimiter, TokenBucket};
 use crate::ticket::TicketVerifier;
 
+use cascade::Cascade;
 use room::{AppState, Conn, ConnPhase, FEEDBACK_INTERVAL, Member, Room};
 use timers::{Deadline, Timer, TimerTable};
 
 pub use admission::{CheckedControl, VerifiedTicket};
+pub use cascade::{
+    CascadeError, CascadeEvent, LinkCounters, LinkTarget, MAX_NODE_INDEX, MEMBER_ID_NODE_SHIFT,
+};
+pub use mls::MlsOutcome;
 pub use operator::{AdminError, MemberSummary, MemberTarget, RoomSummary};
 pub use outcome::{
     ControlOutcome, DropReason, JoinOutcome, KeyframeOutcome, Output, TimeoutOutcome, Violation,
@@ -87,7 +95,9 @@ impl Now {
 }
 
 /// A room's identity: rooms of different apps never meet, even with equal room ids.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct RoomKey {
     /// App id.
     pub app: String,
@@ -155,6 +165,8 @@ pub struct RelayCore {
     address_joins: KeyedLimiter<IpAddr>,
     /// Join deadlines and ticket expiries.
     timers: TimerTable,
+    /// Members behind links to other nodes (`None`: a node on its own).
+    cascade: Option<Cascade>,
 }
 
 impl fmt::Debug for RelayCore {
@@ -200,6 +212,7 @@ impl RelayCore {
                 limits.joins_per_address_burst,
                 limits.join_limiter_entries,
             ),
+            cascade: None,
         }
     }
 
@@ -477,6 +490,9 @@ impl RelayCore {
     }
 
     fn remove_member(&mut self, key: &RoomKey, member: MemberId, reason: LeaveReason) {
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.local_left(key, member, reason);
+        }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };

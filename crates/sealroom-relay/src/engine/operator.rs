@@ -34,8 +34,10 @@ pub struct RoomSummary {
     pub app: String,
     /// Room id.
     pub room: String,
-    /// Members present.
+    /// Members present (recorders included).
     pub members: usize,
+    /// Of those, recorders (members joined with the `record` grant).
+    pub recorders: usize,
     /// When the room was created, seconds since the Unix epoch.
     pub created_unix_secs: u64,
 }
@@ -52,6 +54,8 @@ pub struct MemberSummary {
     pub conn: ConnId,
     /// Tracks published.
     pub tracks: usize,
+    /// Whether the member is a recorder: it receives every track and publishes nothing.
+    pub recorder: bool,
     /// When the member joined, seconds since the Unix epoch.
     pub joined_unix_secs: u64,
     /// When the member's ticket expires, seconds since the Unix epoch.
@@ -107,6 +111,7 @@ impl RelayCore {
                 app: key.app.clone(),
                 room: key.room.clone(),
                 members: room.members.len(),
+                recorders: room.members.values().filter(|m| m.recorder).count(),
                 created_unix_secs: room.created_unix_secs,
             })
             .collect();
@@ -125,6 +130,7 @@ impl RelayCore {
                     user: m.user.clone(),
                     conn: m.conn,
                     tracks: m.tracks.len(),
+                    recorder: m.recorder,
                     joined_unix_secs: m.joined_unix_secs,
                     ticket_exp: m.ticket_exp,
                 })

@@ -34,6 +34,8 @@ pub enum JoinOutcome {
     Joined,
     /// Refused with this reason.
     Refused(ErrorCode),
+    /// A valid join sent to another node of the cluster with `Redirect`.
+    Redirected,
 }
 
 impl JoinOutcome {
@@ -41,6 +43,7 @@ impl JoinOutcome {
     pub const fn label(self) -> &'static str {
         match self {
             Self::Joined => "joined",
+            Self::Redirected => "redirected",
             Self::Refused(code) => code.label(),
         }
     }
@@ -81,6 +84,9 @@ pub enum DropReason {
     /// The connection had more bytes of incomplete frames buffered than allowed; the
     /// stream that went over was stopped.
     Backlog,
+    /// The sender is a recorder (its ticket carries the `record` grant): a recorder
+    /// publishes nothing.
+    RecorderPublished,
 }
 
 impl DropReason {
@@ -95,7 +101,7 @@ impl DropReason {
     }
 
     /// Every reason, for exporting zeroed counters.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::NotJoined,
         Self::ForgedSender,
         Self::TooLarge,
@@ -111,6 +117,7 @@ impl DropReason {
         Self::ReceiverGone,
         Self::SlowConsumer,
         Self::Backlog,
+        Self::RecorderPublished,
     ];
 
     /// A stable lowercase label (metrics, logs).
@@ -131,6 +138,7 @@ impl DropReason {
             Self::ReceiverGone => "receiver_gone",
             Self::SlowConsumer => "slow_consumer",
             Self::Backlog => "backlog",
+            Self::RecorderPublished => "recorder_published",
         }
     }
 }
@@ -251,6 +259,8 @@ pub enum ControlOutcome {
     Violation(Violation),
     /// The connection is unknown (already removed); nothing happened.
     Ignored,
+    /// An MLS delivery-service message, decided.
+    Mls(super::MlsOutcome),
 }
 
 /// What became of a keyframe request, from a member or from the relay on a slow

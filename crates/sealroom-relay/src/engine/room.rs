@@ -1,6 +1,6 @@
 //! Rooms, members and connections as the core keeps them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,9 @@ pub(super) struct Member {
     pub(super) conn: ConnId,
     pub(super) user: String,
     pub(super) grants: Grants,
+    /// Joined with the `record` grant: receives every track, publishes nothing, and is
+    /// announced as a recorder. Fixed for the session (a refreshed ticket cannot change it).
+    pub(super) recorder: bool,
     pub(super) ticket_exp: u64,
     pub(super) joined_unix_secs: u64,
     pub(super) tracks: Vec<TrackInfo>,
@@ -114,6 +117,13 @@ pub(super) struct Member {
     /// When this member (as a publisher) was last asked for a keyframe, per video track;
     /// at most one entry per published track.
     pub(super) keyframe_asked: Vec<(TrackId, Instant)>,
+    /// Data tracks whose stream ended (and so were unpublished) while a `TrackPublished`
+    /// for them may still be on its way on the control stream; at most
+    /// `max_tracks_per_member`, oldest forgotten first.
+    pub(super) ended_data_tracks: VecDeque<TrackId>,
+    /// Leading pieces of this member's next published group info (`MlsGroupInfoPart`),
+    /// at most `max_mls_group_info_len` bytes.
+    pub(super) mls_parts: super::mls::StagedGroupInfo,
 }
 
 impl Member {
@@ -127,7 +137,9 @@ impl Member {
         limits: &Limits,
         now: Now,
     ) -> Self {
-        let subscriptions = if options.auto_subscribe {
+        // A recorder receives every track of every member, present and future, whatever
+        // it asked for.
+        let subscriptions = if options.auto_subscribe || grants.record {
             Subscriptions::AllExcept(HashSet::new())
         } else {
             Subscriptions::Only(HashSet::new())
@@ -136,6 +148,7 @@ impl Member {
             conn,
             user,
             grants,
+            recorder: grants.record,
             ticket_exp,
             joined_unix_secs: now.unix_secs,
             tracks: Vec::new(),
@@ -162,6 +175,8 @@ impl Member {
             ),
             feedback: [None; 32],
             keyframe_asked: Vec::new(),
+            ended_data_tracks: VecDeque::new(),
+            mls_parts: super::mls::StagedGroupInfo::default(),
         }
     }
 
@@ -171,6 +186,11 @@ impl Member {
             user: self.user.clone(),
             tracks: self.tracks.clone(),
         }
+    }
+
+    /// Whether this member receives frames at all: it may subscribe, or it records.
+    pub(super) const fn receives(&self) -> bool {
+        self.grants.subscribe || self.recorder
     }
 
     pub(super) fn track(&self, track: TrackId) -> Option<&TrackInfo> {
@@ -183,6 +203,8 @@ pub(super) struct Room {
     pub(super) members: BTreeMap<MemberId, Member>,
     pub(super) next_member: MemberId,
     pub(super) created_unix_secs: u64,
+    /// The MLS group state, once a member published one (MLS mode).
+    pub(super) mls: Option<super::mls::MlsRoom>,
 }
 
 impl Room {

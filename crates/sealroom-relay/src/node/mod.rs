@@ -45,9 +45,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::http::{InternalOptions, InternalServer};
+use crate::cluster::Cluster;
+use crate::http::{InternalOptions, InternalServer, InternalState};
 use crate::mask::IdMask;
 use crate::sla::SlaOutcome;
+use crate::sla_store::{Loaded, SAVE_EVERY, SlaStore};
 use crate::{JoinOutcome, Relay, RelayConfig, StartError};
 
 pub mod config;
@@ -85,6 +87,14 @@ pub enum NodeError {
     /// The relay failed to start for another reason (TLS identity, socket options).
     #[error("cannot start the relay")]
     Start(#[source] StartError),
+    /// The cluster links could not start (the `[cluster]` listen address, its TLS identity).
+    #[error("cannot start the cluster links ([cluster] listen {addr}): {source}")]
+    Cluster {
+        /// The link listen address.
+        addr: SocketAddr,
+        /// Why.
+        source: crate::cluster::ClusterError,
+    },
     /// The shutdown signals cannot be watched.
     #[error("cannot watch {signal}")]
     Signal {
@@ -121,10 +131,14 @@ fn bind_hint(err: &std::io::Error, setting: &str) -> String {
 pub struct Node {
     config: NodeConfig,
     relay: Arc<Relay>,
+    /// The node's part in a cluster, with `[cluster]`.
+    cluster: Option<Arc<Cluster>>,
     internal: InternalServer,
     /// Counts shutdown requests from handles: the first starts the shutdown, the second
     /// skips the ready-drain delay.
     shutdown: watch::Sender<u32>,
+    /// Saves the SLA windows every [`SAVE_EVERY`] (with a state file).
+    sla_saver: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Stops a [`Node`] from code, as SIGTERM would; cheap to clone.
@@ -174,6 +188,16 @@ impl Node {
             },
             other => NodeError::Start(other),
         })?);
+        // Before any member can join: the cascade changes how member ids are handed out.
+        let cluster = match &config.cluster {
+            Some(settings) => Some(Arc::new(Cluster::start(&relay, settings.clone()).map_err(
+                |source| NodeError::Cluster {
+                    addr: settings.listen,
+                    source,
+                },
+            )?)),
+            None => None,
+        };
         let mut options = InternalOptions::default().sla(config.sla).mask(mask);
         options.admin_token = config.admin_token.as_ref().map(|t| t.expose().to_owned());
         let target: Arc<dyn crate::admin::AdminTarget> = relay.clone();
@@ -183,6 +207,14 @@ impl Node {
                 addr: config.internal_listen,
                 error,
             })?;
+        // The cluster's series on `/metrics` and `GET /admin/cluster`.
+        if let Some(cluster) = &cluster {
+            internal.state().attach_cluster(Arc::clone(cluster));
+        }
+        let sla_store = config.sla_state_file.as_deref().map(SlaStore::new);
+        if let Some(store) = &sla_store {
+            restore_sla(store, internal.state());
+        }
         let state = Arc::clone(internal.state());
         relay.set_join_hook(Some(Arc::new(
             move |outcome: JoinOutcome, unix_secs: u64| {
@@ -195,11 +227,29 @@ impl Node {
             apps = config.apps.len(),
             "relay ready"
         );
+        let sla_saver = sla_store.map(|store| {
+            // Weak: a node dropped without `run` does not keep its state alive through this.
+            let state = Arc::downgrade(internal.state());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SAVE_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let Some(state) = state.upgrade() else {
+                        return;
+                    };
+                    save_sla(&store, &state);
+                }
+            })
+        });
         Ok(Self {
             config,
             relay,
+            cluster,
             internal,
             shutdown: watch::Sender::new(0),
+            sla_saver,
         })
     }
 
@@ -221,6 +271,11 @@ impl Node {
     /// The relay itself (stats, metrics, admin actions).
     pub fn relay(&self) -> &Relay {
         &self.relay
+    }
+
+    /// The node's part in a cluster, when its configuration has `[cluster]`.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
     }
 
     /// The configuration the node runs with.
@@ -280,8 +335,20 @@ impl Node {
         );
         let remaining = self.relay.drain(self.config.drain).await;
         tracing::info!(remaining, "drain finished");
+        // The links stayed up through the drain, so the other nodes heard each member
+        // leave; now give up the lease so they stop dialling this node at once.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+            tracing::info!("left the cluster");
+        }
         // The hook holds the internal listener's state, which holds the relay: break the cycle.
         self.relay.set_join_hook(None);
+        if let Some(saver) = &self.sla_saver {
+            saver.abort();
+        }
+        if let Some(path) = &self.config.sla_state_file {
+            save_sla(&SlaStore::new(path), self.internal.state());
+        }
         self.internal.shutdown().await;
         match Arc::try_unwrap(self.relay) {
             Ok(relay) => relay.shutdown().await,
@@ -289,6 +356,41 @@ impl Node {
         }
         tracing::info!("relay stopped");
         Ok(())
+    }
+}
+
+/// Read the SLA windows a previous run saved; the node starts whatever the file holds.
+fn restore_sla(store: &SlaStore, state: &InternalState) {
+    let path = store.path().display();
+    match state.with_sla(|sla| store.load(sla)) {
+        Loaded::Restored { windows } => {
+            tracing::info!(%path, windows, "SLA windows restored");
+        }
+        Loaded::Missing => {
+            tracing::info!(%path, "no SLA state file yet: the windows start empty");
+        }
+        Loaded::OtherWindow { window_secs } => tracing::warn!(
+            %path,
+            window_secs,
+            "SLA state file has another window length: ignored, it will be replaced"
+        ),
+        Loaded::Corrupt { reason, moved_to } => tracing::warn!(
+            %path,
+            %reason,
+            moved_to = %moved_to.map_or_else(|| "(could not move it)".into(), |p| p.display().to_string()),
+            "SLA state file unreadable: the windows start empty; the file was moved aside"
+        ),
+    }
+}
+
+/// Write the SLA windows; a failure is logged (the node keeps serving).
+fn save_sla(store: &SlaStore, state: &InternalState) {
+    if let Err(err) = state.with_sla(|sla| store.save(sla)) {
+        tracing::warn!(
+            path = %store.path().display(),
+            %err,
+            "cannot save the SLA windows: make the config file's directory writable"
+        );
     }
 }
 
@@ -308,6 +410,13 @@ fn banner(node: &Node) -> String {
     line(format!("  listen:      {}", node.local_addr()));
     line(format!("  internal:    http://{}", node.internal_addr()));
     line(format!("  cert-sha256: {cert}"));
+    if let Some(cluster) = &node.cluster {
+        line(format!(
+            "  cluster:     node {} links {}",
+            cluster.node_index(),
+            cluster.local_addr()
+        ));
+    }
     if let Some(token) = &node.config.generated_admin_token {
         line(format!("  admin-token: {}", token.expose()));
     }
@@ -332,6 +441,15 @@ fn banner(node: &Node) -> String {
         line(format!(
             "  connect to {} pinning certificate sha256 {cert}",
             node.local_addr()
+        ));
+        line(format!(
+            "  browsers: WebTransport to https://{}{} with serverCertificateHashes sha-256 {cert}",
+            node.local_addr(),
+            crate::WEB_PATH
+        ));
+        line(format!(
+            "  (the certificate is ECDSA P-256, valid {} days, and replaced before it expires: the hash changes)",
+            crate::SELF_SIGNED_VALIDITY.whole_days()
         ));
     }
     out

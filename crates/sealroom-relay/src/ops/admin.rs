@@ -4,10 +4,16 @@
 //!
 //! | method and path | answer |
 //! | --- | --- |
-//! | `GET /admin/rooms` | `{"rooms": [{"app", "room", "members", "created_unix_secs"}]}` |
-//! | `GET /admin/apps/{app}/rooms/{room}` | `{"app", "room", "members": [{"member", "user", "tracks", "joined_unix_secs", "ticket_exp"}]}` |
+//! | `GET /admin/rooms` | `{"rooms": [{"app", "room", "members", "recorders", "created_unix_secs"}]}` |
+//! | `GET /admin/apps/{app}/rooms/{room}` | `{"app", "room", "members": [{"member", "user", "user_token", "tracks", "recorder", "joined_unix_secs", "ticket_exp", "quality"}]}` |
 //! | `DELETE /admin/apps/{app}/rooms/{room}/members/{user}` | `{"removed": member id}`; the member gets `Kicked` |
 //! | `DELETE /admin/apps/{app}/rooms/{room}` | `{"dismissed": n}`; every member gets `RoomDismissed` |
+//! | `GET /admin/cluster` | `{"node", "directory", "nodes", "links", "rooms_from", "rooms"}` ([`ClusterView`](crate::cluster::ClusterView)); 404 on a node that is not in a cluster |
+//!
+//! A member's `quality` is its connection as the relay sees it
+//! ([`ConnectionQuality`](crate::quality::ConnectionQuality)); `user_token` is the masked
+//! form of its user id that the node's log lines carry, so that a member seen here can be
+//! followed through the log.
 //!
 //! Unknown rooms (and unknown users in a known room) get 404. The answers carry user ids in
 //! clear: an operator needs them to act, and the API is authenticated and on the internal
@@ -32,6 +38,7 @@ use sealroom_frame::envelope::MemberId;
 use crate::engine::{AdminError, MemberSummary, MemberTarget, RoomKey, RoomSummary};
 use crate::http::InternalState;
 use crate::listener::Peer;
+use crate::quality::ConnectionQuality;
 use crate::ratelimit::KeyedLimiter;
 
 /// What the admin API needs from a relay. [`crate::Relay`] implements it; tests use fakes.
@@ -53,6 +60,11 @@ pub trait AdminTarget: Send + Sync + 'static {
     fn dismiss_room(&self, room: &RoomKey) -> Result<usize, AdminError>;
     /// Append the relay's metrics in the OpenMetrics text format.
     fn encode_metrics(&self, out: &mut String) -> std::fmt::Result;
+    /// The connection quality of each member of a room, by member id (none by default).
+    fn member_quality(&self, room: &RoomKey) -> Vec<(MemberId, ConnectionQuality)> {
+        let _ = room;
+        Vec::new()
+    }
 }
 
 #[derive(Serialize)]
@@ -64,7 +76,19 @@ struct Rooms {
 struct Members<'a> {
     app: &'a str,
     room: &'a str,
-    members: Vec<MemberSummary>,
+    members: Vec<MemberView>,
+}
+
+/// A member as the room view shows it.
+#[derive(Serialize)]
+struct MemberView {
+    #[serde(flatten)]
+    summary: MemberSummary,
+    /// The masked user id, as log lines carry it.
+    user_token: String,
+    /// Its connection's quality, when the relay has its connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<ConnectionQuality>,
 }
 
 #[derive(Serialize)]
@@ -208,12 +232,21 @@ pub(crate) async fn list_members(
     Path((app, room)): Path<(String, String)>,
 ) -> Response {
     require_admin!(state, headers, peer);
-    match state
-        .target()
-        .members(&RoomKey::new(app.as_str(), room.as_str()))
-    {
+    let key = RoomKey::new(app.as_str(), room.as_str());
+    match state.target().members(&key) {
         Some(mut members) => {
             members.sort_by_key(|m| m.member);
+            let mut quality: std::collections::HashMap<MemberId, ConnectionQuality> =
+                state.target().member_quality(&key).into_iter().collect();
+            let mask = state.mask();
+            let members = members
+                .into_iter()
+                .map(|summary| MemberView {
+                    user_token: mask.user(&summary.user).to_string(),
+                    quality: quality.remove(&summary.member),
+                    summary,
+                })
+                .collect();
             Json(Members {
                 app: &app,
                 room: &room,
@@ -276,6 +309,21 @@ pub(crate) async fn dismiss_room(
     }
 }
 
+pub(crate) async fn cluster_view(
+    State(state): State<Arc<InternalState>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    require_admin!(state, headers, peer);
+    match state.cluster() {
+        Some(cluster) => Json(cluster.view().await).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "this node is not in a cluster (start it with cluster settings to see one)",
+        ),
+    }
+}
+
 /// The message a removed member hears with `Kicked`.
 const KICK_MESSAGE: &str = "removed by an operator";
 /// The message every member of a dismissed room hears with `RoomDismissed`.
@@ -301,5 +349,9 @@ impl AdminTarget for crate::relay::Relay {
     fn encode_metrics(&self, out: &mut String) -> std::fmt::Result {
         out.push_str(&Self::encode_metrics(self));
         Ok(())
+    }
+
+    fn member_quality(&self, room: &RoomKey) -> Vec<(MemberId, ConnectionQuality)> {
+        Self::member_quality(self, room).unwrap_or_default()
     }
 }

@@ -9,10 +9,14 @@
 //! | `GET /ready` | `200 ready`, or `503 draining` once shutdown began (take the node out of rotation) |
 //! | `GET /sla` | the join success rate per window as JSON ([`crate::sla::SlaSummary`]) |
 //! | `/admin/...` | the admin API, bearer token required |
+//!
+//! A node in a cluster ([`InternalState::attach_cluster`]) adds the cluster's series
+//! ([`crate::cluster::ClusterMetrics`]) to `/metrics` and its view to the admin API
+//! (`GET /admin/cluster`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -29,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminTarget, AuthThrottle};
+use crate::cluster::Cluster;
 pub use crate::listener::ListenerLimits;
 use crate::mask::IdMask;
 use crate::sla::{SlaConfig, SlaOutcome, SlaSummary, SlaTracker};
@@ -124,6 +129,7 @@ pub struct InternalState {
     ready: AtomicBool,
     mask: IdMask,
     throttle: AuthThrottle,
+    cluster: RwLock<Option<Arc<Cluster>>>,
 }
 
 impl std::fmt::Debug for InternalState {
@@ -146,6 +152,7 @@ impl InternalState {
             ready: AtomicBool::new(true),
             mask: options.mask,
             throttle: AuthThrottle::new(),
+            cluster: RwLock::new(None),
         }
     }
 
@@ -161,6 +168,11 @@ impl InternalState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .handle_join(now, outcome);
+    }
+
+    /// Run `f` on the SLA tracker (to save or restore its windows).
+    pub fn with_sla<T>(&self, f: impl FnOnce(&mut SlaTracker) -> T) -> T {
+        f(&mut self.sla.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The SLA summary as of now.
@@ -179,6 +191,20 @@ impl InternalState {
     /// Whether `/ready` answers 200.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Serve `cluster`'s series on `/metrics` and its view on `GET /admin/cluster` (a node
+    /// that joined a cluster calls this once its [`Cluster`] runs).
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        *self.cluster.write().unwrap_or_else(PoisonError::into_inner) = Some(cluster);
+    }
+
+    /// The cluster this node is in, if any.
+    pub fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn admin_token(&self) -> Option<&str> {
@@ -212,6 +238,7 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/ready", get(ready))
         .route("/sla", get(sla))
         .route("/admin/rooms", get(admin::list_rooms))
+        .route("/admin/cluster", get(admin::cluster_view))
         .route(
             "/admin/apps/{app}/rooms/{room}",
             get(admin::list_members).delete(admin::dismiss_room),
@@ -240,6 +267,9 @@ fn encode_all(state: &InternalState) -> Result<String, std::fmt::Error> {
         body.truncate(len);
     }
     prometheus_client::encoding::text::encode_registry(&mut body, &state.sla_metrics.registry)?;
+    if let Some(cluster) = state.cluster() {
+        cluster.metrics().encode_into(&mut body)?;
+    }
     prometheus_client::encoding::text::encode_eof(&mut body)?;
     Ok(body)
 }
@@ -325,7 +355,7 @@ mod tests {
     use super::*;
     use crate::engine::{AdminError, ConnId, MemberSummary, RoomKey, RoomSummary};
 
-    /// A fake relay: one room `acme/r1` with alice and bob; records what the admin did.
+    /// A fake relay: one room `acme/r1` with alice, bob and a recorder; records what the admin did.
     #[derive(Default)]
     struct Fake {
         kicked: Mutex<Vec<String>>,
@@ -338,6 +368,7 @@ mod tests {
             user: user.into(),
             conn: ConnId(u64::from(member)),
             tracks: 0,
+            recorder: member == 3,
             joined_unix_secs: 0,
             ticket_exp: 0,
         }
@@ -348,13 +379,14 @@ mod tests {
             vec![RoomSummary {
                 app: "acme".into(),
                 room: "r1".into(),
-                members: 2,
+                members: 3,
+                recorders: 1,
                 created_unix_secs: 0,
             }]
         }
         fn members(&self, room: &RoomKey) -> Option<Vec<MemberSummary>> {
             (*room == RoomKey::new("acme", "r1"))
-                .then(|| vec![member(2, "bob"), member(1, "alice")])
+                .then(|| vec![member(2, "bob"), member(3, "rec"), member(1, "alice")])
         }
         fn kick_user(&self, room: &RoomKey, user: &str) -> Result<u32, AdminError> {
             if *room != RoomKey::new("acme", "r1") {
@@ -586,13 +618,22 @@ mod tests {
         let (status, body) = request(addr, "GET", "/admin/rooms", t).await;
         assert_eq!(status, 200);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(json["rooms"][0]["members"], 2);
+        assert_eq!(json["rooms"][0]["members"], 3);
+        assert_eq!(
+            json["rooms"][0]["recorders"], 1,
+            "the admin view counts recorders"
+        );
 
         let (status, body) = request(addr, "GET", "/admin/apps/acme/rooms/r1", t).await;
         assert_eq!(status, 200);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["members"][0]["user"], "alice");
         assert_eq!(json["members"][1]["member"], 2);
+        assert_eq!(json["members"][1]["recorder"], false);
+        assert_eq!(
+            json["members"][2]["recorder"], true,
+            "the admin view shows recorders"
+        );
 
         assert_eq!(
             request(addr, "GET", "/admin/apps/acme/rooms/nope", t)

@@ -24,6 +24,7 @@
 //! | `queued_bytes`, `queued_bytes_high_water` | gauge   |           |
 //! | `connection_queued_bytes_high_water`    | gauge     |           |
 //! | `incoming_buffered_bytes`, `incoming_buffered_bytes_high_water` | gauge | |
+//! | `mls_messages_total`                    | counter   | `outcome` (see `mls_metrics`) |
 //!
 //! `frames_forwarded_total` counts one per receiver (a frame sent to three members counts
 //! three). `joins_total{outcome="joined"}` over `join_attempts_total` is the join success
@@ -185,6 +186,7 @@ pub struct Metrics {
     connection_queued_high_water: AtomicU64,
     connection_queued_high_water_gauge: Gauge,
     incoming: ByteGauge,
+    mls: super::mls_metrics::MlsMetrics,
 }
 
 /// The outcomes a join attempt can have, exported at zero from the start: admitted, or one
@@ -193,8 +195,9 @@ pub struct Metrics {
 /// draining relay, a second `Join` on one connection). Codes that only end a session that
 /// was admitted (kicked, replaced, `ticket_expired`, ...) are never join outcomes; anything
 /// unlisted that does occur is still counted, under its own label, from its first time.
-pub const JOIN_OUTCOMES: [JoinOutcome; 13] = [
+pub const JOIN_OUTCOMES: [JoinOutcome; 14] = [
     JoinOutcome::Joined,
+    JoinOutcome::Redirected,
     JoinOutcome::Refused(ErrorCode::BadTicket),
     JoinOutcome::Refused(ErrorCode::BadSignature),
     JoinOutcome::Refused(ErrorCode::Expired),
@@ -380,6 +383,7 @@ impl Metrics {
             "Most bytes of incomplete incoming frames ever held at once",
             incoming.exported_high_water.clone(),
         );
+        let mls = super::mls_metrics::MlsMetrics::register(&mut registry);
 
         Self {
             registry,
@@ -402,6 +406,7 @@ impl Metrics {
             connection_queued_high_water: AtomicU64::new(0),
             connection_queued_high_water_gauge,
             incoming,
+            mls,
         }
     }
 
@@ -460,7 +465,10 @@ impl Metrics {
 
     /// A join attempt ended with `outcome`.
     pub fn join(&self, outcome: JoinOutcome) {
-        self.join_attempts.inc();
+        // A join sent to another node is that node's attempt, counted there.
+        if outcome != JoinOutcome::Redirected {
+            self.join_attempts.inc();
+        }
         match self.joins.iter().find(|(o, _)| *o == outcome) {
             Some((_, counter)) => {
                 counter.inc();
@@ -494,6 +502,16 @@ impl Metrics {
         if let Some((_, counter)) = self.violations.iter().find(|(k, _)| *k == kind) {
             counter.inc();
         }
+    }
+
+    /// A member's MLS message ended with `outcome`.
+    pub fn mls_message(&self, outcome: crate::engine::MlsOutcome) {
+        self.mls.count(outcome);
+    }
+
+    /// MLS messages that ended with `outcome` so far.
+    pub fn mls_messages(&self, outcome: crate::engine::MlsOutcome) -> u64 {
+        self.mls.get(outcome)
     }
 
     /// A member's control message was dropped over its rate.

@@ -89,6 +89,8 @@ impl SlaOutcome {
         match outcome {
             JoinOutcome::Joined => Self::Succeeded,
             JoinOutcome::Refused(code) => Self::from_refusal(code),
+            // Sent to another node of the cluster, where it is counted.
+            JoinOutcome::Redirected => Self::Excluded,
         }
     }
 
@@ -264,6 +266,42 @@ impl SlaTracker {
             windows_missed: windows.iter().filter(|w| !w.open && !w.met).count(),
             windows,
             overall_success_rate: rate(total_ok, total_attempts),
+        }
+    }
+}
+
+impl SlaTracker {
+    /// The retained windows as (window index since the epoch, succeeded, failed,
+    /// excluded), oldest first: what [`crate::sla_store`] writes.
+    pub fn windows(&self) -> Vec<[u64; 4]> {
+        self.windows
+            .iter()
+            .map(|(index, c)| [*index, c.succeeded, c.failed, c.excluded])
+            .collect()
+    }
+
+    /// Add windows read back by [`crate::sla_store`] to the ones recorded since; the
+    /// newest [`SlaConfig::retained_windows`] are kept.
+    pub fn restore(&mut self, windows: &[[u64; 4]]) {
+        for &[index, succeeded, failed, excluded] in windows {
+            let counts = Counts {
+                succeeded,
+                failed,
+                excluded,
+            };
+            match self.windows.iter().position(|(i, _)| *i >= index) {
+                Some(pos) if self.windows[pos].0 == index => {
+                    let held = &mut self.windows[pos].1;
+                    held.succeeded = held.succeeded.saturating_add(succeeded);
+                    held.failed = held.failed.saturating_add(failed);
+                    held.excluded = held.excluded.saturating_add(excluded);
+                }
+                Some(pos) => self.windows.insert(pos, (index, counts)),
+                None => self.windows.push_back((index, counts)),
+            }
+        }
+        while self.windows.len() > self.config.retained_windows {
+            self.windows.pop_front();
         }
     }
 }

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use quinn::{ReadError, VarInt};
 use sealroom_frame::control::LeaveReason;
-use sealroom_frame::envelope::MediaKind;
+use sealroom_frame::envelope::{MediaKind, TrackId};
 use sealroom_frame::transport::StreamCode;
 use tracing::Instrument;
+use web_transport_quinn::{ReadError, RecvStream, Session, SessionError, WebTransportError};
 
-use super::{READ_CHUNK, Shared, leave_reason};
+use super::conn::leave_reason;
+use super::{READ_CHUNK, Shared};
 use crate::engine::{ConnId, DropReason, Violation};
 use crate::metrics::Metrics;
 use crate::transport::Outbox;
@@ -23,40 +24,53 @@ use crate::transport::ingress::{
 
 /// Drop datagrams a connection sends before its control stream, counted as `not_joined`;
 /// returns when the connection ends.
-pub(super) async fn discard_datagrams(shared: &Shared, conn: &quinn::Connection) {
-    while conn.read_datagram().await.is_ok() {
-        shared.metrics.frame_dropped(DropReason::NotJoined);
+pub(super) async fn discard_datagrams(shared: &Shared, conn: &Session) {
+    loop {
+        match conn.read_datagram().await {
+            Ok(_) | Err(SessionError::WebTransportError(WebTransportError::UnknownSession)) => {
+                shared.metrics.frame_dropped(DropReason::NotJoined);
+            }
+            Err(_) => return,
+        }
     }
 }
 
-pub(super) async fn read_datagrams(
-    shared: &Shared,
-    id: ConnId,
-    conn: &quinn::Connection,
-) -> LeaveReason {
+pub(crate) async fn read_datagrams(shared: &Shared, id: ConnId, conn: &Session) -> LeaveReason {
     let mut targets = Vec::new();
     loop {
         match conn.read_datagram().await {
             Ok(bytes) => {
                 shared.forward(id, bytes, &mut targets);
             }
+            Err(SessionError::WebTransportError(WebTransportError::UnknownSession)) => {
+                // A WebTransport datagram for another session (or without the session id):
+                // not a frame of this member's.
+                shared.metrics.frame_dropped(DropReason::Malformed);
+                shared.bad_frame(id, super::system_now());
+            }
             Err(err) => return leave_reason(&err),
         }
     }
 }
 
-pub(super) async fn accept_streams(
+pub(crate) async fn accept_streams(
     shared: &Arc<Shared>,
     id: ConnId,
-    conn: &quinn::Connection,
+    conn: &Session,
     buffered: &Arc<IncomingBudget>,
+    mut joined: tokio::sync::watch::Receiver<bool>,
 ) -> LeaveReason {
+    // Every connection may open HTTP/3's three streams before `Join`: none is read until
+    // the connection has joined (they wait in quinn, within the pre-join window).
+    if joined.wait_for(|joined| *joined).await.is_err() {
+        return std::future::pending().await;
+    }
     loop {
         match conn.accept_uni().await {
             Ok(mut recv) => {
                 if !shared.incoming_stream(id) {
                     // Over the stream opening rate: refused before it costs anything.
-                    let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+                    let _ = recv.stop(StreamCode::Refused.code());
                     continue;
                 }
                 let shared = Arc::clone(shared);
@@ -136,12 +150,15 @@ struct MediaStream<'a> {
     reader: MediaStreamReader,
     targets: Vec<Arc<Outbox>>,
     group: GroupTracker<Arc<Outbox>>,
+    /// The reliable data track this stream carries, from its first data frame: the stream's
+    /// clean end unpublishes it.
+    data_track: Option<TrackId>,
 }
 
 impl MediaStream<'_> {
     /// The next chunk, or how the stream ended, waiting no longer than the reader's
     /// deadline for a frame in progress.
-    async fn read(&mut self, recv: &mut quinn::RecvStream) -> Read {
+    async fn read(&mut self, recv: &mut RecvStream) -> Read {
         loop {
             let read = recv.read_chunk(READ_CHUNK, true);
             let read = match self.reader.deadline() {
@@ -165,7 +182,9 @@ impl MediaStream<'_> {
                     }
                     Read::Ended { clean: true }
                 }
-                Err(ReadError::Reset(_)) => Read::Ended { clean: false },
+                Err(ReadError::Reset(_) | ReadError::InvalidReset(_)) => {
+                    Read::Ended { clean: false }
+                }
                 Err(_) => Read::Gone,
             };
         }
@@ -180,6 +199,9 @@ impl MediaStream<'_> {
             let Some(envelope) = self.shared.forward(self.id, bytes, &mut self.targets) else {
                 continue;
             };
+            if envelope.kind == MediaKind::Data && self.data_track.is_none() {
+                self.data_track = Some(envelope.track);
+            }
             if envelope.kind == MediaKind::Video
                 && let Some(ended) = self
                     .group
@@ -192,9 +214,14 @@ impl MediaStream<'_> {
     }
 
     /// The stream ended: the group it carried ends at its receivers (reset unless `clean`).
+    /// A reliable data track ends with its stream: a clean end unpublishes the track, after
+    /// every message the stream carried (docs/PROTOCOL.md).
     fn end(&mut self, clean: bool) {
         if let Some(group) = self.group.take() {
             end_group(&group, !clean);
+        }
+        if clean && let Some(track) = self.data_track.take() {
+            self.shared.end_data_track(self.id, track);
         }
     }
 
@@ -216,7 +243,7 @@ impl MediaStream<'_> {
 async fn read_media_stream(
     shared: &Shared,
     id: ConnId,
-    mut recv: quinn::RecvStream,
+    mut recv: RecvStream,
     budget: &mut Budget<'_>,
 ) {
     let mut stream = MediaStream {
@@ -229,6 +256,7 @@ async fn read_media_stream(
         ),
         targets: Vec::new(),
         group: GroupTracker::new(),
+        data_track: None,
     };
     loop {
         let refusal = match stream.read(&mut recv).await {
@@ -246,7 +274,7 @@ async fn read_media_stream(
         } else {
             continue;
         }
-        let _ = recv.stop(VarInt::from_u32(StreamCode::Refused.code()));
+        let _ = recv.stop(StreamCode::Refused.code());
         return stream.end(false);
     }
 }

@@ -8,16 +8,17 @@
 //! and its own writer tasks, so a receiver that reads slowly only ever fills its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quinn::{SendDatagramError, VarInt};
+use quinn::SendDatagramError;
 use sealroom_frame::control::{ControlMessage, ErrorCode};
 use sealroom_frame::envelope::{MemberId, TrackId};
 use sealroom_frame::transport::{StreamCode, StreamType};
 use tokio::sync::Notify;
+use web_transport_quinn::{SendStream, Session, SessionError};
 
 use super::egress::{
     Action, ControlPushed, ControlQueue, DatagramPath, Egress, Forwarded, Pushed, StreamId,
@@ -26,6 +27,7 @@ use super::egress::{
 use crate::config::Limits;
 use crate::engine::{ConnId, DropReason};
 use crate::metrics::Metrics;
+use crate::ops::quality::{ConnectionQuality, QualityState};
 
 /// The first byte of every media stream the relay opens.
 const MEDIA_STREAM_HEADER: [u8; 1] = [StreamType::Media.byte()];
@@ -43,9 +45,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl DatagramPath for quinn::Connection {
+/// A native connection's datagram budget, or a WebTransport session's (a few bytes smaller:
+/// its datagrams carry the session id).
+impl DatagramPath for Session {
     fn max_datagram_size(&self) -> Option<usize> {
-        Self::max_datagram_size(self)
+        Some(Self::max_datagram_size(self)).filter(|&size| size > 0)
     }
 
     fn send_buffer_space(&self) -> usize {
@@ -64,7 +68,7 @@ struct Lanes {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     pub(crate) id: ConnId,
-    conn: quinn::Connection,
+    conn: Session,
     metrics: Arc<Metrics>,
     control: Mutex<ControlQueue>,
     control_notify: Notify,
@@ -72,18 +76,51 @@ pub(crate) struct Outbox {
     datagram_notify: Notify,
     /// Mirrors the egress's closed state for a check without the lock.
     closed: AtomicBool,
+    /// No control stream (a link to another node, whose control travels apart): a close
+    /// closes the connection at once.
+    media_only: bool,
+    /// Frames the egress dropped towards this connection.
+    dropped: AtomicU64,
+    /// Drops by reason and the loss of the last interval, for the admin API.
+    pub(crate) quality: QualityState,
 }
 
 impl Outbox {
     /// An outbox for `conn`; spawns its control and datagram writers.
     pub(crate) fn start(
         id: ConnId,
-        conn: quinn::Connection,
-        control: quinn::SendStream,
+        conn: Session,
+        control: SendStream,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let outbox = Arc::new(Self {
+        let outbox = Self::new(id, conn, limits, metrics, false);
+        tokio::spawn(Arc::clone(&outbox).run_control(control));
+        tokio::spawn(Arc::clone(&outbox).run_datagrams());
+        outbox
+    }
+
+    /// An outbox for media only (a link to another node): the same queues, datagrams and
+    /// group streams as towards a member, with no control stream.
+    pub(crate) fn start_media_only(
+        id: ConnId,
+        conn: Session,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let outbox = Self::new(id, conn, limits, metrics, true);
+        tokio::spawn(Arc::clone(&outbox).run_datagrams());
+        outbox
+    }
+
+    fn new(
+        id: ConnId,
+        conn: Session,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        media_only: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             id,
             conn,
             metrics,
@@ -95,10 +132,26 @@ impl Outbox {
             }),
             datagram_notify: Notify::new(),
             closed: AtomicBool::new(false),
-        });
-        tokio::spawn(Arc::clone(&outbox).run_control(control));
-        tokio::spawn(Arc::clone(&outbox).run_datagrams());
-        outbox
+            media_only,
+            dropped: AtomicU64::new(0),
+            quality: QualityState::default(),
+        })
+    }
+
+    /// Frames the egress dropped towards this connection so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sample the connection's round-trip time and the loss since the previous sample.
+    pub(crate) fn sample_quality(&self) -> (Duration, f64) {
+        self.quality.sample(&self.conn)
+    }
+
+    /// The connection's quality now.
+    pub(crate) fn connection_quality(&self) -> ConnectionQuality {
+        let queued = lock(&self.lanes).egress.queued_bytes();
+        self.quality.report(&self.conn, queued)
     }
 
     /// Whether the connection is closing or closed.
@@ -149,6 +202,9 @@ impl Outbox {
         self.control_notify.notify_one();
         // Wake every writer so none waits forever for frames that will not come.
         self.with_egress(Egress::close);
+        if self.media_only {
+            self.close_connection(code);
+        }
     }
 
     /// Queue `frame` for this receiver on the path its kind takes.
@@ -229,6 +285,8 @@ impl Outbox {
                         self.metrics.bytes_dequeued(queued_bytes);
                     }
                     self.metrics.frames_dropped_by(reason, frames as u64);
+                    self.dropped.fetch_add(frames as u64, Ordering::Relaxed);
+                    self.quality.dropped(reason, frames as u64);
                 }
             }
         }
@@ -242,7 +300,7 @@ impl Outbox {
         );
     }
 
-    async fn run_control(self: Arc<Self>, mut send: quinn::SendStream) {
+    async fn run_control(self: Arc<Self>, mut send: SendStream) {
         let _ = send.set_priority(CONTROL_PRIORITY);
         let mut buf = BytesMut::new();
         loop {
@@ -281,14 +339,13 @@ impl Outbox {
     fn close_connection(&self, code: Option<ErrorCode>) {
         let close_code = code.map_or(0, ErrorCode::close_code);
         let reason = code.map_or("", ErrorCode::label);
-        self.conn
-            .close(VarInt::from_u32(close_code), reason.as_bytes());
+        self.conn.close(close_code, reason.as_bytes());
     }
 
     /// Write to the control stream; once a close is requested, the write gets
     /// [`CLOSE_LINGER`] more to finish, so a peer that does not read cannot hold its
     /// connection open. `false` when the write failed or ran out of time.
-    async fn write_control(&self, send: &mut quinn::SendStream, buf: &[u8]) -> bool {
+    async fn write_control(&self, send: &mut SendStream, buf: &[u8]) -> bool {
         let write = send.write_all(buf);
         tokio::pin!(write);
         loop {
@@ -320,13 +377,17 @@ impl Outbox {
                     self.with_egress(Egress::datagram_sent);
                     self.forwarded(&frame);
                 }
-                Err(SendDatagramError::TooLarge) => {
+                Err(SessionError::SendDatagramError(SendDatagramError::TooLarge)) => {
                     self.with_egress(Egress::datagram_sent);
                     // The path MTU shrank after the frame was queued.
                     self.metrics.frame_dropped(DropReason::TooLarge);
                 }
                 Err(err) => {
-                    let lost = matches!(err, SendDatagramError::ConnectionLost(_));
+                    let lost = !matches!(err, SessionError::SendDatagramError(_))
+                        || matches!(
+                            err,
+                            SessionError::SendDatagramError(SendDatagramError::ConnectionLost(_))
+                        );
                     self.with_egress(|egress| egress.datagrams_failed(lost));
                     return;
                 }
@@ -359,7 +420,7 @@ impl Outbox {
         self: &Arc<Self>,
         stream: StreamId,
         notify: &Notify,
-        send: &mut quinn::SendStream,
+        send: &mut SendStream,
     ) {
         loop {
             let next = self.with_egress(|egress| egress.poll_stream(stream));
@@ -370,7 +431,7 @@ impl Outbox {
                     return;
                 }
                 Some(StreamWrite::Reset(code)) => {
-                    let _ = send.reset(VarInt::from_u32(code.code()));
+                    let _ = send.reset(code.code());
                     return;
                 }
                 None => {
@@ -407,7 +468,7 @@ impl Outbox {
                 None => {
                     // Reset while the receiver was not reading: this frame is stale too.
                     self.metrics.frame_dropped(DropReason::StaleGroup);
-                    let _ = send.reset(VarInt::from_u32(StreamCode::StaleGroup.code()));
+                    let _ = send.reset(StreamCode::StaleGroup.code());
                     return;
                 }
             }

@@ -735,6 +735,95 @@ fn tracks_are_published_by_their_first_frame_within_the_limit() {
 }
 
 #[test]
+fn a_data_track_ends_with_its_stream_and_a_late_announcement_of_it_is_ignored() {
+    let mut h = Harness::new(Limits::default());
+    let (a, ma) = h.join("a", "r");
+    let (b, _) = h.join("b", "r");
+    h.outputs();
+    let data = TrackInfo {
+        track: 4,
+        kind: MediaKind::Data,
+    };
+    assert!(h.frame(a, ma, MediaKind::Data, 4, 100).is_ok());
+    // Only data tracks end with a stream; an audio track stays.
+    assert!(h.frame(a, ma, MediaKind::Audio, 1, 100).is_ok());
+    h.core.end_data_track(a, 1);
+    h.core.end_data_track(a, 4);
+    assert_eq!(
+        h.sent_to(b),
+        vec![
+            ControlMessage::TrackPublished {
+                member: ma,
+                track: data,
+            },
+            ControlMessage::TrackPublished {
+                member: ma,
+                track: TrackInfo {
+                    track: 1,
+                    kind: MediaKind::Audio,
+                },
+            },
+            ControlMessage::TrackUnpublished {
+                member: ma,
+                track: 4,
+            },
+        ]
+    );
+    // The publisher's `TrackPublished`, sent before the stream ended but read after it,
+    // announces nothing.
+    h.core.handle_control(
+        a,
+        ControlMessage::TrackPublished {
+            member: ma,
+            track: data,
+        },
+        h.now,
+    );
+    assert_eq!(h.sent_to(b), Vec::new());
+    // The track's next frame is a new publication, and so is a later announcement.
+    assert!(h.frame(a, ma, MediaKind::Data, 4, 100).is_ok());
+    assert_eq!(
+        h.sent_to(b),
+        vec![ControlMessage::TrackPublished {
+            member: ma,
+            track: data,
+        }]
+    );
+    h.core.end_data_track(a, 4);
+    h.core.handle_control(
+        a,
+        ControlMessage::TrackPublished {
+            member: ma,
+            track: data,
+        },
+        h.now,
+    );
+    h.core.handle_control(
+        a,
+        ControlMessage::TrackPublished {
+            member: ma,
+            track: data,
+        },
+        h.now,
+    );
+    assert_eq!(
+        h.sent_to(b),
+        vec![
+            ControlMessage::TrackUnpublished {
+                member: ma,
+                track: 4,
+            },
+            ControlMessage::TrackPublished {
+                member: ma,
+                track: data,
+            },
+        ],
+        "one stale announcement is ignored, the next is a new publication"
+    );
+    assert_eq!(h.core.invariant_violation(), None);
+}
+
+#[test]
 fn frame_size_and_data_rates_are_limited() {
     let limits = Limits {
         max_frame_len: 1000,
@@ -786,5 +875,8 @@ fn frame_size_and_data_rates_are_limited() {
     assert!(h.frame(a, ma, MediaKind::Audio, 1, 100).is_ok());
 }
 
+mod cascade;
+mod mls;
+mod recorders;
 mod sessions;
 mod timers;

@@ -4,7 +4,8 @@
 //! The file is parsed with unknown keys refused (the error names the key and its line), then
 //! merged with the overrides and resolved into [`NodeConfig`]: secrets read from their files,
 //! every value checked. [`NodeConfig::effective_toml`] prints what is in force with every
-//! secret replaced by `<redacted>`.
+//! secret replaced by `<redacted>`. The `[cluster]` section ([`cluster`]) makes the node
+//! part of a cluster.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,8 +14,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ClusterConfig;
 use crate::config::{AppConfig, Limits, TicketSecret, TlsConfig};
 use crate::sla::SlaConfig;
+
+pub mod cluster;
+
+use cluster::EffectiveCluster;
+pub use cluster::{ClusterConfigError, ClusterSection, PeerSection, RedisSection};
 
 /// Default QUIC listen address.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -114,6 +121,9 @@ pub struct FileConfig {
     /// `[[apps]]`.
     #[serde(default)]
     pub apps: Vec<AppSection>,
+    /// `[cluster]`: this node's part in a cluster (none: a node on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
 }
 
 /// `[tls]`: certificate and key files, or a self-signed certificate for these names.
@@ -323,6 +333,37 @@ pub struct Overrides {
         )
     )]
     pub apps: Vec<String>,
+    /// `[cluster] node_id`: this node's index in its cluster (so that nodes can share one
+    /// config file).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_CLUSTER_NODE_ID", value_name = "N")
+    )]
+    pub cluster_node_id: Option<u16>,
+    /// `[cluster] advertise`: the link address other nodes dial.
+    #[cfg_attr(feature = "cli", arg(long, env = "SEALROOM_CLUSTER_ADVERTISE", value_name = "ADDR", value_parser = parse_addr))]
+    pub cluster_advertise: Option<SocketAddr>,
+    /// `[cluster] advertise_relay`: the relay address redirected members are sent to.
+    #[cfg_attr(feature = "cli", arg(long, env = "SEALROOM_CLUSTER_ADVERTISE_RELAY", value_name = "ADDR", value_parser = parse_addr))]
+    pub cluster_advertise_relay: Option<SocketAddr>,
+    /// `[cluster] secret_file`: the file holding the cluster secret.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "SEALROOM_CLUSTER_SECRET_FILE", value_name = "PATH")
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// `[cluster.redis] url`: the directory's Redis, password included (prefer the
+    /// environment variable to the flag: flags show in the process list).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "SEALROOM_CLUSTER_REDIS_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )
+    )]
+    pub cluster_redis_url: Option<String>,
 }
 
 /// The resolved, checked configuration of a node: what [`crate::node::Node::load`] takes.
@@ -357,10 +398,15 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The apps served, with their ticket secrets.
     pub apps: Vec<AppConfig>,
+    /// Where the SLA windows are kept across restarts ([`crate::sla_store`]): next to the
+    /// config file; `None` (a node without a file) keeps them in memory only.
+    pub sla_state_file: Option<PathBuf>,
     /// A development node: no file and no app, so an app secret was generated.
     pub(crate) development: bool,
     /// The admin token generated for a development node, to print once.
     pub(crate) generated_admin_token: Option<Secret>,
+    /// The node's part in a cluster (`[cluster]`); `None` runs it on its own.
+    pub cluster: Option<ClusterConfig>,
     /// The merged file view, for printing.
     merged: FileConfig,
 }
@@ -402,6 +448,9 @@ pub enum ConfigError {
     /// The effective configuration could not be written as TOML.
     #[error("cannot print the effective configuration: {0}")]
     Print(#[from] toml::ser::Error),
+    /// The `[cluster]` section is invalid; the message names the key and what to give.
+    #[error(transparent)]
+    Cluster(#[from] ClusterConfigError),
 }
 
 /// App id of a development node.
@@ -436,9 +485,12 @@ impl NodeConfig {
                 generated_admin_token = Some(token);
             }
         }
+        let sla_state_file =
+            config.map(|path| crate::sla_store::SlaStore::next_to(path).path().to_owned());
         let mut config = file.resolve()?;
         config.development = development;
         config.generated_admin_token = generated_admin_token;
+        config.sla_state_file = sla_state_file;
         Ok(config)
     }
 
@@ -609,6 +661,7 @@ impl FileConfig {
             };
             self.limits.insert(name.trim().to_owned(), value);
         }
+        self.apply_cluster(o);
         for item in o.apps.iter().filter(|s| !s.trim().is_empty()) {
             let mut parts = item.splitn(3, ':');
             let (Some(app), Some(kid), Some(secret)) = (parts.next(), parts.next(), parts.next())
@@ -695,6 +748,11 @@ impl FileConfig {
             ));
         }
         let apps = resolve_apps(&self.apps)?;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .map(ClusterSection::resolve)
+            .transpose()?;
         Ok(NodeConfig {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             internal_listen: self.internal_listen.unwrap_or(DEFAULT_INTERNAL_LISTEN),
@@ -709,8 +767,10 @@ impl FileConfig {
             sla,
             limits,
             apps,
+            sla_state_file: None,
             development: false,
             generated_admin_token: None,
+            cluster,
             merged: self,
         })
     }
@@ -825,19 +885,19 @@ fn redact_app_arg(item: &str) -> String {
 }
 
 fn read_secret_file(path: &Path, what: &'static str) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+    let text = secret_file_text(path).map_err(|source| ConfigError::SecretFile {
         what,
         path: path.to_owned(),
         source,
     })?;
-    let text = text.trim_end_matches(['\r', '\n']).to_owned();
-    if text.is_empty() {
-        return Err(ConfigError::Invalid(format!(
-            "{what}: {} is empty",
-            path.display()
-        )));
-    }
-    Ok(text)
+    text.ok_or_else(|| ConfigError::Invalid(format!("{what}: {} is empty", path.display())))
+}
+
+/// A secret-bearing file's text without its trailing newline; `None` when nothing is left.
+pub(super) fn secret_file_text(path: &Path) -> std::io::Result<Option<String>> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 /// The effective configuration as printed by `--check-config`.
@@ -853,6 +913,8 @@ struct Effective<'a> {
     sla: SlaConfig,
     limits: Limits,
     apps: &'a [AppSection],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<EffectiveCluster>,
 }
 
 #[derive(Serialize)]
@@ -897,6 +959,7 @@ impl NodeConfig {
             sla: self.sla,
             limits: self.limits,
             apps: &self.merged.apps,
+            cluster: self.cluster.as_ref().map(EffectiveCluster::of),
         };
         Ok(toml::to_string(&effective)?)
     }

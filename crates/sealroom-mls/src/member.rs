@@ -1,0 +1,520 @@
+//! One member's view of the room's MLS group: its signing key and basic credential, the
+//! group state, and the operations the delivery service orders (external joins,
+//! removals, updates) as opaque bytes in and out.
+//!
+//! Every operation that changes the group is two-phase: it returns a [`Commit`] to send to
+//! the relay and keeps it pending; the relay's answer then either confirms it
+//! ([`MlsMember::confirm_commit`]) or refuses it because another commit won the position
+//! ([`MlsMember::discard_commit`]), after which the winner arrives and is applied with
+//! [`MlsMember::handle_commit`].
+
+use openmls::messages::group_info::GroupInfo;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+
+use crate::error::MlsError;
+use crate::keys::{BASE_KEY_LEN, EXPORTER_LABEL, EpochKeys};
+
+/// The one MLS ciphersuite of this mode.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Longest user id a credential carries, in bytes.
+pub const MAX_USER_ID_LEN: usize = 255;
+
+/// A commit to hand to the delivery service, with the group info of the epoch it creates
+/// (what a newcomer needs to join by external commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The MLS epoch the commit applies to (the group moves to `epoch + 1`).
+    pub epoch: u64,
+    /// The encoded MLS commit message.
+    pub commit: Vec<u8>,
+    /// The encoded group info of the new epoch, with the ratchet tree.
+    pub group_info: Vec<u8>,
+}
+
+/// A member of the group as its credential names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupMember {
+    /// The leaf index (what the KID carries).
+    pub leaf: u32,
+    /// The user id in the member's basic credential (the ticket's user id for honest
+    /// members; the client checks it against the relay's roster).
+    pub user: String,
+}
+
+/// What applying a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochChange {
+    /// The new epoch.
+    pub epoch: u64,
+    /// Whether this member is still in the group (false: it was removed).
+    pub still_member: bool,
+}
+
+/// One member's MLS state: provider (in-memory storage), signing key, credential and,
+/// once created or joined, the group.
+pub struct MlsMember {
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+    user: String,
+    group: Option<MlsGroup>,
+    pending: Pending,
+}
+
+/// A commit waiting for the relay's answer.
+enum Pending {
+    /// Nothing pending.
+    None,
+    /// A commit of the current group, staged inside it.
+    Member,
+    /// An external join: the group it creates, installed only once the relay accepts.
+    External(Box<MlsGroup>),
+}
+
+impl std::fmt::Debug for MlsMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlsMember")
+            .field("user", &self.user)
+            .field("epoch", &self.epoch())
+            .field("leaf", &self.leaf_index())
+            .field("pending", &self.has_pending_commit())
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+impl MlsMember {
+    /// A member with a fresh Ed25519 signing key and a basic credential naming `user` (the
+    /// user id of its ticket).
+    ///
+    /// # Errors
+    /// [`MlsError::BadUserId`] for an empty or over-long user id, [`MlsError::Library`]
+    /// if key generation fails.
+    pub fn new(user: &str) -> Result<Self, MlsError> {
+        if user.is_empty() || user.len() > MAX_USER_ID_LEN {
+            return Err(MlsError::BadUserId(user.len()));
+        }
+        let provider = OpenMlsRustCrypto::default();
+        let signer =
+            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(MlsError::library)?;
+        signer
+            .store(provider.storage())
+            .map_err(MlsError::library)?;
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(user.as_bytes().to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        Ok(Self {
+            provider,
+            signer,
+            credential,
+            user: user.to_owned(),
+            group: None,
+            pending: Pending::None,
+        })
+    }
+
+    /// The user id this member's credential names.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Whether this member is in a group.
+    pub fn in_group(&self) -> bool {
+        self.group.as_ref().is_some_and(MlsGroup::is_active)
+    }
+
+    /// Whether a commit waits for the relay's answer.
+    pub fn has_pending_commit(&self) -> bool {
+        !matches!(self.pending, Pending::None)
+    }
+
+    fn group(&self) -> Result<&MlsGroup, MlsError> {
+        self.group
+            .as_ref()
+            .filter(|g| g.is_active())
+            .ok_or(MlsError::NoGroup)
+    }
+
+    /// The current epoch, or `None` outside a group.
+    pub fn epoch(&self) -> Option<u64> {
+        self.group().ok().map(|g| g.epoch().as_u64())
+    }
+
+    /// This member's leaf index, or `None` outside a group.
+    pub fn leaf_index(&self) -> Option<u32> {
+        self.group().ok().map(|g| g.own_leaf_index().u32())
+    }
+
+    /// The group's members, by leaf index. A credential that is not valid UTF-8 is shown
+    /// with replacement characters (and matches no roster user).
+    pub fn members(&self) -> Vec<GroupMember> {
+        let Ok(group) = self.group() else {
+            return Vec::new();
+        };
+        let mut members: Vec<GroupMember> = group
+            .members()
+            .map(|m| GroupMember {
+                leaf: m.index.u32(),
+                user: String::from_utf8_lossy(m.credential.serialized_content()).into_owned(),
+            })
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// Start a new group at epoch 0 with this member alone in it; returns its group info
+    /// for the relay to keep.
+    ///
+    /// # Errors
+    /// [`MlsError::Library`] if the MLS library fails.
+    pub fn create_group(&mut self, group_id: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let group = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &create_config(),
+            GroupId::from_slice(group_id),
+            self.credential.clone(),
+        )
+        .map_err(MlsError::library)?;
+        self.group = Some(group);
+        self.pending = Pending::None;
+        self.group_info()
+    }
+
+    /// Drop the group state (and any pending commit): this member will join again.
+    pub fn forget_group(&mut self) {
+        self.group = None;
+        self.pending = Pending::None;
+    }
+
+    /// The current epoch's group info with the ratchet tree, signed by this member.
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`] outside a group.
+    pub fn group_info(&self) -> Result<Vec<u8>, MlsError> {
+        let group = self.group()?;
+        let info = group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(MlsError::library)?;
+        info.tls_serialize_detached().map_err(MlsError::library)
+    }
+
+    /// Join the group whose group info the relay keeps, by external commit. The joined
+    /// state stays aside until the relay accepts the commit ([`Self::confirm_commit`]);
+    /// refused, it is dropped and the member joins again from the newer group info. Any
+    /// older group state of this member is dropped now: if its signing key still holds a
+    /// leaf (a rejoin after missed commits), the commit removes that leaf.
+    ///
+    /// # Errors
+    /// [`MlsError::Malformed`] for bytes that are not a group info,
+    /// [`MlsError::Refused`] for one that does not verify or is of another ciphersuite.
+    pub fn join_external(&mut self, group_info: &[u8]) -> Result<Commit, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(group_info)
+            .map_err(|e| MlsError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+            return Err(MlsError::Malformed("not a group info".into()));
+        };
+        if info.ciphersuite() != CIPHERSUITE {
+            return Err(MlsError::Refused("another ciphersuite".into()));
+        }
+        self.group = None;
+        self.pending = Pending::None;
+        let (group, bundle) = MlsGroup::external_commit_builder()
+            .with_config(join_config())
+            .build_group(&self.provider, info, self.credential.clone())
+            .map_err(MlsError::refused)?
+            .load_psks(self.provider.storage())
+            .map_err(MlsError::library)?
+            .build(
+                self.provider.rand(),
+                self.provider.crypto(),
+                &self.signer,
+                |_| true,
+            )
+            .map_err(MlsError::refused)?
+            .finalize(&self.provider)
+            .map_err(MlsError::refused)?;
+        let epoch = group.epoch().as_u64().saturating_sub(1);
+        let group_info = group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(MlsError::library)?
+            .tls_serialize_detached()
+            .map_err(MlsError::library)?;
+        let (commit, _, _) = bundle.into_contents();
+        self.pending = Pending::External(Box::new(group));
+        Ok(Commit {
+            epoch,
+            commit: commit.tls_serialize_detached().map_err(MlsError::library)?,
+            group_info,
+        })
+    }
+
+    /// A key package of this member (its credential and a fresh init key), encoded as an
+    /// MLS message, for a member of a group to add it with [`Self::add`].
+    ///
+    /// # Errors
+    /// [`MlsError::Library`] if the MLS library fails.
+    pub fn key_package(&self) -> Result<Vec<u8>, MlsError> {
+        let bundle = KeyPackage::builder()
+            .build(
+                CIPHERSUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
+            .map_err(MlsError::library)?;
+        MlsMessageOut::from(bundle.key_package().clone())
+            .tls_serialize_detached()
+            .map_err(MlsError::library)
+    }
+
+    /// Commit the addition of the members whose key packages ([`Self::key_package`]) are
+    /// given; returns the commit (pending until the relay answers, as every commit) and the
+    /// Welcome for the added members. Members of a room join by external commit by
+    /// themselves (`docs/MLS.md`); adding is for building a group out of band, as the
+    /// tests and benchmarks of large groups do, in one commit.
+    ///
+    /// # Errors
+    /// [`MlsError::Malformed`] for bytes that are not a key package, [`MlsError::Refused`]
+    /// for one that does not verify or cannot be added, [`MlsError::NoGroup`],
+    /// [`MlsError::CommitPending`].
+    pub fn add(&mut self, key_packages: &[Vec<u8>]) -> Result<(Commit, Vec<u8>), MlsError> {
+        let mut packages = Vec::with_capacity(key_packages.len());
+        for bytes in key_packages {
+            let message = MlsMessageIn::tls_deserialize_exact(bytes)
+                .map_err(|e| MlsError::Malformed(e.to_string()))?;
+            let MlsMessageBodyIn::KeyPackage(package) = message.extract() else {
+                return Err(MlsError::Malformed("not a key package".into()));
+            };
+            packages.push(
+                package
+                    .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+                    .map_err(MlsError::refused)?,
+            );
+        }
+        let mut welcome = Vec::new();
+        let commit = self.stage(|group, provider, signer| {
+            let (commit, message, info) = group
+                .add_members(provider, signer, &packages)
+                .map_err(MlsError::refused)?;
+            welcome = message
+                .tls_serialize_detached()
+                .map_err(MlsError::library)?;
+            Ok((commit, info))
+        })?;
+        Ok((commit, welcome))
+    }
+
+    /// Enter the group from a Welcome that a member's [`Self::add`] made for this
+    /// member's key package (the ratchet tree comes in the Welcome).
+    ///
+    /// # Errors
+    /// [`MlsError::Malformed`] for bytes that are not a Welcome, [`MlsError::Refused`]
+    /// for one that is not for this member's key package or does not verify.
+    pub fn join_welcome(&mut self, welcome: &[u8]) -> Result<(), MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome)
+            .map_err(|e| MlsError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(MlsError::Malformed("not a welcome".into()));
+        };
+        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(MlsError::refused)?
+            .into_group(&self.provider)
+            .map_err(MlsError::refused)?;
+        self.group = Some(group);
+        self.pending = Pending::None;
+        Ok(())
+    }
+
+    /// Commit the removal of the members at `leaves` (members that left the room). The
+    /// commit is pending until the relay answers.
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`], [`MlsError::CommitPending`], [`MlsError::Refused`] for a
+    /// leaf that is not in the group or is this member's own.
+    pub fn remove(&mut self, leaves: &[u32]) -> Result<Commit, MlsError> {
+        self.stage(|group, provider, signer| {
+            let leaves: Vec<LeafNodeIndex> =
+                leaves.iter().map(|&l| LeafNodeIndex::new(l)).collect();
+            let (commit, _, info) = group
+                .remove_members(provider, signer, &leaves)
+                .map_err(MlsError::refused)?;
+            Ok((commit, info))
+        })
+    }
+
+    /// Commit a fresh leaf key for this member (post-compromise security, or to move the
+    /// group to a new epoch for any other reason).
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`], [`MlsError::CommitPending`].
+    pub fn update(&mut self) -> Result<Commit, MlsError> {
+        self.stage(|group, provider, signer| {
+            let bundle = group
+                .self_update(provider, signer, LeafNodeParameters::default())
+                .map_err(MlsError::refused)?;
+            let (commit, _, info) = bundle.into_contents();
+            Ok((commit, info))
+        })
+    }
+
+    fn stage(
+        &mut self,
+        build: impl FnOnce(
+            &mut MlsGroup,
+            &OpenMlsRustCrypto,
+            &SignatureKeyPair,
+        ) -> Result<(MlsMessageOut, Option<GroupInfo>), MlsError>,
+    ) -> Result<Commit, MlsError> {
+        if self.has_pending_commit() {
+            return Err(MlsError::CommitPending);
+        }
+        let Self {
+            provider,
+            signer,
+            group,
+            ..
+        } = self;
+        let group = group
+            .as_mut()
+            .filter(|g| g.is_active())
+            .ok_or(MlsError::NoGroup)?;
+        let epoch = group.epoch().as_u64();
+        let (commit, info) = build(group, provider, signer)?;
+        let commit = commit.tls_serialize_detached().map_err(MlsError::library)?;
+        // The group config asks for the ratchet tree extension, so every commit comes
+        // with the signed group info of the epoch it creates (with the external public
+        // key a newcomer needs).
+        let Some(info) = info else {
+            let _ = group.clear_pending_commit(provider.storage());
+            return Err(MlsError::Library("commit without a group info".into()));
+        };
+        let group_info = MlsMessageOut::from(info)
+            .tls_serialize_detached()
+            .map_err(MlsError::library)?;
+        self.pending = Pending::Member;
+        Ok(Commit {
+            epoch,
+            commit,
+            group_info,
+        })
+    }
+
+    /// The relay accepted the pending commit: the group moves to the new epoch.
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`] when nothing is pending, [`MlsError::Library`] if merging
+    /// fails.
+    pub fn confirm_commit(&mut self) -> Result<EpochChange, MlsError> {
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::None => Err(MlsError::NoGroup),
+            Pending::External(group) => {
+                self.group = Some(*group);
+                self.change()
+            }
+            Pending::Member => {
+                let Self {
+                    provider, group, ..
+                } = self;
+                let group = group.as_mut().ok_or(MlsError::NoGroup)?;
+                group
+                    .merge_pending_commit(provider)
+                    .map_err(MlsError::library)?;
+                self.change()
+            }
+        }
+    }
+
+    /// The relay refused the pending commit (another commit won its position): drop it.
+    /// The winner arrives through [`Self::handle_commit`]; the caller then decides again
+    /// whether its change is still needed.
+    pub fn discard_commit(&mut self) {
+        if let Pending::Member = std::mem::replace(&mut self.pending, Pending::None)
+            && let Some(group) = self.group.as_mut()
+        {
+            // Only storage can fail here, and it is in memory.
+            let _ = group.clear_pending_commit(self.provider.storage());
+        }
+    }
+
+    /// Apply a commit another member sent (as the relay forwarded it). A pending commit of
+    /// this member for the same epoch lost the race: it is dropped first.
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`] outside a group, [`MlsError::Malformed`] for bytes that are
+    /// not an MLS commit, [`MlsError::Refused`] for a commit that does not apply to this
+    /// epoch or does not verify. Every honest member refuses the same commit, so a
+    /// refused commit leaves the group as it was for all of them.
+    pub fn handle_commit(&mut self, commit: &[u8]) -> Result<EpochChange, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(commit)
+            .map_err(|e| MlsError::Malformed(e.to_string()))?;
+        let message = message
+            .try_into_protocol_message()
+            .map_err(|e| MlsError::Malformed(e.to_string()))?;
+        if self.has_pending_commit() {
+            self.discard_commit();
+        }
+        let Self {
+            provider, group, ..
+        } = self;
+        let group = group
+            .as_mut()
+            .filter(|g| g.is_active())
+            .ok_or(MlsError::NoGroup)?;
+        let processed = group
+            .process_message(provider, message)
+            .map_err(MlsError::refused)?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(MlsError::Malformed("not a commit".into()));
+        };
+        group
+            .merge_staged_commit(provider, *staged)
+            .map_err(MlsError::library)?;
+        self.change()
+    }
+
+    fn change(&self) -> Result<EpochChange, MlsError> {
+        let group = self.group.as_ref().ok_or(MlsError::NoGroup)?;
+        Ok(EpochChange {
+            epoch: group.epoch().as_u64(),
+            still_member: group.is_active(),
+        })
+    }
+
+    /// The SFrame base key of the current epoch (RFC 9605 section 5.2).
+    ///
+    /// # Errors
+    /// [`MlsError::NoGroup`] outside a group (or after removal).
+    pub fn epoch_keys(&self) -> Result<EpochKeys, MlsError> {
+        let group = self.group()?;
+        let exported = group
+            .export_secret(self.provider.crypto(), EXPORTER_LABEL, &[], BASE_KEY_LEN)
+            .map_err(MlsError::library)?;
+        let base_key: [u8; BASE_KEY_LEN] = exported
+            .as_slice()
+            .try_into()
+            .map_err(|_| MlsError::Library("exporter returned a short secret".into()))?;
+        let mut exported = exported;
+        zeroize::Zeroize::zeroize(&mut exported[..]);
+        Ok(EpochKeys::from_exported(group.epoch().as_u64(), base_key))
+    }
+}

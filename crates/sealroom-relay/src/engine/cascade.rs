@@ -1,0 +1,824 @@
+//! The cascade: members of a room connected to other nodes, and what this node tells those
+//! nodes about its own members.
+//!
+//! A node that has members of a room forwards its local publishers' frames to every other
+//! node that has members of that room, once per node-to-node link whatever the number of
+//! members behind it. This module keeps, per link, the remote members each peer announced
+//! (with their tracks), so that local members see them in their roster and hear them join
+//! and leave, and so that forwarding knows which links want a room's frames. What the core
+//! must tell peers comes out of [`RelayCore::poll_cascade`] as [`CascadeEvent`]s; what peers
+//! tell goes in through [`RelayCore::handle_link_event`].
+//!
+//! Member ids are unique per node across all its rooms while the cascade is on: the node's
+//! index sits in the high bits ([`MEMBER_ID_NODE_SHIFT`]), so ids from different nodes
+//! never collide, and a frame from a link names its room by its sender alone. Frames from a
+//! link go to local members only: every node sends its own publishers' frames to every
+//! interested node directly, so nothing is forwarded twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use sealroom_frame::control::{ControlMessage, LeaveReason, MemberInfo, TrackInfo};
+use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
+use serde::{Deserialize, Serialize};
+
+use super::{ConnId, DropReason, KeyframeOutcome, Now, Output, RelayCore, RoomKey};
+
+/// Bits of a member id below the node index.
+pub const MEMBER_ID_NODE_SHIFT: u32 = 20;
+
+/// The largest node index (12 bits above [`MEMBER_ID_NODE_SHIFT`]).
+pub const MAX_NODE_INDEX: u16 = (1 << (32 - MEMBER_ID_NODE_SHIFT)) - 1;
+
+/// What one node tells another about a room both serve. Postcard-encoded on the link's
+/// cascade stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CascadeEvent {
+    /// A member of the sending node is in `room` (on join, and for every member when a link
+    /// comes up).
+    MemberJoined {
+        /// The room.
+        room: RoomKey,
+        /// Who, with the tracks it publishes.
+        member: MemberInfo,
+        /// Whether the member may receive (its ticket's subscribe grant): a link whose
+        /// members of a room all lack it gets none of the room's frames.
+        subscribes: bool,
+    },
+    /// A member of the sending node left `room`.
+    MemberLeft {
+        /// The room.
+        room: RoomKey,
+        /// Who.
+        member: MemberId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A member of the sending node published a track.
+    TrackPublished {
+        /// The room.
+        room: RoomKey,
+        /// Who.
+        member: MemberId,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A member of the sending node stopped publishing a track.
+    TrackUnpublished {
+        /// The room.
+        room: RoomKey,
+        /// Who.
+        member: MemberId,
+        /// The track.
+        track: TrackId,
+    },
+    /// A member behind the sending node asks the receiving node's `publisher` for a
+    /// keyframe of `track` (or the sending node does, for a receiver behind it that fell
+    /// behind on a group).
+    KeyframeRequest {
+        /// The publisher, a member of the receiving node.
+        publisher: MemberId,
+        /// Its video track.
+        track: TrackId,
+    },
+}
+
+/// Where a [`CascadeEvent`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// Every link up.
+    All,
+    /// One link.
+    One(ConnId),
+}
+
+/// Why the core refused what a peer node said. The link stays up; the driver counts the
+/// refusal (`sealroom_cluster_link_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CascadeError {
+    /// The connection is not a link (or no longer is).
+    #[error("not a node link")]
+    NotALink,
+    /// The room's app is not served by this node.
+    #[error("the room's app is not served by this node")]
+    UnknownApp,
+    /// The member id is already in use in the room (by a local member or another link's).
+    #[error("the member id is already in use in the room")]
+    DuplicateMember,
+    /// The member is not one this link announced.
+    #[error("no such member behind this link")]
+    UnknownMember,
+    /// The link announced more members or rooms than this node keeps for one peer.
+    #[error("more remote members or rooms than the limits allow")]
+    OverLimit,
+}
+
+impl CascadeError {
+    /// Every refusal, for exporting zeroed counters.
+    pub const ALL: [Self; 5] = [
+        Self::NotALink,
+        Self::UnknownApp,
+        Self::DuplicateMember,
+        Self::UnknownMember,
+        Self::OverLimit,
+    ];
+
+    /// A stable lowercase label (metrics).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::NotALink => "not_a_link",
+            Self::UnknownApp => "unknown_app",
+            Self::DuplicateMember => "duplicate_member",
+            Self::UnknownMember => "unknown_member",
+            Self::OverLimit => "over_limit",
+        }
+    }
+}
+
+/// A member of another node, as this node keeps it.
+#[derive(Debug)]
+struct Remote {
+    link: ConnId,
+    info: MemberInfo,
+    subscribes: bool,
+    /// When this member was last asked for a keyframe, per track.
+    keyframe_asked: Vec<(TrackId, Instant)>,
+}
+
+/// The members of one room behind links.
+#[derive(Debug, Default)]
+struct RemoteRoom {
+    members: BTreeMap<MemberId, Remote>,
+    /// Links with at least one member of the room that subscribes, with how many.
+    links: Vec<(ConnId, usize)>,
+}
+
+/// What one link announced.
+#[derive(Debug, Default)]
+struct LinkState {
+    /// Rooms with members behind the link, with how many.
+    rooms: HashMap<RoomKey, usize>,
+    /// Frames this node forwarded over the link.
+    frames_out: u64,
+    /// Frames received from the link and accepted.
+    frames_in: u64,
+}
+
+/// The cascade's state inside the core.
+#[derive(Debug)]
+pub(super) struct Cascade {
+    node_index: u16,
+    next_id: u32,
+    links: HashMap<ConnId, LinkState>,
+    /// Local members and their rooms (ids are unique per node).
+    local: HashMap<MemberId, RoomKey>,
+    remote: HashMap<RoomKey, RemoteRoom>,
+    /// A remote member's room, by the link it is behind.
+    remote_rooms: HashMap<(ConnId, MemberId), RoomKey>,
+    events: VecDeque<(LinkTarget, CascadeEvent)>,
+    /// Where new joins go instead of this node (set from the directory's loads).
+    redirect: Option<String>,
+}
+
+/// A link's counters, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkCounters {
+    /// Frames forwarded over the link.
+    pub frames_out: u64,
+    /// Frames received from the link and accepted.
+    pub frames_in: u64,
+    /// Remote members behind the link.
+    pub members: usize,
+}
+
+impl Cascade {
+    fn new(node_index: u16) -> Self {
+        Self {
+            node_index,
+            next_id: 1,
+            links: HashMap::new(),
+            local: HashMap::new(),
+            remote: HashMap::new(),
+            remote_rooms: HashMap::new(),
+            events: VecDeque::new(),
+            redirect: None,
+        }
+    }
+
+    fn base(&self) -> u32 {
+        u32::from(self.node_index) << MEMBER_ID_NODE_SHIFT
+    }
+
+    /// A member id unique on this node: the node index above a counter that wraps, skipping
+    /// ids in use.
+    pub(super) fn allocate(&mut self) -> MemberId {
+        let span = 1u32 << MEMBER_ID_NODE_SHIFT;
+        loop {
+            let n = self.next_id;
+            self.next_id = if n + 1 >= span { 1 } else { n + 1 };
+            let id = self.base() | n;
+            if !self.local.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn announce(&mut self, event: CascadeEvent) {
+        if !self.links.is_empty() {
+            self.events.push_back((LinkTarget::All, event));
+        }
+    }
+
+    pub(super) fn local_joined(&mut self, key: &RoomKey, info: MemberInfo, subscribes: bool) {
+        self.local.insert(info.member, key.clone());
+        self.announce(CascadeEvent::MemberJoined {
+            room: key.clone(),
+            member: info,
+            subscribes,
+        });
+    }
+
+    pub(super) fn local_left(&mut self, key: &RoomKey, member: MemberId, reason: LeaveReason) {
+        if self.local.remove(&member).is_some() {
+            self.announce(CascadeEvent::MemberLeft {
+                room: key.clone(),
+                member,
+                reason,
+            });
+        }
+    }
+
+    pub(super) fn local_track(&mut self, key: &RoomKey, member: MemberId, track: TrackInfo) {
+        self.announce(CascadeEvent::TrackPublished {
+            room: key.clone(),
+            member,
+            track,
+        });
+    }
+
+    pub(super) fn local_untrack(&mut self, key: &RoomKey, member: MemberId, track: TrackId) {
+        self.announce(CascadeEvent::TrackUnpublished {
+            room: key.clone(),
+            member,
+            track,
+        });
+    }
+
+    /// Add to `receivers` each link that wants the room's frames, once.
+    pub(super) fn add_links(&mut self, key: &RoomKey, receivers: &mut Vec<ConnId>) {
+        let Some(room) = self.remote.get(key) else {
+            return;
+        };
+        for (link, _) in &room.links {
+            receivers.push(*link);
+            if let Some(state) = self.links.get_mut(link) {
+                state.frames_out += 1;
+            }
+        }
+    }
+
+    /// The members behind links in `key`, for a joining member's roster.
+    pub(super) fn roster(&self, key: &RoomKey) -> impl Iterator<Item = MemberInfo> + '_ {
+        self.remote
+            .get(key)
+            .into_iter()
+            .flat_map(|room| room.members.values().map(|r| r.info.clone()))
+    }
+
+    fn remove_remote(&mut self, key: &RoomKey, member: MemberId) -> Option<Remote> {
+        let room = self.remote.get_mut(key)?;
+        let remote = room.members.remove(&member)?;
+        self.remote_rooms.remove(&(remote.link, member));
+        if remote.subscribes
+            && let Some(pos) = room.links.iter().position(|(l, _)| *l == remote.link)
+        {
+            room.links[pos].1 -= 1;
+            if room.links[pos].1 == 0 {
+                room.links.swap_remove(pos);
+            }
+        }
+        if room.members.is_empty() {
+            self.remote.remove(key);
+        }
+        if let Some(link) = self.links.get_mut(&remote.link)
+            && let Some(count) = link.rooms.get_mut(key)
+        {
+            *count -= 1;
+            if *count == 0 {
+                link.rooms.remove(key);
+            }
+        }
+        Some(remote)
+    }
+}
+
+impl RelayCore {
+    /// Turn the cascade on, with this node's index in the cluster (1 to
+    /// [`MAX_NODE_INDEX`]): member ids become unique per node (the index in their high
+    /// bits), and local membership changes are queued for the links
+    /// ([`poll_cascade`](Self::poll_cascade)). Call before the first join.
+    pub fn enable_cascade(&mut self, node_index: u16) {
+        self.cascade = Some(Cascade::new(node_index.clamp(1, MAX_NODE_INDEX)));
+    }
+
+    /// Send new joins to the node at `address` (`host:port` of its relay) instead of
+    /// admitting them, with a `Redirect` (`None`: admit them here). Members already here
+    /// stay. Only while the cascade is on.
+    pub fn set_redirect(&mut self, address: Option<String>) {
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.redirect = address;
+        }
+    }
+
+    pub(super) fn redirect_target(&self) -> Option<String> {
+        self.cascade.as_ref()?.redirect.clone()
+    }
+
+    /// Answer `conn`'s join with a `Redirect` to `address` and close it (with
+    /// `Overloaded`, which a client that does not know redirects retries elsewhere).
+    pub(super) fn redirect(&mut self, conn: ConnId, address: String) {
+        self.forget_conn(conn);
+        self.outputs.push_back(Output::Send {
+            conn,
+            message: ControlMessage::Redirect { address },
+        });
+        self.outputs.push_back(Output::Close {
+            conn,
+            code: Some(sealroom_frame::control::ErrorCode::Overloaded),
+        });
+    }
+
+    /// Whether the cascade is on.
+    pub fn cascade_enabled(&self) -> bool {
+        self.cascade.is_some()
+    }
+
+    /// The next event to send to peer nodes, in order.
+    #[must_use]
+    pub fn poll_cascade(&mut self) -> Option<(LinkTarget, CascadeEvent)> {
+        self.cascade.as_mut()?.events.pop_front()
+    }
+
+    /// An authenticated link to another node is up on `link`: it is told every local
+    /// member (with its tracks), and from now on every change.
+    pub fn handle_link_up(&mut self, link: ConnId) {
+        let Some(cascade) = self.cascade.as_mut() else {
+            return;
+        };
+        cascade.links.insert(link, LinkState::default());
+        for (key, room) in &self.rooms {
+            for (id, member) in &room.members {
+                cascade.events.push_back((
+                    LinkTarget::One(link),
+                    CascadeEvent::MemberJoined {
+                        room: key.clone(),
+                        member: member.info(*id),
+                        subscribes: member.grants.subscribe,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// The link on `link` is gone: every member behind it leaves the rooms here with
+    /// `reason` (their node may still have them; they come back when a link does).
+    pub fn handle_link_down(&mut self, link: ConnId, reason: LeaveReason) {
+        let Some(cascade) = self.cascade.as_mut() else {
+            return;
+        };
+        let Some(state) = cascade.links.remove(&link) else {
+            return;
+        };
+        cascade
+            .events
+            .retain(|(to, _)| *to != LinkTarget::One(link));
+        let gone: Vec<(RoomKey, MemberId)> = cascade
+            .remote_rooms
+            .iter()
+            .filter(|((l, _), _)| *l == link)
+            .map(|((_, member), key)| (key.clone(), *member))
+            .collect();
+        drop(state);
+        for (key, member) in &gone {
+            if let Some(cascade) = self.cascade.as_mut() {
+                cascade.remove_remote(key, *member);
+            }
+            self.tell_locals_left(key, *member, reason);
+        }
+    }
+
+    /// Links up, each with its counters.
+    pub fn links(&self) -> Vec<(ConnId, LinkCounters)> {
+        let Some(cascade) = &self.cascade else {
+            return Vec::new();
+        };
+        cascade
+            .links
+            .iter()
+            .map(|(link, state)| {
+                let counters = LinkCounters {
+                    frames_out: state.frames_out,
+                    frames_in: state.frames_in,
+                    members: state.rooms.values().sum(),
+                };
+                (*link, counters)
+            })
+            .collect()
+    }
+
+    /// Members behind links, per room: (room, member, user, link).
+    pub fn remote_members(&self) -> Vec<(RoomKey, MemberId, String, ConnId)> {
+        let Some(cascade) = &self.cascade else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = cascade
+            .remote
+            .iter()
+            .flat_map(|(key, room)| {
+                room.members
+                    .iter()
+                    .map(|(id, m)| (key.clone(), *id, m.info.user.clone(), m.link))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    fn tell_locals_left(&mut self, key: &RoomKey, member: MemberId, reason: LeaveReason) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        for other in room.members.values_mut() {
+            other.subscriptions.forget_member(member);
+            self.outputs.push_back(Output::Send {
+                conn: other.conn,
+                message: ControlMessage::MemberLeft { member, reason },
+            });
+        }
+    }
+
+    fn tell_locals(&mut self, key: &RoomKey, message: &ControlMessage) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        for other in room.members.values() {
+            self.outputs.push_back(Output::Send {
+                conn: other.conn,
+                message: message.clone(),
+            });
+        }
+    }
+
+    /// What the peer node on `link` said.
+    ///
+    /// # Errors
+    /// [`CascadeError`] when the link is unknown or the event breaks a rule (an app this
+    /// node does not serve, a member id in use, a member it never announced, over the
+    /// bounds); nothing changes then.
+    pub fn handle_link_event(
+        &mut self,
+        link: ConnId,
+        event: CascadeEvent,
+        now: Now,
+    ) -> Result<(), CascadeError> {
+        let known = self
+            .cascade
+            .as_ref()
+            .is_some_and(|c| c.links.contains_key(&link));
+        if !known {
+            return Err(CascadeError::NotALink);
+        }
+        match event {
+            CascadeEvent::MemberJoined {
+                room,
+                member,
+                subscribes,
+            } => self.link_member_joined(link, room, member, subscribes),
+            CascadeEvent::MemberLeft {
+                room,
+                member,
+                reason,
+            } => {
+                self.check_owner(link, &room, member)?;
+                if let Some(cascade) = self.cascade.as_mut() {
+                    cascade.remove_remote(&room, member);
+                }
+                self.tell_locals_left(&room, member, reason);
+                Ok(())
+            }
+            CascadeEvent::TrackPublished {
+                room,
+                member,
+                track,
+            } => {
+                self.check_owner(link, &room, member)?;
+                self.remote_track(&room, member, track)
+            }
+            CascadeEvent::TrackUnpublished {
+                room,
+                member,
+                track,
+            } => {
+                self.check_owner(link, &room, member)?;
+                if let Some(remote) = self
+                    .cascade
+                    .as_mut()
+                    .and_then(|c| c.remote.get_mut(&room))
+                    .and_then(|r| r.members.get_mut(&member))
+                {
+                    let before = remote.info.tracks.len();
+                    remote.info.tracks.retain(|t| t.track != track);
+                    if remote.info.tracks.len() == before {
+                        return Ok(());
+                    }
+                }
+                if let Some(local) = self.rooms.get_mut(&room) {
+                    for other in local.members.values_mut() {
+                        other.subscriptions.forget_track(member, track);
+                    }
+                }
+                self.tell_locals(&room, &ControlMessage::TrackUnpublished { member, track });
+                Ok(())
+            }
+            CascadeEvent::KeyframeRequest { publisher, track } => {
+                let key = self
+                    .cascade
+                    .as_ref()
+                    .and_then(|c| c.local.get(&publisher))
+                    .cloned()
+                    .ok_or(CascadeError::UnknownMember)?;
+                self.ask_for_keyframe(&key, 0, publisher, track, now);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_owner(
+        &self,
+        link: ConnId,
+        room: &RoomKey,
+        member: MemberId,
+    ) -> Result<(), CascadeError> {
+        let owner = self
+            .cascade
+            .as_ref()
+            .and_then(|c| c.remote_rooms.get(&(link, member)));
+        if owner == Some(room) {
+            Ok(())
+        } else {
+            Err(CascadeError::UnknownMember)
+        }
+    }
+
+    fn link_member_joined(
+        &mut self,
+        link: ConnId,
+        key: RoomKey,
+        mut info: MemberInfo,
+        subscribes: bool,
+    ) -> Result<(), CascadeError> {
+        if !self.apps.contains_key(&key.app) {
+            return Err(CascadeError::UnknownApp);
+        }
+        let max_members = self.limits.max_members_per_room;
+        let max_rooms = self
+            .limits
+            .max_rooms_per_app
+            .saturating_mul(self.apps.len());
+        let max_tracks = self.limits.max_tracks_per_member;
+        let local_taken = self
+            .rooms
+            .get(&key)
+            .is_some_and(|r| r.members.contains_key(&info.member));
+        let Some(cascade) = self.cascade.as_mut() else {
+            return Err(CascadeError::NotALink);
+        };
+        if local_taken || cascade.local.contains_key(&info.member) {
+            return Err(CascadeError::DuplicateMember);
+        }
+        if let Some(existing) = cascade
+            .remote
+            .get(&key)
+            .and_then(|r| r.members.get(&info.member))
+        {
+            if existing.link != link {
+                return Err(CascadeError::DuplicateMember);
+            }
+            // Announced again (a snapshot after a change): take the newer view.
+            cascade.remove_remote(&key, info.member);
+        }
+        let state = cascade.links.get(&link).ok_or(CascadeError::NotALink)?;
+        let in_room = state.rooms.get(&key).copied().unwrap_or(0);
+        if in_room >= max_members || (in_room == 0 && state.rooms.len() >= max_rooms) {
+            return Err(CascadeError::OverLimit);
+        }
+        info.tracks.truncate(max_tracks);
+        let member = info.member;
+        let room = cascade.remote.entry(key.clone()).or_default();
+        room.members.insert(
+            member,
+            Remote {
+                link,
+                info: info.clone(),
+                subscribes,
+                keyframe_asked: Vec::new(),
+            },
+        );
+        if subscribes {
+            match room.links.iter_mut().find(|(l, _)| *l == link) {
+                Some((_, n)) => *n += 1,
+                None => room.links.push((link, 1)),
+            }
+        }
+        cascade.remote_rooms.insert((link, member), key.clone());
+        if let Some(state) = cascade.links.get_mut(&link) {
+            *state.rooms.entry(key.clone()).or_default() += 1;
+        }
+        self.tell_locals(&key, &ControlMessage::MemberJoined(info));
+        Ok(())
+    }
+
+    /// A remote member's track is known here (from its node, or from its first frame).
+    fn remote_track(
+        &mut self,
+        key: &RoomKey,
+        member: MemberId,
+        track: TrackInfo,
+    ) -> Result<(), CascadeError> {
+        let max_tracks = self.limits.max_tracks_per_member;
+        let Some(remote) = self
+            .cascade
+            .as_mut()
+            .and_then(|c| c.remote.get_mut(key))
+            .and_then(|r| r.members.get_mut(&member))
+        else {
+            return Err(CascadeError::UnknownMember);
+        };
+        let count = remote.info.tracks.len();
+        match remote
+            .info
+            .tracks
+            .iter_mut()
+            .find(|t| t.track == track.track)
+        {
+            Some(existing) if existing.kind == track.kind => return Ok(()),
+            Some(existing) => existing.kind = track.kind,
+            None if count >= max_tracks => {
+                return Err(CascadeError::OverLimit);
+            }
+            None => remote.info.tracks.push(track),
+        }
+        self.tell_locals(key, &ControlMessage::TrackPublished { member, track });
+        Ok(())
+    }
+
+    /// A frame from the node on `link`: it goes to the local members of the sender's room
+    /// that subscribe to the track, never to another link.
+    pub(super) fn handle_link_frame(
+        &mut self,
+        link: ConnId,
+        envelope: &Envelope,
+        encoded_len: usize,
+    ) -> Result<&[ConnId], DropReason> {
+        let max_len = match envelope.kind {
+            MediaKind::Data => self
+                .limits
+                .max_data_frame_len
+                .min(self.limits.max_frame_len),
+            MediaKind::Audio | MediaKind::Video => self.limits.max_frame_len,
+        };
+        if encoded_len > max_len {
+            return Err(DropReason::TooLarge);
+        }
+        let key = self
+            .cascade
+            .as_ref()
+            .and_then(|c| c.remote_rooms.get(&(link, envelope.sender)))
+            .cloned()
+            .ok_or(DropReason::NotJoined)?;
+        let known = self
+            .cascade
+            .as_ref()
+            .and_then(|c| c.remote.get(&key))
+            .and_then(|r| r.members.get(&envelope.sender))
+            .and_then(|m| m.info.tracks.iter().find(|t| t.track == envelope.track))
+            .map(|t| t.kind);
+        match known {
+            Some(kind) if kind != envelope.kind => return Err(DropReason::KindMismatch),
+            Some(_) => {}
+            None => {
+                let track = TrackInfo {
+                    track: envelope.track,
+                    kind: envelope.kind,
+                };
+                self.remote_track(&key, envelope.sender, track)
+                    .map_err(|_| DropReason::TooManyTracks)?;
+            }
+        }
+        if let Some(state) = self.cascade.as_mut().and_then(|c| c.links.get_mut(&link)) {
+            state.frames_in += 1;
+        }
+        self.receivers.clear();
+        if let Some(room) = self.rooms.get(&key) {
+            for other in room.members.values() {
+                if other.grants.subscribe
+                    && other.subscriptions.wants(envelope.sender, envelope.track)
+                {
+                    self.receivers.push(other.conn);
+                }
+            }
+        }
+        Ok(&self.receivers)
+    }
+
+    /// A local member asks a member behind a link for a keyframe: the request goes to its
+    /// node, coalesced per publisher track like local requests.
+    pub(super) fn ask_remote_for_keyframe(
+        &mut self,
+        key: &RoomKey,
+        publisher: MemberId,
+        track: TrackId,
+        now: Now,
+    ) -> KeyframeOutcome {
+        let interval = self.limits.keyframe_request_interval();
+        let Some(cascade) = self.cascade.as_mut() else {
+            return KeyframeOutcome::Ignored;
+        };
+        let Some(remote) = cascade
+            .remote
+            .get_mut(key)
+            .and_then(|r| r.members.get_mut(&publisher))
+        else {
+            return KeyframeOutcome::Ignored;
+        };
+        let is_video = remote
+            .info
+            .tracks
+            .iter()
+            .any(|t| t.track == track && t.kind == MediaKind::Video);
+        if !is_video {
+            return KeyframeOutcome::Ignored;
+        }
+        match remote.keyframe_asked.iter_mut().find(|(t, _)| *t == track) {
+            Some((_, at)) if now.instant.saturating_duration_since(*at) < interval => {
+                return KeyframeOutcome::Coalesced;
+            }
+            Some((_, at)) => *at = now.instant,
+            None => remote.keyframe_asked.push((track, now.instant)),
+        }
+        let link = remote.link;
+        cascade.events.push_back((
+            LinkTarget::One(link),
+            CascadeEvent::KeyframeRequest { publisher, track },
+        ));
+        KeyframeOutcome::Forwarded
+    }
+
+    /// The egress towards `link` gave up on a video group of a local `sender`: ask the
+    /// sender for a keyframe on the link's behalf.
+    pub(super) fn link_stale_group(
+        &mut self,
+        link: ConnId,
+        sender: MemberId,
+        track: TrackId,
+        now: Now,
+    ) -> KeyframeOutcome {
+        let key = self
+            .cascade
+            .as_ref()
+            .filter(|c| c.links.contains_key(&link))
+            .and_then(|c| c.local.get(&sender))
+            .cloned();
+        match key {
+            Some(key) => self.ask_for_keyframe(&key, 0, sender, track, now),
+            None => KeyframeOutcome::Ignored,
+        }
+    }
+
+    /// Whether `conn` is a link.
+    pub fn is_link(&self, conn: ConnId) -> bool {
+        self.cascade
+            .as_ref()
+            .is_some_and(|c| c.links.contains_key(&conn))
+    }
+
+    /// Remote rooms this node knows members of, with the links they are behind.
+    pub fn remote_room_links(&self) -> Vec<(RoomKey, Vec<ConnId>)> {
+        let Some(cascade) = &self.cascade else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = cascade
+            .remote
+            .iter()
+            .map(|(key, room)| {
+                let links: HashSet<ConnId> = room.members.values().map(|m| m.link).collect();
+                let mut links: Vec<ConnId> = links.into_iter().collect();
+                links.sort();
+                (key.clone(), links)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}

@@ -1,0 +1,307 @@
+//! The cascade between two cores: each node's core with a link to the other, events
+//! carried by hand, as the node drivers carry them over QUIC.
+
+use super::*;
+
+/// The link each node sees the other on.
+const LINK: ConnId = ConnId(1000);
+
+/// Two nodes, indices 1 and 2, linked both ways.
+fn pair() -> (Harness, Harness) {
+    let mut a = Harness::new(Limits::default());
+    let mut b = Harness::new(Limits::default());
+    a.core.enable_cascade(1);
+    b.core.enable_cascade(2);
+    a.core.handle_link_up(LINK);
+    b.core.handle_link_up(LINK);
+    (a, b)
+}
+
+/// Carry every queued cascade event from `from` to `to`; returns how many.
+fn carry(from: &mut Harness, to: &mut Harness) -> usize {
+    let mut n = 0;
+    while let Some((target, event)) = from.core.poll_cascade() {
+        assert!(matches!(target, LinkTarget::All | LinkTarget::One(LINK)));
+        to.core
+            .handle_link_event(LINK, event, to.now)
+            .expect("a valid event");
+        n += 1;
+    }
+    n
+}
+
+fn video(sender: MemberId, track: TrackId) -> Envelope {
+    Envelope {
+        kind: MediaKind::Video,
+        flags: Flags::GROUP_START,
+        sender,
+        track,
+        group: 1,
+        seq: 0,
+        timestamp_us: 0,
+    }
+}
+
+#[test]
+fn member_ids_carry_the_node_index_and_never_collide_across_nodes() {
+    let (mut a, mut b) = pair();
+    let (_, ma) = a.join("alice", "r");
+    let (_, mb) = b.join("bob", "r");
+    assert_eq!(ma >> MEMBER_ID_NODE_SHIFT, 1);
+    assert_eq!(mb >> MEMBER_ID_NODE_SHIFT, 2);
+    // Unique per node across rooms too, so a frame names its room by its sender alone.
+    let (_, mc) = a.join("carol", "other-room");
+    assert_ne!(mc, ma);
+}
+
+#[test]
+fn remote_members_join_the_roster_and_leave_with_their_link() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    carry(&mut a, &mut b);
+    let (cb, _) = b.join("bob", "r");
+    // Bob hears of Alice, who is on the other node, right after his Joined.
+    let to_bob = b.sent_to(cb);
+    assert!(to_bob.iter().any(
+        |m| matches!(m, ControlMessage::MemberJoined(info) if info.member == ma && info.user == "alice")
+    ));
+    // Alice hears Bob join through the link.
+    carry(&mut b, &mut a);
+    let to_alice = a.sent_to(ca);
+    assert!(
+        to_alice
+            .iter()
+            .any(|m| matches!(m, ControlMessage::MemberJoined(info) if info.user == "bob"))
+    );
+    // The link goes down: Bob sees Alice leave, timed out.
+    b.core.handle_link_down(LINK, LeaveReason::TimedOut);
+    assert!(b.sent_to(cb).contains(&ControlMessage::MemberLeft {
+        member: ma,
+        reason: LeaveReason::TimedOut
+    }));
+    assert!(b.core.remote_members().is_empty());
+}
+
+#[test]
+fn a_frame_crosses_the_link_once_whatever_the_members_behind_it() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    let (cb1, _) = b.join("bob", "r");
+    let (cb2, _) = b.join("bea", "r");
+    let (cb3, _) = b.join("ben", "r");
+    carry(&mut b, &mut a);
+    carry(&mut a, &mut b);
+    let receivers = a
+        .frame(ca, ma, MediaKind::Audio, 1, 100)
+        .expect("forwarded");
+    assert_eq!(
+        receivers,
+        vec![LINK],
+        "one copy for the link, none per member"
+    );
+    // At node B the frame from the link reaches its three members, and no link.
+    let envelope = Envelope {
+        kind: MediaKind::Audio,
+        ..video(ma, 1)
+    };
+    let mut at_b = b
+        .core
+        .handle_frame(LINK, &envelope, 100, b.now)
+        .expect("delivered")
+        .to_vec();
+    at_b.sort();
+    assert_eq!(at_b, vec![cb1, cb2, cb3]);
+    assert_eq!(a.core.links()[0].1.frames_out, 1);
+    assert_eq!(b.core.links()[0].1.frames_in, 1);
+}
+
+#[test]
+fn no_frames_go_to_a_node_without_members_of_the_room() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    let (_, _) = a.join("amy", "r");
+    b.join("bob", "elsewhere");
+    carry(&mut b, &mut a);
+    let receivers = a
+        .frame(ca, ma, MediaKind::Audio, 1, 100)
+        .expect("forwarded");
+    assert!(!receivers.contains(&LINK));
+    assert_eq!(receivers.len(), 1);
+}
+
+#[test]
+fn frames_from_a_link_are_checked_against_what_it_announced() {
+    let (mut a, mut b) = pair();
+    let (_, ma) = a.join("alice", "r");
+    b.join("bob", "r");
+    carry(&mut a, &mut b);
+    // A sender the link never announced.
+    let stranger = video(ma + 1, 1);
+    assert_eq!(
+        b.core.handle_frame(LINK, &stranger, 100, b.now),
+        Err(DropReason::NotJoined)
+    );
+    // A connection that is not a link cannot use the cascade path.
+    let c = b.connect();
+    assert_eq!(
+        b.core.handle_frame(c, &video(ma, 1), 100, b.now),
+        Err(DropReason::NotJoined)
+    );
+    // Too large for this node.
+    let max = b.core.limits().max_frame_len;
+    assert_eq!(
+        b.core.handle_frame(LINK, &video(ma, 1), max + 1, b.now),
+        Err(DropReason::TooLarge)
+    );
+}
+
+#[test]
+fn a_peer_cannot_take_a_member_id_in_use_or_speak_for_another_link() {
+    let (mut a, mut b) = pair();
+    let (_, mb) = b.join("bob", "r");
+    let (_, ma) = a.join("alice", "r");
+    carry(&mut a, &mut b);
+    let claim = |member| CascadeEvent::MemberJoined {
+        room: RoomKey::new("app", "r"),
+        member: MemberInfo {
+            member,
+            user: "mallory".to_owned(),
+            tracks: Vec::new(),
+        },
+        subscribes: true,
+    };
+    assert_eq!(
+        b.core.handle_link_event(LINK, claim(mb), b.now),
+        Err(CascadeError::DuplicateMember)
+    );
+    let other = ConnId(2000);
+    b.core.handle_link_up(other);
+    assert_eq!(
+        b.core.handle_link_event(other, claim(ma), b.now),
+        Err(CascadeError::DuplicateMember)
+    );
+    let leave = CascadeEvent::MemberLeft {
+        room: RoomKey::new("app", "r"),
+        member: ma,
+        reason: LeaveReason::Left,
+    };
+    assert_eq!(
+        b.core.handle_link_event(other, leave, b.now),
+        Err(CascadeError::UnknownMember)
+    );
+    let unknown_app = CascadeEvent::MemberJoined {
+        room: RoomKey::new("nope", "r"),
+        member: MemberInfo {
+            member: 7 << MEMBER_ID_NODE_SHIFT,
+            user: "x".to_owned(),
+            tracks: Vec::new(),
+        },
+        subscribes: true,
+    };
+    assert_eq!(
+        b.core.handle_link_event(other, unknown_app, b.now),
+        Err(CascadeError::UnknownApp)
+    );
+    assert_eq!(
+        b.core.handle_link_event(ConnId(3000), claim(9), b.now),
+        Err(CascadeError::NotALink)
+    );
+}
+
+#[test]
+fn remote_members_per_room_are_bounded() {
+    let limits = Limits {
+        max_members_per_room: 2,
+        ..Limits::default()
+    };
+    let mut b = Harness::new(limits);
+    b.core.enable_cascade(2);
+    b.core.handle_link_up(LINK);
+    let claim = |n: u32| CascadeEvent::MemberJoined {
+        room: RoomKey::new("app", "r"),
+        member: MemberInfo {
+            member: (1 << MEMBER_ID_NODE_SHIFT) | n,
+            user: format!("u{n}"),
+            tracks: Vec::new(),
+        },
+        subscribes: true,
+    };
+    assert_eq!(b.core.handle_link_event(LINK, claim(1), b.now), Ok(()));
+    assert_eq!(b.core.handle_link_event(LINK, claim(2), b.now), Ok(()));
+    assert_eq!(
+        b.core.handle_link_event(LINK, claim(3), b.now),
+        Err(CascadeError::OverLimit)
+    );
+}
+
+#[test]
+fn keyframe_requests_travel_back_to_the_publishers_node() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    let (cb, _) = b.join("bob", "r");
+    carry(&mut b, &mut a);
+    carry(&mut a, &mut b);
+    // Alice publishes video; node A forwards it over the link, and B learns the track.
+    assert_eq!(
+        a.core.handle_frame(ca, &video(ma, 5), 200, a.now),
+        Ok(&[LINK][..])
+    );
+    carry(&mut a, &mut b);
+    b.outputs();
+    // Bob asks for a keyframe of Alice's track: it goes to node A ...
+    let ask = ControlMessage::KeyframeRequest {
+        member: ma,
+        track: 5,
+    };
+    assert_eq!(
+        b.core.handle_control(cb, ask.clone(), b.now),
+        ControlOutcome::Keyframe(KeyframeOutcome::Forwarded)
+    );
+    // ... coalesced within the interval ...
+    assert_eq!(
+        b.core.handle_control(cb, ask, b.now),
+        ControlOutcome::Keyframe(KeyframeOutcome::Coalesced)
+    );
+    a.outputs();
+    assert_eq!(carry(&mut b, &mut a), 1);
+    // ... where Alice hears it.
+    assert!(
+        a.sent_to(ca)
+            .iter()
+            .any(|m| matches!(m, ControlMessage::KeyframeRequest { track: 5, .. }))
+    );
+    // The link's egress gave up on a group of Alice's: she is asked too (after the interval).
+    a.advance(1);
+    assert_eq!(
+        a.core.handle_stale_group(LINK, ma, 5, a.now),
+        KeyframeOutcome::Forwarded
+    );
+}
+
+#[test]
+fn tracks_and_leaves_of_local_members_reach_the_link() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    let (cb, _) = b.join("bob", "r");
+    carry(&mut b, &mut a);
+    carry(&mut a, &mut b);
+    b.outputs();
+    a.core
+        .handle_frame(ca, &video(ma, 3), 100, a.now)
+        .expect("forwarded");
+    carry(&mut a, &mut b);
+    assert!(b.sent_to(cb).contains(&ControlMessage::TrackPublished {
+        member: ma,
+        track: TrackInfo {
+            track: 3,
+            kind: MediaKind::Video
+        }
+    }));
+    a.core.handle_control(ca, ControlMessage::Leave, a.now);
+    carry(&mut a, &mut b);
+    assert!(b.sent_to(cb).contains(&ControlMessage::MemberLeft {
+        member: ma,
+        reason: LeaveReason::Left
+    }));
+    assert!(b.core.remote_members().is_empty());
+}

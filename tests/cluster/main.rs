@@ -1,0 +1,16 @@
+//! Rooms that span relay nodes: nodes embedded in this process (or run as child
+//! processes), linked by the cascade, with real clients over loopback QUIC.
+//!
+//! Assertions are on counts, contents and reasons, never on how long anything took.
+
+mod cascade;
+mod config_cli;
+mod directory;
+mod netns;
+mod ops;
+mod partition;
+mod placement;
+mod processes;
+mod procs;
+mod redis;
+mod support;
