@@ -5,13 +5,9 @@ use clap::{Parser, Subcommand};
 
 mod cli_error;
 mod demo;
-mod demo_cluster;
-mod demo_quality;
-mod demo_web;
 mod recording;
 mod relay_cmd;
 mod token;
-mod web_build;
 
 /// End-to-end encrypted real-time rooms over QUIC relays that never hold a key.
 #[derive(Debug, Parser)]

@@ -30,8 +30,8 @@ const ROOM: &str = "web-demo";
 /// never see it.
 pub(crate) const PLAINTEXT_MARKER: &str = "SEALROOM-PLAINTEXT";
 
-const INDEX_HTML: &str = include_str!("../web/demo/index.html");
-const DEMO_JS: &str = include_str!("../web/demo/demo.js");
+const INDEX_HTML: &str = include_str!("../../web/demo/index.html");
+const DEMO_JS: &str = include_str!("../../web/demo/demo.js");
 
 /// Options of the browser demo.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub(crate) async fn run(args: WebArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"));
     // A fresh clone has no built client, and an edit or a pull can leave it stale.
-    crate::web_build::ensure_built(&web, "npm")?;
+    super::web_build::ensure_built(&web, "npm")?;
     let client_dir = web.join("dist/src");
     let app_secret = format!("{:032x}", rand::random::<u128>());
     // The certificate a relay would generate, kept in files so that a restarted relay (see

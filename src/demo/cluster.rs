@@ -119,11 +119,11 @@ impl DemoCluster {
                     cluster.node_index(),
                     link.peer,
                     link.frames_out,
-                    crate::demo::human_bytes(link.bytes_out),
+                    super::report::human_bytes(link.bytes_out),
                     link.peer,
                     cluster.node_index(),
                     back_frames,
-                    crate::demo::human_bytes(back_bytes),
+                    super::report::human_bytes(back_bytes),
                 );
             }
         }
