@@ -99,8 +99,8 @@ impl ClientConfig {
             max_incoming_streams: 1024,
             max_roster: 1024,
             max_remote_tracks: 4096,
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
             leave_timeout: Duration::from_secs(2),
             client_name: String::from("sealroom-client"),
             connect_timeout: Duration::from_secs(5),
@@ -182,14 +182,20 @@ impl ClientConfig {
         self
     }
 
-    /// QUIC keep-alive interval. Default 5 s.
+    /// QUIC keep-alive interval: the client sends a packet at least this often, so a quiet
+    /// member is not mistaken for a lost one. Keep it well below the idle timeout (a lost
+    /// keep-alive must not end the connection). Default 2 s.
     #[must_use]
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
         self
     }
 
-    /// Silence after which the connection counts as lost. Default 30 s.
+    /// Silence after which the connection counts as lost, and the client rejoins (at the
+    /// next relay of its list, in a cluster). The relay's `idle_timeout_ms` also bounds it:
+    /// the smaller of the two applies. Default 10 s: a member of a relay that died is back
+    /// in a room within about that time; lower it for faster failover, raise it for links
+    /// that go silent for longer (the keep-alive stays below it).
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
