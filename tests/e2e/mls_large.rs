@@ -59,6 +59,11 @@ impl WireAgent {
         }
     }
 
+    /// How many of the relay's control messages this member has taken in.
+    pub(crate) fn seen(&self) -> usize {
+        self.seen
+    }
+
     /// Send what the agent queued, take in what the relay sent since last time.
     pub(crate) async fn step(&mut self) -> anyhow::Result<()> {
         while let Some(message) = self.agent.poll_transmit() {
@@ -69,12 +74,12 @@ impl WireAgent {
             }
             self.raw.send_control(&message).await?;
         }
-        let messages = self.raw.messages();
-        for message in &messages[self.seen.min(messages.len())..] {
+        let messages = self.raw.messages_since(self.seen);
+        for message in &messages {
             self.agent
                 .handle_control(message, std::time::Instant::now());
         }
-        self.seen = messages.len();
+        self.seen += messages.len();
         self.events
             .extend(std::iter::from_fn(|| self.agent.poll_event()));
         Ok(())

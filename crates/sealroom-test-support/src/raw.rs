@@ -95,23 +95,39 @@ impl Raw {
     /// The relay's first control message, waited for.
     async fn first_answer(&self) -> anyhow::Result<ControlMessage> {
         let deadline = tokio::time::Instant::now() + SAFETY;
+        tokio::time::timeout_at(deadline, self.more_than(0))
+            .await
+            .context("never saw the raw member's first answer")?;
+        self.messages_since(0)
+            .into_iter()
+            .next()
+            .context("the first answer went missing")
+    }
+
+    /// Wait until more than `seen` control messages have arrived (no deadline: wrap it in a
+    /// timeout where one is needed).
+    pub async fn more_than(&self, seen: usize) {
         loop {
             // Registered before the check, so a message added in between still wakes it.
             let added = self.received.added.notified();
             tokio::pin!(added);
             added.as_mut().enable();
-            if let Some(first) = self.messages().first() {
-                return Ok(first.clone());
+            if self.received.messages.lock().expect("received").len() > seen {
+                return;
             }
-            if tokio::time::timeout_at(deadline, added).await.is_err() {
-                bail!("never saw the raw member's first answer");
-            }
+            added.await;
         }
     }
 
     /// The control messages received so far.
     pub fn messages(&self) -> Vec<ControlMessage> {
-        self.received.messages.lock().expect("received").clone()
+        self.messages_since(0)
+    }
+
+    /// The control messages received after the first `seen` (only those are copied).
+    pub fn messages_since(&self, seen: usize) -> Vec<ControlMessage> {
+        let messages = self.received.messages.lock().expect("received");
+        messages[seen.min(messages.len())..].to_vec()
     }
 
     /// How many `Error` messages with `code` arrived.
