@@ -40,13 +40,19 @@ impl Raw {
 
     /// Like [`Raw::connect`], from a socket bound to `ip` (any of 127.0.0.0/8 on Linux).
     pub async fn connect_from(relay: &Relay, ip: Ipv4Addr) -> anyhow::Result<Self> {
-        Self::connect_to(relay, relay.local_addr(), ip).await
+        Self::connect_to(&relay.cert_der(), relay.local_addr(), ip).await
     }
 
     /// Connect to `relay` through `addr` (an [`crate::impair::ImpairProxy`] in front of it)
     /// and join with `ticket`.
     pub async fn join_via(relay: &Relay, addr: SocketAddr, ticket: &str) -> anyhow::Result<Self> {
-        let mut raw = Self::connect_to(relay, addr, Ipv4Addr::LOCALHOST).await?;
+        Self::join_at(&relay.cert_der(), addr, ticket).await
+    }
+
+    /// Join with `ticket` at `addr`, trusting the certificate `cert_der` (a relay that
+    /// runs on another thread's runtime, where a `&Relay` cannot go).
+    pub async fn join_at(cert_der: &[u8], addr: SocketAddr, ticket: &str) -> anyhow::Result<Self> {
+        let mut raw = Self::connect_to(cert_der, addr, Ipv4Addr::LOCALHOST).await?;
         raw.send_control(&join_message(ticket)).await?;
         match raw.first_answer().await? {
             ControlMessage::Joined { member, .. } => raw.member = member,
@@ -55,10 +61,10 @@ impl Raw {
         Ok(raw)
     }
 
-    async fn connect_to(relay: &Relay, addr: SocketAddr, ip: Ipv4Addr) -> anyhow::Result<Self> {
+    async fn connect_to(cert_der: &[u8], addr: SocketAddr, ip: Ipv4Addr) -> anyhow::Result<Self> {
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_uni_streams(1000u32.into());
-        let config = crate::tls::pinned_client_config(&relay.cert_der(), transport)?;
+        let config = crate::tls::pinned_client_config(cert_der, transport)?;
         let mut endpoint = quinn::Endpoint::client(SocketAddr::from((ip, 0)))?;
         endpoint.set_default_client_config(config);
         let conn = endpoint
