@@ -8,6 +8,11 @@
 //!   cargo test --release --test e2e mls_latency -- --ignored --nocapture
 //! ```
 //!
+//! `SEALROOM_MLS_ONLINE=K` brings only the first K members of each group online (the rest
+//! stay members of the group, offline, as in a large group where most devices are asleep):
+//! the commit is as large and as costly to apply as in the full group, but only K members'
+//! CPU shares the machine, so the figure approaches what members on their own devices see.
+//!
 //! The group is built out of band (one member adds the others, each enters from the
 //! Welcome), then every member comes online and the first offers the group to the relay.
 //! The proxies' delay applies each way: the commit reaches a receiver after twice the
@@ -105,7 +110,12 @@ struct Round {
     receiver_apply: f64,
 }
 
-async fn measure(size: usize, delay: Duration, commits: usize) -> anyhow::Result<Vec<Round>> {
+async fn measure(
+    size: usize,
+    online: usize,
+    delay: Duration,
+    commits: usize,
+) -> anyhow::Result<Vec<Round>> {
     let users: Vec<String> = (0..size).map(|i| format!("user-{i}")).collect();
     let mut first = MlsMember::new(&users[0])?;
     first.create_group(GROUP_ID)?;
@@ -123,7 +133,14 @@ async fn measure(size: usize, delay: Duration, commits: usize) -> anyhow::Result
         member.join_welcome(&welcome)?;
     }
 
-    let relay = TestRelay::with_limits(Limits::default().unlimited_rates()).await?;
+    // Every member online from one address: room and per-address connection limits sized
+    // to the group.
+    let relay = TestRelay::with_limits(Limits {
+        max_members_per_room: size.max(64),
+        max_connections_per_ip: (2 * size).max(64),
+        ..Limits::default().unlimited_rates()
+    })
+    .await?;
     let roster = roster(&users);
     let way = Impairment {
         loss: 0.0,
@@ -134,7 +151,7 @@ async fn measure(size: usize, delay: Duration, commits: usize) -> anyhow::Result
     let mut members = Vec::new();
     // Long quiet: nobody removes the members still coming online.
     let config = AgentConfig::default().rejoin_quiet(Duration::from_secs(3600));
-    for (i, member) in std::iter::once(first).chain(others).enumerate() {
+    for (i, member) in std::iter::once(first).chain(others).take(online).enumerate() {
         let proxy = ImpairProxy::start(relay.relay.local_addr(), way, way, i as u64).await?;
         let ticket = relay.ticket("app-a", &users[i], "latency", Grants::all());
         let raw = Raw::join_via(&relay.relay, proxy.addr(), &ticket).await?;
@@ -151,6 +168,7 @@ async fn measure(size: usize, delay: Duration, commits: usize) -> anyhow::Result
         members.push(agent);
     }
 
+    let members_online = members.len();
     let mut epochs: Vec<u64> = members
         .iter()
         .map(|m| epoch_of(m).context("a member is not ready"))
@@ -167,7 +185,7 @@ async fn measure(size: usize, delay: Duration, commits: usize) -> anyhow::Result
 
     let mut rounds = Vec::new();
     for round in 0..commits {
-        let committer = round % size;
+        let committer = round % members_online;
         let target = epochs[committer] + 1;
         let started = Instant::now();
         orders[committer]
@@ -226,14 +244,18 @@ async fn mls_commit_latency_over_an_impaired_network() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let online: Option<usize> = std::env::var("SEALROOM_MLS_ONLINE")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for size in sizes {
-        let rounds = measure(size, Duration::from_millis(delay_ms), commits).await?;
+        let online = online.unwrap_or(size).clamp(2, size);
+        let rounds = measure(size, online, Duration::from_millis(delay_ms), commits).await?;
         let mut latency: Vec<f64> = rounds.iter().map(|r| r.latency).collect();
         let mut apply: Vec<f64> = rounds.iter().map(|r| r.receiver_apply).collect();
         latency.sort_by(f64::total_cmp);
         apply.sort_by(f64::total_cmp);
         println!(
-            "members {size}, one-way delay {delay_ms} ms, {} commits: latency p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms; one receiver's apply (median per round) p50 {:.2} ms, min {:.2} ms, max {:.2} ms",
+            "members {size} ({online} online), one-way delay {delay_ms} ms, {} commits: latency p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms; one receiver's apply (median per round) p50 {:.2} ms, min {:.2} ms, max {:.2} ms",
             rounds.len(),
             percentile(&latency, 0.5),
             percentile(&latency, 0.99),
