@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 #[allow(unreachable_pub, dead_code, clippy::all)]
+#[path = "../fuzz/checks/archive.rs"]
+mod archive;
+#[allow(unreachable_pub, dead_code, clippy::all)]
 #[path = "../fuzz/checks/control.rs"]
 mod control;
 #[allow(unreachable_pub, dead_code, clippy::all)]
@@ -41,6 +44,11 @@ fn replay(target: &str, check: fn(&[u8])) {
         inputs += 1;
     }
     assert!(inputs > 0, "the {target} corpus is empty");
+}
+
+#[test]
+fn archive_corpus() {
+    replay("archive", archive::run);
 }
 
 #[test]
