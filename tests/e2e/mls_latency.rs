@@ -151,7 +151,11 @@ async fn measure(
     let mut members = Vec::new();
     // Long quiet: nobody removes the members still coming online.
     let config = AgentConfig::default().rejoin_quiet(Duration::from_secs(3600));
-    for (i, member) in std::iter::once(first).chain(others).take(online).enumerate() {
+    for (i, member) in std::iter::once(first)
+        .chain(others)
+        .take(online)
+        .enumerate()
+    {
         let proxy = ImpairProxy::start(relay.relay.local_addr(), way, way, i as u64).await?;
         let ticket = relay.ticket("app-a", &users[i], "latency", Grants::all());
         let raw = Raw::join_via(&relay.relay, proxy.addr(), &ticket).await?;

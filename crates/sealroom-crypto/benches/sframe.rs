@@ -290,10 +290,13 @@ fn paired_ratio(ours: &mut Op, base: &mut Op, batch: u32, rounds: usize) -> f64 
 }
 
 /// The figures to quote: paired medians of sealroom over the raw AEAD and over the
-/// `sframe` crate, per backend, suite and size. Runs unless a filter excludes "paired".
+/// `sframe` crate, per backend, suite and size. Runs under `cargo bench` unless a filter
+/// excludes "paired".
 fn paired_report() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--test" || a == "--list") {
+    // `cargo bench` passes `--bench`; without it (`cargo test --bench`, criterion's test
+    // mode) or when listing, the timed report has nothing to do.
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
     // A filter of "paired" or "paired/<backend>/<suite>" (a prefix) selects this report.
