@@ -50,8 +50,9 @@ pub(crate) const AUDIO_STREAM_PRIORITY: i32 = i32::MAX - 2;
 pub(crate) struct Forwarded {
     /// The whole encoded frame as received.
     pub(crate) frame: Bytes,
-    /// Its stream length prefix, computed once for all receivers.
-    pub(crate) prefix: Bytes,
+    /// Its stream length prefix, computed once for all receivers; empty for audio, which
+    /// goes in datagrams (see [`Forwarded::stream_prefix`]).
+    prefix: Bytes,
     /// The envelope.
     pub(crate) envelope: Envelope,
     /// When the relay finished receiving it.
@@ -60,19 +61,41 @@ pub(crate) struct Forwarded {
 
 impl Forwarded {
     pub(crate) fn new(frame: Bytes, envelope: Envelope, arrived: Instant) -> Self {
-        let mut prefix = BytesMut::with_capacity(stream::MAX_PREFIX_LEN);
-        stream::write_len_prefix(frame.len(), &mut prefix);
+        // Audio goes in datagrams: building its prefix would cost two allocations per
+        // incoming frame for the rare frame too large for a receiver's datagrams, which
+        // builds its own (`stream_prefix`). Video and reliable data always take streams.
+        let prefix = if envelope.kind == MediaKind::Audio {
+            Bytes::new()
+        } else {
+            prefix_of(frame.len())
+        };
         Self {
             frame,
-            prefix: prefix.freeze(),
+            prefix,
             envelope,
             arrived,
+        }
+    }
+
+    /// The length prefix that frames this frame on a stream.
+    pub(crate) fn stream_prefix(&self) -> Bytes {
+        if self.prefix.is_empty() {
+            prefix_of(self.frame.len())
+        } else {
+            self.prefix.clone()
         }
     }
 
     fn len(&self) -> usize {
         self.frame.len()
     }
+}
+
+/// The stream length prefix of a `len`-byte frame.
+fn prefix_of(len: usize) -> Bytes {
+    let mut prefix = BytesMut::with_capacity(stream::MAX_PREFIX_LEN);
+    stream::write_len_prefix(len, &mut prefix);
+    prefix.freeze()
 }
 
 /// What became of a push.

@@ -442,7 +442,7 @@ impl Outbox {
             let header = Bytes::from_static(&MEDIA_STREAM_HEADER);
             let mut chunks = [
                 if first { header } else { Bytes::new() },
-                frame.prefix.clone(),
+                frame.stream_prefix(),
                 frame.frame.clone(),
             ];
             let written = {
