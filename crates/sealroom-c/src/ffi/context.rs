@@ -4,7 +4,8 @@
 use sealroom_crypto::KeyContext;
 
 use super::{
-    bytes, copy_buffers, free_handle, guard, handle, in_place_buffers, into_handle, out_ptr, write,
+    bytes, copy_buffers, free_handle, guard, handle, in_place_buffers, into_handle, out_ptr,
+    read_into, write,
 };
 use crate::status::SealroomStatus;
 use crate::{SealroomKeyContext, SealroomKeySchedule, SealroomOpened, ops};
@@ -46,15 +47,12 @@ pub unsafe extern "C" fn sealroom_key_schedule_key_context(
     kid: u64,
     out: *mut *mut SealroomKeyContext,
 ) -> SealroomStatus {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: a live handle by the caller's promise.
-        let schedule = unsafe { handle(schedule) }?;
-        let ctx = SealroomKeyContext(schedule.0.key_context(epoch, kid));
-        // SAFETY: `out` is valid for one write by the caller's promise.
-        unsafe { write(out, into_handle(ctx)) };
-        Ok(())
-    })
+    // SAFETY: a live handle and an output valid for one write, by the caller's promise.
+    unsafe {
+        read_into(schedule, out, |schedule| {
+            into_handle(SealroomKeyContext(schedule.0.key_context(epoch, kid)))
+        })
+    }
 }
 
 /// Release a key context (null is ignored); its key material is zeroed.
@@ -78,14 +76,8 @@ pub unsafe extern "C" fn sealroom_key_context_sealed_len(
     plaintext_len: usize,
     sealed_len: *mut usize,
 ) -> SealroomStatus {
-    guard(|| {
-        let sealed_len = out_ptr(sealed_len)?;
-        // SAFETY: a live handle by the caller's promise.
-        let ctx = unsafe { handle(ctx) }?;
-        // SAFETY: valid for one write by the caller's promise.
-        unsafe { write(sealed_len, ctx.0.sealed_len(ctr, plaintext_len)) };
-        Ok(())
-    })
+    // SAFETY: a live handle and an output valid for one write, by the caller's promise.
+    unsafe { read_into(ctx, sealed_len, |ctx| ctx.0.sealed_len(ctr, plaintext_len)) }
 }
 
 /// Seal `plaintext` with counter `ctr` into `out`, authenticating `metadata`;

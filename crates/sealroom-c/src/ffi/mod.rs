@@ -148,6 +148,26 @@ unsafe fn handle<'a, T>(ptr: *const T) -> Result<&'a T> {
     unsafe { ptr.as_ref() }.ok_or(SealroomStatus::NullPointer)
 }
 
+/// The shape of every getter: borrow the handle, compute a value from it, write the value
+/// through the output pointer (checked first).
+///
+/// # Safety
+/// `ptr` as [`handle`]; `out` is valid for a write of one `U`.
+unsafe fn read_into<T, U>(
+    ptr: *const T,
+    out: *mut U,
+    read: impl FnOnce(&T) -> U,
+) -> SealroomStatus {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: a live handle by the caller's promise.
+        let value = read(unsafe { handle(ptr) }?);
+        // SAFETY: valid for one write by the caller's promise.
+        unsafe { write(out, value) };
+        Ok(())
+    })
+}
+
 /// Borrow a handle mutably for the call.
 ///
 /// # Safety

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{
     bytes, copy_buffers, free_handle, guard, handle, handle_mut, in_place_buffers, into_handle,
-    out_ptr, write,
+    out_ptr, read_into, write,
 };
 use crate::status::SealroomStatus;
 use crate::{
@@ -68,15 +68,12 @@ pub unsafe extern "C" fn sealroom_sealer_new(
     epoch: u64,
     out: *mut *mut SealroomSealer,
 ) -> SealroomStatus {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: a live handle by the caller's promise.
-        let schedule = unsafe { handle(schedule) }?;
-        let sealer = SealroomSealer(schedule.0.sealer(epoch));
-        // SAFETY: `out` is valid for one write by the caller's promise.
-        unsafe { write(out, into_handle(sealer)) };
-        Ok(())
-    })
+    // SAFETY: a live handle and an output valid for one write, by the caller's promise.
+    unsafe {
+        read_into(schedule, out, |schedule| {
+            into_handle(SealroomSealer(schedule.0.sealer(epoch)))
+        })
+    }
 }
 
 /// Release a sealer (null is ignored); its key material is zeroed.
@@ -98,14 +95,8 @@ pub unsafe extern "C" fn sealroom_sealer_kid(
     sealer: *const SealroomSealer,
     kid: *mut u64,
 ) -> SealroomStatus {
-    guard(|| {
-        let kid = out_ptr(kid)?;
-        // SAFETY: a live handle by the caller's promise.
-        let sealer = unsafe { handle(sealer) }?;
-        // SAFETY: valid for one write by the caller's promise.
-        unsafe { write(kid, sealer.0.kid()) };
-        Ok(())
-    })
+    // SAFETY: a live handle and an output valid for one write, by the caller's promise.
+    unsafe { read_into(sealer, kid, |sealer| sealer.0.kid()) }
 }
 
 /// The length of the SFrame the next seal of a `plaintext_len`-byte frame produces:
@@ -120,14 +111,12 @@ pub unsafe extern "C" fn sealroom_sealer_sealed_len(
     plaintext_len: usize,
     sealed_len: *mut usize,
 ) -> SealroomStatus {
-    guard(|| {
-        let sealed_len = out_ptr(sealed_len)?;
-        // SAFETY: a live handle by the caller's promise.
-        let sealer = unsafe { handle(sealer) }?;
-        // SAFETY: valid for one write by the caller's promise.
-        unsafe { write(sealed_len, sealer.0.sealed_len(plaintext_len)) };
-        Ok(())
-    })
+    // SAFETY: a live handle and an output valid for one write, by the caller's promise.
+    unsafe {
+        read_into(sealer, sealed_len, |sealer| {
+            sealer.0.sealed_len(plaintext_len)
+        })
+    }
 }
 
 /// Seal `plaintext` into `out` (from its first byte), authenticating `metadata` with it
