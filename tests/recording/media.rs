@@ -120,16 +120,23 @@ pub(crate) fn ogg_packets(data: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(packets)
 }
 
-/// (frames, width, height) of a video file as ffprobe reads it.
-pub(crate) fn ffprobe_video(path: &Path) -> anyhow::Result<(u64, u32, u32)> {
+/// The first stream of `kind` (`v` or `a`) in a media file, as ffprobe reads it with
+/// `count` (`-count_frames` or `-count_packets`), with the `entries` asked for.
+fn ffprobe_stream(
+    path: &Path,
+    kind: &str,
+    count: &str,
+    entries: &str,
+) -> anyhow::Result<serde_json::Value> {
     let output = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "json",
+            "-v",
+            "error",
+            count,
+            "-select_streams",
+            &format!("{kind}:0"),
         ])
+        .args(["-show_entries", &format!("stream={entries}"), "-of", "json"])
         .arg(path)
         .output()
         .context("run ffprobe")?;
@@ -140,8 +147,13 @@ pub(crate) fn ffprobe_video(path: &Path) -> anyhow::Result<(u64, u32, u32)> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let stream = &json["streams"][0];
+    let mut json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(json["streams"][0].take())
+}
+
+/// (frames, width, height) of a video file as ffprobe reads it.
+pub(crate) fn ffprobe_video(path: &Path) -> anyhow::Result<(u64, u32, u32)> {
+    let stream = ffprobe_stream(path, "v", "-count_frames", "nb_read_frames,width,height")?;
     let frames = stream["nb_read_frames"]
         .as_str()
         .context("frame count")?
@@ -151,28 +163,9 @@ pub(crate) fn ffprobe_video(path: &Path) -> anyhow::Result<(u64, u32, u32)> {
     Ok((frames, u32::try_from(width)?, u32::try_from(height)?))
 }
 
-/// (packets, duration in seconds) of an audio file as ffprobe reads it.
+/// (packets, codec name) of an audio file as ffprobe reads it.
 pub(crate) fn ffprobe_audio(path: &Path) -> anyhow::Result<(u64, String)> {
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-select_streams", "a:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_packets,codec_name",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .context("run ffprobe")?;
-    if !output.status.success() {
-        bail!(
-            "ffprobe refused {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let stream = &json["streams"][0];
+    let stream = ffprobe_stream(path, "a", "-count_packets", "nb_read_packets,codec_name")?;
     let packets = stream["nb_read_packets"]
         .as_str()
         .context("packet count")?
