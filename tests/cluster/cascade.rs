@@ -194,11 +194,7 @@ async fn members_behind_a_lost_link_leave_and_the_rest_stay() -> anyhow::Result<
     audio.send(b"still here".to_vec())?;
     alice
         .log
-        .wait_for("alice hears bob", |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == b"still here"[..]))
-        })
+        .wait_for_payload("alice hears bob", b"still here")
         .await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The directory on Redis: nodes find each other through it, their leases expire when
 //! they die, and a Redis that restarts or stops answering costs rooms nothing.
 
-use sealroom_client::{Event, RoomSecret};
+use sealroom_client::RoomSecret;
 use sealroom_relay::cluster::DirectoryError;
 use sealroom_test_support::poll_until;
 
@@ -34,11 +34,7 @@ async fn nodes_find_each_other_through_redis_and_map_their_rooms() -> anyhow::Re
     for member in [&alice, &carol] {
         member
             .log
-            .wait_for("bob's frame", |events| {
-                events.iter().any(|e| {
-                    matches!(e, Event::Frame(f) if f.payload[..] == b"over the directory's links"[..])
-                })
-            })
+            .wait_for_payload("bob's frame", b"over the directory's links")
             .await?;
     }
     // The directory lists the three nodes with their leases, and maps the room to them.
@@ -124,11 +120,7 @@ async fn rooms_keep_working_while_redis_is_down_and_the_cluster_recovers_by_itse
     audio.send(b"redis is down".to_vec())?;
     alice
         .log
-        .wait_for("alice hears bob with Redis down", |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == b"redis is down"[..]))
-        })
+        .wait_for_payload("alice hears bob with Redis down", b"redis is down")
         .await?;
     let carol = two.join("carol", "r", &secret).await?;
     wait_members(&alice, &["bob", "carol"]).await?;
@@ -189,11 +181,7 @@ async fn a_redis_that_stops_answering_costs_rooms_nothing_and_the_directory_answ
     audio.send(b"redis is frozen".to_vec())?;
     alice
         .log
-        .wait_for("alice hears bob with Redis frozen", |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == b"redis is frozen"[..]))
-        })
+        .wait_for_payload("alice hears bob with Redis frozen", b"redis is frozen")
         .await?;
     let _carol = one.join("carol", "r", &secret).await?;
     wait_members(&bob, &["alice", "carol"]).await?;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sealroom_client::{Event, RoomSecret};
+use sealroom_client::RoomSecret;
 use sealroom_relay::admin::AdminTarget;
 use sealroom_relay::http::{InternalOptions, InternalServer};
 use sealroom_test_support::node::{http, metric};
@@ -80,11 +80,7 @@ async fn metrics_and_the_admin_view_show_links_leases_and_where_members_are() ->
     for member in [&alice, &carol, &dave] {
         member
             .log
-            .wait_for("bob's last frame", |events| {
-                events
-                    .iter()
-                    .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == [frames - 1; 40]))
-            })
+            .wait_for_payload("bob's last frame", &[frames - 1; 40])
             .await?;
     }
 

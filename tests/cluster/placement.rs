@@ -93,11 +93,7 @@ async fn the_client_fails_over_along_its_list_and_rejoins_when_its_node_goes() -
     let audio = alice.room.publish_audio(1).await?;
     audio.send(b"back on node 2".to_vec())?;
     bob.log
-        .wait_for("bob hears alice again", |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == b"back on node 2"[..]))
-        })
+        .wait_for_payload("bob hears alice again", b"back on node 2")
         .await?;
     drop(two);
     Ok(())

@@ -89,6 +89,17 @@ impl EventLog {
         }
     }
 
+    /// Wait until an opened frame carried `payload`; fails after [`SAFETY`] as
+    /// [`EventLog::wait_for`] does.
+    pub async fn wait_for_payload(&self, what: &str, payload: &[u8]) -> anyhow::Result<()> {
+        self.wait_for(what, |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Frame(f) if f.payload[..] == *payload))
+        })
+        .await
+    }
+
     fn summary(&self) -> Vec<String> {
         self.snapshot()
             .iter()
