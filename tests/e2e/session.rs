@@ -1,5 +1,6 @@
 //! The life of a session: a second session of the same user replaces the first; leaving
-//! is seen by everyone; a client that pins another certificate never gets in.
+//! is seen by everyone and delivers the messages sent before it; a client that pins another
+//! certificate never gets in.
 
 use bytes::Bytes;
 use sealroom_client::{
@@ -88,6 +89,84 @@ async fn leaving_ends_the_session_and_the_others_see_it() -> anyhow::Result<()> 
         Err(PublishError::Closed)
     );
     assert!(alice.room.members().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_just_before_leaving_reach_the_others_first() -> anyhow::Result<()> {
+    const SENT: usize = 40;
+    let relay = TestRelay::start().await?;
+    let secret = RoomSecret::generate();
+    let alice = relay.join("app-a", "alice", "x", &secret).await?;
+    let bob = relay.join("app-a", "bob", "x", &secret).await?;
+    // One track whose stream the relay already reads, one whose stream the last messages open.
+    let warm = bob.room.publish_data(1).await?;
+    warm.send(Bytes::from_static(b"warm")).await?;
+    alice
+        .log
+        .wait_for_payload("the first message", b"warm")
+        .await?;
+    let fresh = bob.room.publish_data(2).await?;
+
+    let mut expected = Vec::new();
+    for i in 0..SENT {
+        let (track, text) = if i % 2 == 0 {
+            (&warm, format!("warm {i}"))
+        } else {
+            (&fresh, format!("fresh {i}"))
+        };
+        // Queued for the track's writer: `send` returns before the message is on the wire.
+        track.send(Bytes::from(text.clone())).await?;
+        expected.push(text);
+    }
+    bob.room.leave().await;
+
+    alice
+        .log
+        .wait_for("bob left", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MemberLeft { member, .. } if *member == bob.id))
+        })
+        .await?;
+    let events = alice.log.snapshot();
+    let left_at = events
+        .iter()
+        .position(|e| matches!(e, Event::MemberLeft { member, .. } if *member == bob.id))
+        .unwrap_or(events.len());
+    let before_leaving: Vec<String> = events[..left_at]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) if f.sender == bob.id && f.payload != "warm" => {
+                Some(String::from_utf8_lossy(&f.payload).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    let in_track_order = |prefix: &str| -> Vec<String> {
+        before_leaving
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    let want = |prefix: &str| -> Vec<String> {
+        expected
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        in_track_order("warm "),
+        want("warm "),
+        "the warm track, in order, before MemberLeft"
+    );
+    assert_eq!(
+        in_track_order("fresh "),
+        want("fresh "),
+        "the fresh track, in order, before MemberLeft"
+    );
     Ok(())
 }
 

@@ -509,8 +509,10 @@ async fn drive(
         err = conn.closed() => err,
         () = shared.leave.notified() => {
             leaving = true;
-            // The writer sends Leave and finishes the control stream; the relay closes.
+            // Reliable messages sent before leaving reach the relay first; then the writer
+            // sends Leave and finishes the control stream, and the relay closes.
             let left = async {
+                shared.flush_data_tracks().await;
                 let _ = shared.control.send(ControlMessage::Leave).await;
                 conn.closed().await
             };

@@ -14,7 +14,7 @@ use sealroom_frame::control::{
 };
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId, TrackId};
 use sealroom_frame::stream::Deframer;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::{ClientConfig, JoinConfig, Trust};
 use crate::error::{
@@ -210,6 +210,7 @@ impl Client {
             control: control_tx,
             session: Mutex::new(Session::new(member, roster, limits, self.config.max_roster)),
             tracks: Mutex::new(HashMap::new()),
+            data_flush: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             ticket_lifetime: watch::Sender::new(None),
             stats: Counters::default(),
@@ -511,6 +512,9 @@ pub(crate) struct Shared {
     /// Per track and per connection quality.
     pub(crate) quality: Tracker,
     pub(crate) leave: Notify,
+    /// The flush requests of the reliable data tracks' writers: before `Leave`, each sends
+    /// what was queued, finishes its stream and waits until the relay holds it.
+    pub(crate) data_flush: Mutex<HashMap<TrackId, mpsc::Sender<oneshot::Sender<()>>>>,
     /// Where fresh tickets come from (rejoin, refresh).
     pub(crate) tickets: Arc<dyn TicketSource>,
     /// Tickets asked for so far (the first join was number 0).
@@ -528,6 +532,28 @@ impl Shared {
         self.session
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Deliver every reliable data message queued so far: each data track's writer sends
+    /// its queue, finishes its stream and waits for the relay to acknowledge all of it.
+    /// Returns when every writer is done (the caller bounds the wait).
+    pub(crate) async fn flush_data_tracks(&self) {
+        let writers: Vec<_> = self
+            .data_flush
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut done = Vec::with_capacity(writers.len());
+        for writer in writers {
+            let (tx, rx) = oneshot::channel();
+            if writer.send(tx).await.is_ok() {
+                done.push(rx);
+            }
+        }
+        // A writer that ended meanwhile drops its answer: nothing left to wait for.
+        futures::future::join_all(done).await;
     }
 
     pub(crate) fn tracks(&self) -> MutexGuard<'_, HashMap<TrackId, MediaKind>> {

@@ -21,7 +21,7 @@ use sealroom_frame::control::ControlMessage;
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, TrackId};
 use sealroom_frame::transport::StreamCode;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::PublishError;
 use crate::keys::{self, TrackSealer};
@@ -238,7 +238,13 @@ pub(crate) fn spawn_video(shared: Arc<Shared>, id: TrackId) -> VideoTrack {
 
 pub(crate) fn spawn_data(shared: Arc<Shared>, id: TrackId) -> DataTrack {
     let (core, rx) = core(&shared, (id, MediaKind::Data), shared.config.data_queue);
-    tokio::spawn(data_writer(shared, id, rx));
+    let (flush_tx, flush_rx) = mpsc::channel(1);
+    shared
+        .data_flush
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(id, flush_tx);
+    tokio::spawn(data_writer(shared, id, rx, flush_rx));
     DataTrack { core }
 }
 
@@ -485,13 +491,61 @@ struct DataStream {
     conn_id: usize,
 }
 
-async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver<Outgoing>) {
+/// What a data track's writer does next.
+enum DataStep {
+    Send(Outgoing),
+    /// Leaving: the queue is sent; finish the stream and answer once the relay holds it.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The next queued message, or a flush request once the queue is empty; `None` when the
+/// handle was dropped or the session ended.
+async fn next_data_step(
+    rx: &mut mpsc::Receiver<Outgoing>,
+    flush: &mut mpsc::Receiver<oneshot::Sender<()>>,
+    link: &mut watch::Receiver<LinkState>,
+) -> Option<DataStep> {
+    tokio::select! {
+        // Messages first: a flush answers for everything queued before it.
+        biased;
+        item = rx.recv() => item.map(DataStep::Send),
+        Some(done) = flush.recv() => Some(DataStep::Flush(done)),
+        _ = link.wait_for(|state| matches!(state, LinkState::Ended)) => None,
+    }
+}
+
+/// Finish a data track's stream and wait (at most `leave_timeout`) until the relay has
+/// acknowledged all of it; the connection it was on.
+async fn finish_data_stream(shared: &Shared, mut current: DataStream) -> Option<usize> {
+    current.stream.finish().ok()?;
+    let acked = current.stream.stopped();
+    let _ = tokio::time::timeout(shared.config.leave_timeout, acked).await;
+    Some(current.conn_id)
+}
+
+async fn data_writer(
+    shared: Arc<Shared>,
+    track: TrackId,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut flush: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let mut link_rx = shared.link.subscribe();
     let mut sealer = shared.keys.sealer();
     let mut numbering = Numbering::default();
     let mut open: Option<DataStream> = None;
+    let mut ended_on = None;
     let id = (track, MediaKind::Data);
-    while let Some(item) = next_item(&mut rx, &mut link_rx).await {
+    while let Some(step) = next_data_step(&mut rx, &mut flush, &mut link_rx).await {
+        let item = match step {
+            DataStep::Send(item) => item,
+            DataStep::Flush(done) => {
+                if let Some(current) = open.take() {
+                    ended_on = finish_data_stream(&shared, current).await;
+                }
+                let _ = done.send(());
+                continue;
+            }
+        };
         // Reliable messages wait out a reconnect in the bounded track queue; unreliable
         // ones are worthless late.
         let link = if item.flags.contains(Flags::UNRELIABLE) {
@@ -529,17 +583,17 @@ async fn data_writer(shared: Arc<Shared>, track: TrackId, mut rx: mpsc::Receiver
             open = None;
         }
     }
+    shared
+        .data_flush
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&track);
     // A data track that has a stream ends with it: the relay unpublishes the track when the
     // stream ends cleanly, after every message on it (docs/PROTOCOL.md). A control message
-    // would travel apart from the stream and could overtake its last messages.
-    let mut ended_on = None;
-    if let Some(mut current) = open.take()
-        && current.stream.finish().is_ok()
-    {
-        // The track id is free again once the relay holds the whole stream.
-        let acked = current.stream.stopped();
-        let _ = tokio::time::timeout(shared.config.leave_timeout, acked).await;
-        ended_on = Some(current.conn_id);
+    // would travel apart from the stream and could overtake its last messages. The track
+    // id is free again once the relay holds the whole stream.
+    if let Some(current) = open.take() {
+        ended_on = finish_data_stream(&shared, current).await;
     }
     let current = shared.current_link().map(|link| link.conn.stable_id());
     if ended_on.is_some() && ended_on == current {

@@ -180,6 +180,10 @@ pub struct Limits {
     /// Milliseconds during which further keyframe requests for the same publisher track
     /// are coalesced into the one already passed on (default 500).
     pub keyframe_request_interval_ms: u64,
+    /// Milliseconds a `Leave` waits for the member's streams that may carry reliable data
+    /// to be read to their end, so that messages sent before leaving are forwarded
+    /// (default 1 000; 0 leaves at once).
+    pub leave_drain_ms: u64,
     /// Control messages queued towards one connection before it is removed as a slow
     /// consumer (default 256).
     pub control_queue_len: usize,
@@ -351,6 +355,7 @@ impl Default for Limits {
             incoming_streams_burst: 400,
             incomplete_frame_timeout_ms: 10_000,
             keyframe_request_interval_ms: 500,
+            leave_drain_ms: 1_000,
             control_queue_len: 256,
             datagram_queue_len: 64,
             video_group_queue_bytes: 1024 * 1024,
@@ -400,6 +405,11 @@ impl Limits {
     /// The incomplete frame timeout as a duration.
     pub fn incomplete_frame_timeout(&self) -> Duration {
         Duration::from_millis(self.incomplete_frame_timeout_ms)
+    }
+
+    /// The leave drain as a duration.
+    pub fn leave_drain(&self) -> Duration {
+        Duration::from_millis(self.leave_drain_ms)
     }
 
     /// The keyframe request interval as a duration.
@@ -527,6 +537,12 @@ impl Limits {
             "incomplete_frame_timeout_ms",
             self.incomplete_frame_timeout_ms,
             "must be between 1 ms and one day",
+        )?;
+        check(
+            self.leave_drain_ms <= 60_000,
+            "leave_drain_ms",
+            self.leave_drain_ms,
+            "must be at most one minute (0 leaves at once)",
         )?;
         check(
             self.keyframe_request_interval_ms <= DAY_SECS * 1000,

@@ -505,11 +505,13 @@ async fn run_link(ctx: &Arc<LinkContext>, link: Authenticated, dialled: bool) {
     // An authenticated link's media streams are read at once (the sender stays alive for
     // the whole select, so the readers never see the channel closed).
     let (_authenticated, authenticated_rx) = tokio::sync::watch::channel(true);
+    // A node link never leaves as a member does: nothing waits on its streams.
+    let unfinished = Arc::new(media::Unfinished::default());
     tokio::select! {
         () = write_events(send, events) => {}
         () = read_events(ctx, id, recv, deframer) => {}
         _ = media::read_datagrams(shared, id, &session) => {}
-        _ = media::accept_streams(shared, id, &session, &budget, authenticated_rx) => {}
+        _ = media::accept_streams(shared, id, &session, &budget, &unfinished, authenticated_rx) => {}
     }
     {
         let mut links = lock(&ctx.links);

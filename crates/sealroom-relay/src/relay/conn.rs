@@ -178,16 +178,18 @@ async fn serve(shared: Arc<Shared>, id: ConnId, incoming: quinn::Incoming, arriv
         state.flush();
     }
     let incoming_buffered = Arc::new(IncomingBudget::new(shared.limits.max_incoming_buffer_bytes));
+    let unfinished = Arc::new(media::Unfinished::default());
     let (joined_tx, joined_rx) = tokio::sync::watch::channel(false);
     let control = Control {
         conn: &conn,
         flavour,
         joined: joined_tx,
+        unfinished: &unfinished,
     };
     let mut reason = tokio::select! {
         reason = read_control(&shared, id, recv, control) => reason,
         reason = media::read_datagrams(&shared, id, &session) => reason,
-        reason = media::accept_streams(&shared, id, &session, &incoming_buffered, joined_rx) => reason,
+        reason = media::accept_streams(&shared, id, &session, &incoming_buffered, &unfinished, joined_rx) => reason,
     };
     if let Some(violation) = conn.close_reason().as_ref().and_then(quic_violation) {
         // quinn closed the connection because the peer broke QUIC (more streams than the
@@ -239,6 +241,8 @@ struct Control<'a> {
     flavour: Flavour,
     /// Set once the connection has joined: media streams are read from then on.
     joined: tokio::sync::watch::Sender<bool>,
+    /// The incoming streams `Leave` waits for.
+    unfinished: &'a media::Unfinished,
 }
 
 async fn read_control(
@@ -281,7 +285,16 @@ async fn read_control(
                 Ok(Some(bytes)) => {
                     completed = true;
                     let outcome = match ControlMessage::decode(&bytes) {
-                        Ok(message) => shared.control(id, message),
+                        Ok(message) => {
+                            if matches!(message, ControlMessage::Leave) {
+                                // What the member sent before leaving is forwarded first;
+                                // the other branches keep reading meanwhile.
+                                let drained = control.unfinished.drained();
+                                let _ = tokio::time::timeout(shared.limits.leave_drain(), drained)
+                                    .await;
+                            }
+                            shared.control(id, message)
+                        }
                         Err(err) => {
                             tracing::debug!(%err, "malformed control message");
                             shared.violation(id, Violation::MalformedControl);

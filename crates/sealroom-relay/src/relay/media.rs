@@ -4,11 +4,13 @@
 //! out on quinn (stop a stream with a code, end a video group at its receivers).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use sealroom_frame::control::LeaveReason;
 use sealroom_frame::envelope::{MediaKind, TrackId};
 use sealroom_frame::transport::StreamCode;
+use tokio::sync::Notify;
 use tracing::Instrument;
 use web_transport_quinn::{ReadError, RecvStream, Session, SessionError, WebTransportError};
 
@@ -21,6 +23,54 @@ use crate::transport::ingress::{
     BudgetChange, BudgetShare, GroupInFlight, GroupTracker, IncomingBudget, MediaStreamReader,
     StreamError,
 };
+
+/// The connection's incoming streams that may still carry reliable data: every stream from
+/// its acceptance until its first frame shows audio or video, and a data stream until its
+/// end. `Leave` waits (at most `leave_drain_ms`) until they are read to their end, so that a
+/// message the member sent before leaving is forwarded, not cut off by the close.
+#[derive(Debug, Default)]
+pub(crate) struct Unfinished {
+    open: AtomicUsize,
+    changed: Notify,
+}
+
+impl Unfinished {
+    fn enter(self: &Arc<Self>) -> Pending {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Pending(Some(Arc::clone(self)))
+    }
+
+    /// Returns once no stream that may carry reliable data is open.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// One stream's place in [`Unfinished`], given back when it ends or shows it is media.
+struct Pending(Option<Arc<Unfinished>>);
+
+impl Pending {
+    fn release(&mut self) {
+        if let Some(unfinished) = self.0.take() {
+            unfinished.open.fetch_sub(1, Ordering::AcqRel);
+            unfinished.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 /// Drop datagrams a connection sends before its control stream, counted as `not_joined`;
 /// returns when the connection ends.
@@ -58,6 +108,7 @@ pub(crate) async fn accept_streams(
     id: ConnId,
     conn: &Session,
     buffered: &Arc<IncomingBudget>,
+    unfinished: &Arc<Unfinished>,
     mut joined: tokio::sync::watch::Receiver<bool>,
 ) -> LeaveReason {
     // Every connection may open HTTP/3's three streams before `Join`: none is read until
@@ -75,6 +126,7 @@ pub(crate) async fn accept_streams(
                 }
                 let shared = Arc::clone(shared);
                 let buffered = Arc::clone(buffered);
+                let pending = unfinished.enter();
                 tokio::spawn(
                     async move {
                         let mut budget = Budget {
@@ -82,7 +134,7 @@ pub(crate) async fn accept_streams(
                             share: BudgetShare::default(),
                             metrics: &shared.metrics,
                         };
-                        read_media_stream(&shared, id, recv, &mut budget).await;
+                        read_media_stream(&shared, id, recv, &mut budget, pending).await;
                     }
                     .instrument(tracing::Span::current()),
                 );
@@ -153,6 +205,8 @@ struct MediaStream<'a> {
     /// The reliable data track this stream carries, from its first data frame: the stream's
     /// clean end unpublishes it.
     data_track: Option<TrackId>,
+    /// Held while the stream may carry reliable data (`Leave` waits for it).
+    pending: Pending,
 }
 
 impl MediaStream<'_> {
@@ -202,6 +256,10 @@ impl MediaStream<'_> {
             if envelope.kind == MediaKind::Data && self.data_track.is_none() {
                 self.data_track = Some(envelope.track);
             }
+            if envelope.kind != MediaKind::Data {
+                // Real-time media: a departure need not wait for the rest of it.
+                self.pending.release();
+            }
             if envelope.kind == MediaKind::Video
                 && let Some(ended) = self
                     .group
@@ -245,6 +303,7 @@ async fn read_media_stream(
     id: ConnId,
     mut recv: RecvStream,
     budget: &mut Budget<'_>,
+    pending: Pending,
 ) {
     let mut stream = MediaStream {
         shared,
@@ -257,6 +316,7 @@ async fn read_media_stream(
         targets: Vec::new(),
         group: GroupTracker::new(),
         data_track: None,
+        pending,
     };
     loop {
         let refusal = match stream.read(&mut recv).await {
