@@ -229,6 +229,15 @@ export class Track {
     await stream?.close().catch(() => undefined);
   }
 
+  /**
+   * @internal Leaving: every frame sent so far is on its way, and a reliable data track's
+   * stream is finished, so the relay forwards its last messages before it reads `leave`.
+   */
+  async flush(): Promise<void> {
+    await this.chain;
+    if (this.kind === "data" && this.reliable) await this.endGroup();
+  }
+
   /** @internal The connection changed: streams start anew on the next one. */
   reset(): void {
     this.stream = null;
@@ -253,6 +262,23 @@ function nowMs(): number {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Wait for `promise`, at most `ms` (the timer does not outlive the wait). */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  try {
+    await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * How long {@link Room.leave} waits for the tracks to finish sending and then for the relay
+ * to close the session (as the Rust client's `leave_timeout`).
+ */
+export const LEAVE_TIMEOUT_MS = 2000;
 
 /** One connection's session: the transport and its writers. @internal */
 class Link {
@@ -397,13 +423,25 @@ export class Room {
     return new Map([...this.stats].map(([k, v]) => [k, { ...v }]));
   }
 
-  /** Leave the room: the relay tells the others, nothing reconnects. */
+  /**
+   * Leave the room: the relay tells the others, nothing reconnects. Messages sent on
+   * reliable data tracks before `leave` reach the others first (each track's stream is
+   * finished before `leave` goes out, and the relay closes the session once it has read
+   * them); the wait is bounded by {@link LEAVE_TIMEOUT_MS}.
+   */
   async leave(): Promise<void> {
     this.leaving = true;
+    const flushed = Promise.all([...this.tracks].map((track) => track.flush().catch(() => undefined)));
+    await within(flushed, LEAVE_TIMEOUT_MS);
     const link = this.link;
     this.link = null;
     if (link) {
       await link.sendControl({ type: "leave" }).catch(() => undefined);
+      const closed = link.transport.closed.then(
+        () => undefined,
+        () => undefined,
+      );
+      await within(closed, LEAVE_TIMEOUT_MS);
       link.close(0, "left");
     }
     this.emit("closed", { reason: "left" });

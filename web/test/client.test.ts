@@ -109,6 +109,23 @@ test("a member with another room secret hears could-not-open, the others go on",
   for (const r of [alice, bob, eve]) await r.leave();
 });
 
+test("messages sent just before leaving reach the others", async () => {
+  const relay = new FakeRelay();
+  const alice = await join(relay, "alice");
+  const bob = await join(relay, "bob");
+  const chat = await alice.publishData();
+  const sent = Array.from({ length: 20 }, (_, i) => `message ${i}`);
+  const received = collect(bob, sent.length);
+  const left = next(bob, "member-left");
+  // Not awaited: the messages are still being sealed when leave starts. (The frames and
+  // member-left travel on different streams: either may be seen first.)
+  for (const m of sent) void chat.send(m);
+  await alice.leave();
+  assert.deepEqual((await received).map((f) => text(f.payload)), sent);
+  assert.equal((await left).member, alice.member);
+  await bob.leave();
+});
+
 test("a refused join rejects with the relay's typed reason", async () => {
   const relay = new FakeRelay();
   await assert.rejects(join(relay, "late", SECRET, "expired"), (e: unknown) => e instanceof JoinError && e.kind === "expired");

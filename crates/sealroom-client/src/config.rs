@@ -202,8 +202,9 @@ impl ClientConfig {
         self
     }
 
-    /// How long [`Room::leave`](crate::Room::leave) waits for the relay to close the
-    /// connection before closing it itself. Default 2 s.
+    /// How long [`Room::leave`](crate::Room::leave) waits for its reliable data to be
+    /// acknowledged and for the relay to close the connection before closing it itself.
+    /// Default 2 s.
     #[must_use]
     pub fn leave_timeout(mut self, timeout: Duration) -> Self {
         self.leave_timeout = timeout;

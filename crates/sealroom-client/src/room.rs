@@ -864,6 +864,13 @@ impl Room {
 
     /// Leave the room and wait until the session has ended. The event stream ends with
     /// [`DisconnectReason::Left`](crate::DisconnectReason::Left).
+    ///
+    /// Reliable data messages sent before `leave` reach the relay first: each data track
+    /// sends what it has queued, finishes its stream and waits for the relay to acknowledge
+    /// it before `Leave` goes out (all within [`ClientConfig::leave_timeout`]). Audio and
+    /// video still queued are not waited for.
+    ///
+    /// [`ClientConfig::leave_timeout`]: crate::ClientConfig::leave_timeout
     pub async fn leave(&self) {
         let mut link = self.shared.link.subscribe();
         self.shared.leave.notify_one();
