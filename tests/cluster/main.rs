@@ -7,10 +7,13 @@ mod cascade;
 mod config_cli;
 mod directory;
 mod netns;
+#[path = "../recording/open.rs"]
+mod open;
 mod ops;
 mod partition;
 mod placement;
 mod processes;
 mod procs;
+mod recording;
 mod redis;
 mod support;

@@ -4,6 +4,7 @@
 //! frame is compared with what the members sent.
 
 mod media;
+mod open;
 mod relay_restart;
 mod restart;
 mod support;

@@ -5,11 +5,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sealroom_client::{ClientConfig, RoomSecret};
 use sealroom_record::{BlindConfig, RecorderConfig, StorageConfig, Trust};
 use sealroom_relay::{AppConfig, Grants, Limits, Relay, RelayConfig};
 pub(crate) use sealroom_test_support::{Member, TempDir, TestApp, poll_until};
+
+pub(crate) use crate::open::{open, raw_payloads, track_file};
 
 pub(crate) const APP: TestApp = TestApp {
     app: "app-rec",
@@ -69,51 +71,6 @@ pub(crate) fn file_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-/// Run `sealroom recording open` on the recording and read its report.
-pub(crate) fn open(
-    storage: &[&str],
-    secret: &RoomSecret,
-    out: &Path,
-    audio_codec: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let output = sealroom_test_support::node::binary(env!("CARGO_BIN_EXE_sealroom"))
-        .args(["recording", "open", "--recording", "call-1", "--out"])
-        .arg(out)
-        .args(["--audio-codec", audio_codec])
-        .args(storage)
-        .env("SEALROOM_ROOM_SECRET", hex::encode(secret.expose()))
-        .output()
-        .context("run sealroom recording open")?;
-    if !output.status.success() {
-        bail!(
-            "sealroom recording open failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let report = std::fs::read(out.join("report.json")).context("report.json")?;
-    Ok(serde_json::from_slice(&report)?)
-}
-
-/// The file the report names for `user`'s `kind` track `track`.
-pub(crate) fn track_file(
-    report: &serde_json::Value,
-    user: &str,
-    kind: &str,
-    track: u64,
-) -> anyhow::Result<(String, u64, String)> {
-    let tracks = report["tracks"].as_array().context("tracks")?;
-    let t = tracks
-        .iter()
-        .find(|t| t["user"] == user && t["kind"] == kind && t["track"] == track)
-        .with_context(|| format!("no {kind} track {track} of {user} in {report:#}"))?;
-    Ok((
-        t["file"].as_str().context("file")?.to_owned(),
-        t["frames"].as_u64().context("frames")?,
-        t["format"].as_str().context("format")?.to_owned(),
-    ))
-}
-
 /// The texts of a data track's JSON lines.
 pub(crate) fn data_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     std::fs::read_to_string(path)?
@@ -121,22 +78,6 @@ pub(crate) fn data_texts(path: &Path) -> anyhow::Result<Vec<String>> {
         .map(|line| {
             let value: serde_json::Value = serde_json::from_str(line)?;
             Ok(value["text"].as_str().context("text")?.to_owned())
-        })
-        .collect()
-}
-
-/// The payloads of a raw dump, by its JSON index.
-pub(crate) fn raw_payloads(dir: &Path, file: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let data = std::fs::read(dir.join(file))?;
-    let index_name = file.replace(".bin", ".index.json");
-    let index: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.join(index_name))?)?;
-    index
-        .iter()
-        .map(|e| {
-            let offset = usize::try_from(e["offset"].as_u64().context("offset")?)?;
-            let len = usize::try_from(e["len"].as_u64().context("len")?)?;
-            Ok(data.get(offset..offset + len).context("in range")?.to_vec())
         })
         .collect()
 }

@@ -349,19 +349,22 @@ impl RelayCore {
                 });
             }
         }
-        let recorders: Vec<MemberId> = room
+        let mut recorders: Vec<MemberId> = room
             .members
             .iter()
             .filter_map(|(other, m)| m.recorder.then_some(*other))
             .collect();
+        if let Some(cascade) = self.cascade.as_ref() {
+            recorders.extend(cascade.recorders(&key));
+        }
         let ticket_expires_in_secs = claims
             .exp
             .saturating_add(limits.ticket_leeway_secs)
             .saturating_sub(now.unix_secs);
-        let subscribes = member.grants.subscribe;
+        let (subscribes, recorder) = (member.receives(), member.recorder);
         room.members.insert(id, member);
         if let Some(cascade) = self.cascade.as_mut() {
-            cascade.local_joined(&key, info, subscribes);
+            cascade.local_joined(&key, info, subscribes, recorder);
         }
         self.outputs.push_back(Output::Send {
             conn,

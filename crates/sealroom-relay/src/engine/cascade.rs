@@ -41,8 +41,9 @@ pub enum CascadeEvent {
         room: RoomKey,
         /// Who, with the tracks it publishes.
         member: MemberInfo,
-        /// Whether the member may receive (its ticket's subscribe grant): a link whose
-        /// members of a room all lack it gets none of the room's frames.
+        /// Whether the member receives frames (its ticket's subscribe grant, or it
+        /// records): a link whose members of a room all lack it gets none of the room's
+        /// frames.
         subscribes: bool,
     },
     /// A member of the sending node left `room`.
@@ -81,6 +82,14 @@ pub enum CascadeEvent {
         /// Its video track.
         track: TrackId,
     },
+    /// A member of the sending node, announced just before, is a recorder: the receiving
+    /// node tells its members of the room, as it tells them of a local recorder.
+    RecorderPresent {
+        /// The room.
+        room: RoomKey,
+        /// The recording member.
+        member: MemberId,
+    },
 }
 
 /// Where a [`CascadeEvent`] goes.
@@ -103,8 +112,10 @@ pub enum CascadeError {
     /// The room's app is not served by this node.
     #[error("the room's app is not served by this node")]
     UnknownApp,
-    /// The member id is already in use in the room (by a local member or another link's).
-    #[error("the member id is already in use in the room")]
+    /// The member id is already in use: in the room (by a local member or another link's),
+    /// by the same link in another room, or it carries this node's own index (ids of this
+    /// node are this node's to give).
+    #[error("the member id is already in use, or is this node's to give")]
     DuplicateMember,
     /// The member is not one this link announced.
     #[error("no such member behind this link")]
@@ -142,6 +153,8 @@ struct Remote {
     link: ConnId,
     info: MemberInfo,
     subscribes: bool,
+    /// Whether its node said it records.
+    recorder: bool,
     /// When this member was last asked for a keyframe, per track.
     keyframe_asked: Vec<(TrackId, Instant)>,
 }
@@ -230,13 +243,28 @@ impl Cascade {
         }
     }
 
-    pub(super) fn local_joined(&mut self, key: &RoomKey, info: MemberInfo, subscribes: bool) {
-        self.local.insert(info.member, key.clone());
+    /// A local member joined `key`: `subscribes` when it receives frames at all (it may
+    /// subscribe, or it records), `recorder` when it records.
+    pub(super) fn local_joined(
+        &mut self,
+        key: &RoomKey,
+        info: MemberInfo,
+        subscribes: bool,
+        recorder: bool,
+    ) {
+        let member = info.member;
+        self.local.insert(member, key.clone());
         self.announce(CascadeEvent::MemberJoined {
             room: key.clone(),
             member: info,
             subscribes,
         });
+        if recorder {
+            self.announce(CascadeEvent::RecorderPresent {
+                room: key.clone(),
+                member,
+            });
+        }
     }
 
     pub(super) fn local_left(&mut self, key: &RoomKey, member: MemberId, reason: LeaveReason) {
@@ -284,6 +312,15 @@ impl Cascade {
             .get(key)
             .into_iter()
             .flat_map(|room| room.members.values().map(|r| r.info.clone()))
+    }
+
+    /// The recorders behind links in `key`, for a joining member.
+    pub(super) fn recorders(&self, key: &RoomKey) -> impl Iterator<Item = MemberId> + '_ {
+        self.remote.get(key).into_iter().flat_map(|room| {
+            room.members
+                .iter()
+                .filter_map(|(id, r)| r.recorder.then_some(*id))
+        })
     }
 
     fn remove_remote(&mut self, key: &RoomKey, member: MemberId) -> Option<Remote> {
@@ -374,9 +411,18 @@ impl RelayCore {
                     CascadeEvent::MemberJoined {
                         room: key.clone(),
                         member: member.info(*id),
-                        subscribes: member.grants.subscribe,
+                        subscribes: member.receives(),
                     },
                 ));
+                if member.recorder {
+                    cascade.events.push_back((
+                        LinkTarget::One(link),
+                        CascadeEvent::RecorderPresent {
+                            room: key.clone(),
+                            member: *id,
+                        },
+                    ));
+                }
             }
         }
     }
@@ -551,6 +597,19 @@ impl RelayCore {
                 self.ask_for_keyframe(&key, 0, publisher, track, now);
                 Ok(())
             }
+            CascadeEvent::RecorderPresent { room, member } => {
+                self.check_owner(link, &room, member)?;
+                let newly = self
+                    .cascade
+                    .as_mut()
+                    .and_then(|c| c.remote.get_mut(&room))
+                    .and_then(|r| r.members.get_mut(&member))
+                    .is_some_and(|remote| !std::mem::replace(&mut remote.recorder, true));
+                if newly {
+                    self.tell_locals(&room, &ControlMessage::RecorderPresent { member });
+                }
+                Ok(())
+            }
         }
     }
 
@@ -594,7 +653,17 @@ impl RelayCore {
         let Some(cascade) = self.cascade.as_mut() else {
             return Err(CascadeError::NotALink);
         };
-        if local_taken || cascade.local.contains_key(&info.member) {
+        let own_index = info.member >> MEMBER_ID_NODE_SHIFT == u32::from(cascade.node_index);
+        if local_taken || own_index || cascade.local.contains_key(&info.member) {
+            return Err(CascadeError::DuplicateMember);
+        }
+        if cascade
+            .remote_rooms
+            .get(&(link, info.member))
+            .is_some_and(|room| *room != key)
+        {
+            // One member is in one room; a peer that says otherwise is refused, not
+            // believed (the member would stay behind in the first room).
             return Err(CascadeError::DuplicateMember);
         }
         if let Some(existing) = cascade
@@ -622,6 +691,7 @@ impl RelayCore {
                 link,
                 info: info.clone(),
                 subscribes,
+                recorder: false,
                 keyframe_asked: Vec::new(),
             },
         );
@@ -722,9 +792,7 @@ impl RelayCore {
         self.receivers.clear();
         if let Some(room) = self.rooms.get(&key) {
             for other in room.members.values() {
-                if other.grants.subscribe
-                    && other.subscriptions.wants(envelope.sender, envelope.track)
-                {
+                if other.receives() && other.subscriptions.wants(envelope.sender, envelope.track) {
                     self.receivers.push(other.conn);
                 }
             }
@@ -794,6 +862,98 @@ impl RelayCore {
             Some(key) => self.ask_for_keyframe(&key, 0, sender, track, now),
             None => KeyframeOutcome::Ignored,
         }
+    }
+
+    /// The cascade's part of [`invariant_violation`](Self::invariant_violation): every
+    /// local member is in its room and announced under this node's index; every member
+    /// behind a link is indexed both ways, behind a link that is up, never under an id a
+    /// local member of its room holds; the per-link and per-room counts match the members.
+    pub(super) fn cascade_violation(&self) -> Option<String> {
+        let cascade = self.cascade.as_ref()?;
+        let local_count: usize = self.rooms.values().map(|r| r.members.len()).sum();
+        if cascade.local.len() != local_count {
+            return Some(format!(
+                "the cascade knows {} local members, the rooms hold {local_count}",
+                cascade.local.len()
+            ));
+        }
+        for (member, key) in &cascade.local {
+            if !self
+                .rooms
+                .get(key)
+                .is_some_and(|r| r.members.contains_key(member))
+            {
+                return Some(format!("local member {member} is not in {key:?}"));
+            }
+            if member >> MEMBER_ID_NODE_SHIFT != u32::from(cascade.node_index) {
+                return Some(format!("local member {member} lacks this node's index"));
+            }
+        }
+        let mut behind: HashMap<(ConnId, &RoomKey), usize> = HashMap::new();
+        let mut indexed = 0;
+        for (key, room) in &cascade.remote {
+            if room.members.is_empty() {
+                return Some(format!("remote room {key:?} is empty"));
+            }
+            let mut subscribing: HashMap<ConnId, usize> = HashMap::new();
+            for (id, remote) in &room.members {
+                indexed += 1;
+                if cascade.remote_rooms.get(&(remote.link, *id)) != Some(key) {
+                    return Some(format!("remote member {id} of {key:?} is not indexed"));
+                }
+                if !cascade.links.contains_key(&remote.link) {
+                    return Some(format!(
+                        "remote member {id} is behind link {} that is down",
+                        remote.link
+                    ));
+                }
+                if self
+                    .rooms
+                    .get(key)
+                    .is_some_and(|r| r.members.contains_key(id))
+                {
+                    return Some(format!(
+                        "member id {id} is both local and remote in {key:?}"
+                    ));
+                }
+                *behind.entry((remote.link, key)).or_default() += 1;
+                if remote.subscribes {
+                    *subscribing.entry(remote.link).or_default() += 1;
+                }
+            }
+            let mut links: Vec<(ConnId, usize)> = room.links.clone();
+            links.sort_unstable();
+            let mut want: Vec<(ConnId, usize)> = subscribing.into_iter().collect();
+            want.sort_unstable();
+            if links != want {
+                return Some(format!(
+                    "remote room {key:?} counts links {links:?}, has {want:?}"
+                ));
+            }
+        }
+        if indexed != cascade.remote_rooms.len() {
+            return Some(format!(
+                "{} remote members indexed, {indexed} in rooms",
+                cascade.remote_rooms.len()
+            ));
+        }
+        for (link, state) in &cascade.links {
+            for (key, count) in &state.rooms {
+                if behind.get(&(*link, key)).copied().unwrap_or(0) != *count {
+                    return Some(format!("link {link} counts {count} members in {key:?}"));
+                }
+            }
+            let total: usize = state.rooms.values().sum();
+            let actual: usize = behind
+                .iter()
+                .filter(|((l, _), _)| l == link)
+                .map(|(_, n)| n)
+                .sum();
+            if total != actual {
+                return Some(format!("link {link} counts {total} members, has {actual}"));
+            }
+        }
+        None
     }
 
     /// Whether `conn` is a link.

@@ -335,7 +335,7 @@ impl RelayCore {
                 return Some(format!("app {app} is over its room limit"));
             }
         }
-        None
+        self.cascade_violation()
     }
 
     /// The next thing the driver must do, in order.

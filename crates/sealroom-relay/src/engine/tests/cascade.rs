@@ -27,6 +27,7 @@ fn carry(from: &mut Harness, to: &mut Harness) -> usize {
             .expect("a valid event");
         n += 1;
     }
+    assert_eq!(to.core.invariant_violation(), None);
     n
 }
 
@@ -180,6 +181,27 @@ fn a_peer_cannot_take_a_member_id_in_use_or_speak_for_another_link() {
         b.core.handle_link_event(other, claim(ma), b.now),
         Err(CascadeError::DuplicateMember)
     );
+    // An id with this node's own index is this node's to give, even when no one holds it.
+    assert_eq!(
+        b.core.handle_link_event(LINK, claim(mb + 100), b.now),
+        Err(CascadeError::DuplicateMember)
+    );
+    // A member announced in one room cannot be announced in another by the same link: it
+    // would stay behind in the first.
+    let elsewhere = CascadeEvent::MemberJoined {
+        room: RoomKey::new("app", "r2"),
+        member: MemberInfo {
+            member: ma,
+            user: "alice".to_owned(),
+            tracks: Vec::new(),
+        },
+        subscribes: true,
+    };
+    assert_eq!(
+        b.core.handle_link_event(LINK, elsewhere, b.now),
+        Err(CascadeError::DuplicateMember)
+    );
+    assert_eq!(b.core.invariant_violation(), None);
     let leave = CascadeEvent::MemberLeft {
         room: RoomKey::new("app", "r"),
         member: ma,
@@ -304,4 +326,120 @@ fn tracks_and_leaves_of_local_members_reach_the_link() {
         reason: LeaveReason::Left
     }));
     assert!(b.core.remote_members().is_empty());
+}
+
+/// A recorder on node B: a ticket with only the record grant, auto-subscribe off.
+fn join_recorder(h: &mut Harness, user: &str) -> (ConnId, MemberId) {
+    let conn = h.connect();
+    let ticket = h.ticket("app", user, "r", Grants::recorder());
+    let options = JoinOptions {
+        auto_subscribe: false,
+        room: None,
+    };
+    assert_eq!(
+        h.core.handle_join(conn, &ticket, &options, h.now),
+        JoinOutcome::Joined
+    );
+    let member = h.core.membership(conn).expect("joined").1;
+    (conn, member)
+}
+
+#[test]
+fn a_recorder_on_one_node_records_the_members_of_every_node() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    carry(&mut a, &mut b);
+    // The recorder has no subscribe grant; it receives because it records.
+    let (cr, mr) = join_recorder(&mut b, "rec");
+    // Alice's node hears of it and tells her.
+    carry(&mut b, &mut a);
+    assert!(
+        a.sent_to(ca)
+            .contains(&ControlMessage::RecorderPresent { member: mr }),
+        "members on the other node are told a recorder is present"
+    );
+    // Alice's frames cross the link for the recorder alone, and reach it.
+    let receivers = a
+        .frame(ca, ma, MediaKind::Audio, 1, 100)
+        .expect("forwarded");
+    assert_eq!(
+        receivers,
+        vec![LINK],
+        "a link whose only member records still gets frames"
+    );
+    let envelope = Envelope {
+        kind: MediaKind::Audio,
+        ..video(ma, 1)
+    };
+    let at_b = b
+        .core
+        .handle_frame(LINK, &envelope, 100, b.now)
+        .expect("delivered")
+        .to_vec();
+    assert_eq!(at_b, vec![cr]);
+    // A member joining node A later is told of the recorder on node B after its roster.
+    let (cc, _) = a.join("carol", "r");
+    let to_carol = a.sent_to(cc);
+    let roster_at = to_carol
+        .iter()
+        .position(|m| matches!(m, ControlMessage::MemberJoined(i) if i.member == mr))
+        .expect("the recorder is in the roster");
+    let notice_at = to_carol
+        .iter()
+        .position(|m| *m == ControlMessage::RecorderPresent { member: mr })
+        .expect("carol is told it records");
+    assert!(roster_at < notice_at);
+}
+
+#[test]
+fn a_recorder_joined_before_the_link_came_up_is_announced_with_it() {
+    let mut a = Harness::new(Limits::default());
+    let mut b = Harness::new(Limits::default());
+    a.core.enable_cascade(1);
+    b.core.enable_cascade(2);
+    let (ca, ma) = a.join("alice", "r");
+    let (_, mr) = join_recorder(&mut b, "rec");
+    a.core.handle_link_up(LINK);
+    b.core.handle_link_up(LINK);
+    carry(&mut b, &mut a);
+    carry(&mut a, &mut b);
+    assert!(
+        a.sent_to(ca)
+            .contains(&ControlMessage::RecorderPresent { member: mr })
+    );
+    let receivers = a
+        .frame(ca, ma, MediaKind::Audio, 1, 100)
+        .expect("forwarded");
+    assert_eq!(receivers, vec![LINK]);
+    // And a recorder on this node receives the frames coming from the link.
+    let (cr2, _) = join_recorder(&mut a, "rec-a");
+    let (_, mb) = b.join("bob", "r");
+    carry(&mut b, &mut a);
+    let envelope = Envelope {
+        kind: MediaKind::Audio,
+        ..video(mb, 1)
+    };
+    let at_a = a
+        .core
+        .handle_frame(LINK, &envelope, 100, a.now)
+        .expect("delivered")
+        .to_vec();
+    assert!(
+        at_a.contains(&cr2),
+        "a local recorder records remote members too"
+    );
+}
+
+#[test]
+fn a_peer_cannot_declare_a_member_it_never_announced_a_recorder() {
+    let (mut a, mut b) = pair();
+    let (_, ma) = a.join("alice", "r");
+    let event = CascadeEvent::RecorderPresent {
+        room: RoomKey::new("app", "r"),
+        member: ma,
+    };
+    assert_eq!(
+        b.core.handle_link_event(LINK, event, b.now),
+        Err(CascadeError::UnknownMember)
+    );
 }
