@@ -9,6 +9,9 @@ use std::path::PathBuf;
 #[path = "../fuzz/checks/archive.rs"]
 mod archive;
 #[allow(unreachable_pub, dead_code, clippy::all)]
+#[path = "../fuzz/checks/cascade.rs"]
+mod cascade;
+#[allow(unreachable_pub, dead_code, clippy::all)]
 #[path = "../fuzz/checks/control.rs"]
 mod control;
 #[allow(unreachable_pub, dead_code, clippy::all)]
@@ -49,6 +52,11 @@ fn replay(target: &str, check: fn(&[u8])) {
 #[test]
 fn archive_corpus() {
     replay("archive", archive::run);
+}
+
+#[test]
+fn cascade_corpus() {
+    replay("cascade", cascade::run);
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! The relay's I/O-free room core under arbitrary sequences of connections, joins, control
 //! messages (in order or not), frames from several members (honest, forged, oversize),
 //! incoming streams, stale groups, protocol violations, disconnects, operator actions and
-//! time. Checked after every step: nothing panics; `RelayCore::invariant_violation` finds
-//! nothing; no frame or room event reaches a connection of another room, a member that
-//! left, the sender itself, or a member without the subscribe grant; nothing is sent to a
-//! connection after it was closed.
+//! time; and, with the cascade on, links to two peer nodes that come and go, announce
+//! members (honestly or not) and send frames. Checked after every step: nothing panics;
+//! `RelayCore::invariant_violation` finds nothing; no frame or room event reaches a
+//! connection of another room, a member that left, the sender itself, or a member without
+//! the subscribe or record grant; nothing is sent to a connection after it was closed; a
+//! frame goes to a link only when a member of its room that receives is behind it, and a
+//! frame from a link only to local members of its sender's room; the node speaks to its
+//! peers only of its own members.
 //!
 //! Shared by the fuzz target of the same name and by the corpus replay test
 //! (`tests/fuzz_corpus.rs` in the root workspace), so both check exactly the same.
@@ -18,9 +22,10 @@ use sealroom_frame::control::{
     ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits, TrackInfo,
 };
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
-use sealroom_relay::engine::{MemberTarget, Output};
+use sealroom_relay::engine::{LinkTarget, MEMBER_ID_NODE_SHIFT, MemberTarget, Output};
 use sealroom_relay::{
-    AppConfig, ConnId, Grants, Limits, Now, RelayCore, RoomKey, TicketClaims, Violation, mint,
+    AppConfig, CascadeEvent, ConnId, Grants, Limits, Now, RelayCore, RoomKey, TicketClaims,
+    Violation, mint,
 };
 
 const APPS: [&str; 2] = ["app-a", "app-b"];
@@ -199,6 +204,174 @@ enum Op {
         conn: u8,
         track: u8,
     },
+    /// Turn the cascade on with node index `1 + node % 3`; only before the first
+    /// connection, as a node does.
+    Cascade {
+        node: u8,
+    },
+    /// An authenticated link to one of two peer nodes comes up.
+    LinkUp {
+        link: bool,
+    },
+    /// A link goes down.
+    LinkDown {
+        link: bool,
+    },
+    /// A peer node says something, true or not.
+    LinkEvent {
+        link: bool,
+        event: PeerEvent,
+    },
+    /// A frame from a peer node.
+    LinkFrame {
+        link: bool,
+        kind: u8,
+        flags: u8,
+        sender: u8,
+        track: u8,
+        group: u8,
+        len: u16,
+    },
+}
+
+/// What a peer node says on its link. Member ids come from [`remote_id`]: node indices 1
+/// to 3, so some collide with this node's own.
+#[derive(Arbitrary, Debug)]
+enum PeerEvent {
+    MemberJoined {
+        app: bool,
+        room: bool,
+        member: u8,
+        tracks: u8,
+        subscribes: bool,
+    },
+    MemberLeft {
+        app: bool,
+        room: bool,
+        member: u8,
+    },
+    TrackPublished {
+        app: bool,
+        room: bool,
+        member: u8,
+        track: u8,
+        kind: u8,
+    },
+    TrackUnpublished {
+        app: bool,
+        room: bool,
+        member: u8,
+        track: u8,
+    },
+    /// For a member of this node (`publisher` as the clients' messages pick members).
+    KeyframeRequest {
+        publisher: u8,
+        track: u8,
+    },
+    RecorderPresent {
+        app: bool,
+        room: bool,
+        member: u8,
+    },
+    /// A room of an app this node does not serve.
+    UnknownApp {
+        member: u8,
+    },
+}
+
+/// A member id of a peer node: node index 1 to 3 above a small counter.
+fn remote_id(m: u8) -> u32 {
+    (u32::from(1 + (m >> 2) % 3) << MEMBER_ID_NODE_SHIFT) | u32::from(m % 4)
+}
+
+fn link_conn(link: bool) -> ConnId {
+    ConnId((1 << 40) | u64::from(link))
+}
+
+fn room_key(app: bool, room: bool) -> RoomKey {
+    RoomKey::new(APPS[usize::from(app)], ROOMS[usize::from(room)])
+}
+
+fn peer_event(event: PeerEvent, base: u32) -> CascadeEvent {
+    match event {
+        PeerEvent::MemberJoined {
+            app,
+            room,
+            member,
+            tracks,
+            subscribes,
+        } => CascadeEvent::MemberJoined {
+            room: room_key(app, room),
+            member: MemberInfo {
+                member: remote_id(member),
+                user: USERS[usize::from(member) % 4].to_owned(),
+                tracks: (0..tracks % 4)
+                    .map(|t| TrackInfo {
+                        track: u32::from(t),
+                        kind: kind(tracks >> 2 ^ t),
+                    })
+                    .collect(),
+            },
+            subscribes,
+        },
+        PeerEvent::MemberLeft { app, room, member } => CascadeEvent::MemberLeft {
+            room: room_key(app, room),
+            member: remote_id(member),
+            reason: LeaveReason::Left,
+        },
+        PeerEvent::TrackPublished {
+            app,
+            room,
+            member,
+            track,
+            kind: k,
+        } => CascadeEvent::TrackPublished {
+            room: room_key(app, room),
+            member: remote_id(member),
+            track: TrackInfo {
+                track: u32::from(track % 4),
+                kind: kind(k),
+            },
+        },
+        PeerEvent::TrackUnpublished {
+            app,
+            room,
+            member,
+            track,
+        } => CascadeEvent::TrackUnpublished {
+            room: room_key(app, room),
+            member: remote_id(member),
+            track: u32::from(track % 4),
+        },
+        PeerEvent::KeyframeRequest { publisher, track } => CascadeEvent::KeyframeRequest {
+            publisher: member_id(publisher, base),
+            track: u32::from(track % 4),
+        },
+        PeerEvent::RecorderPresent { app, room, member } => CascadeEvent::RecorderPresent {
+            room: room_key(app, room),
+            member: remote_id(member),
+        },
+        PeerEvent::UnknownApp { member } => CascadeEvent::MemberJoined {
+            room: RoomKey::new("app-unknown", ROOMS[0]),
+            member: MemberInfo {
+                member: remote_id(member),
+                user: USERS[0].to_owned(),
+                tracks: Vec::new(),
+            },
+            subscribes: true,
+        },
+    }
+}
+
+/// A member id as the clients' messages pick them: with the high bit, one of a peer
+/// node's; otherwise one of this node's (`base` is its index, shifted; 0 without the
+/// cascade).
+fn member_id(m: u8, base: u32) -> u32 {
+    if m & 0x80 == 0 {
+        base | u32::from(m % 6)
+    } else {
+        remote_id(m)
+    }
 }
 
 fn kind(k: u8) -> MediaKind {
@@ -226,6 +399,12 @@ struct Model {
     /// The last MLS commit position each connection heard of (`MlsCommitted`): each
     /// member hears every accepted commit once, in order.
     mls_heard: HashMap<ConnId, u64>,
+    /// This node's index in the cluster (0: the cascade is off).
+    node: u16,
+    /// Links up.
+    links: HashSet<ConnId>,
+    /// Members behind links the core accepted: their room and whether they receive.
+    remote: HashMap<(ConnId, u32), (RoomKey, bool)>,
 }
 
 impl Model {
@@ -240,11 +419,84 @@ impl Model {
         self.joined.get(&conn).map(|(room, _, _)| room)
     }
 
-    /// Whether `member` is a member of `room` (by member id).
+    /// Whether `member` is a member of `room` (by member id), here or behind a link.
     fn has_member(&self, room: &RoomKey, member: u32) -> bool {
         self.joined
             .values()
             .any(|(r, m, _)| r == room && *m == member)
+            || self
+                .remote
+                .iter()
+                .any(|((_, m), (r, _))| r == room && *m == member)
+    }
+
+    fn base(&self) -> u32 {
+        u32::from(self.node) << MEMBER_ID_NODE_SHIFT
+    }
+
+    /// Take every event queued for the peer nodes, checking the node speaks only of its
+    /// own members, to links that are up.
+    fn absorb_cascade(&self, core: &mut RelayCore) {
+        while let Some((target, event)) = core.poll_cascade() {
+            if let LinkTarget::One(link) = target {
+                assert!(self.links.contains(&link), "events go to links that are up");
+            }
+            match event {
+                CascadeEvent::MemberJoined {
+                    member: MemberInfo { member, .. },
+                    ..
+                }
+                | CascadeEvent::MemberLeft { member, .. }
+                | CascadeEvent::TrackPublished { member, .. }
+                | CascadeEvent::TrackUnpublished { member, .. }
+                | CascadeEvent::RecorderPresent { member, .. } => {
+                    assert_eq!(
+                        member >> MEMBER_ID_NODE_SHIFT,
+                        u32::from(self.node),
+                        "a node speaks to its peers only of its own members"
+                    );
+                }
+                CascadeEvent::KeyframeRequest { publisher, .. } => {
+                    assert!(
+                        self.remote.keys().any(|(_, m)| *m == publisher),
+                        "keyframe requests go only to members behind links"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where a frame from `conn` (a member, or a link) went: each receiver at most once,
+    /// never the sender, only into the room, only to those that receive; a link only
+    /// when a member of the room behind it receives.
+    fn check_receivers(&self, conn: ConnId, room: &RoomKey, receivers: &[ConnId]) {
+        let mut seen = HashSet::new();
+        for receiver in receivers {
+            assert_ne!(*receiver, conn, "never back to the sender");
+            assert!(seen.insert(*receiver), "at most once per receiver");
+            if self.links.contains(receiver) {
+                assert!(
+                    !self.links.contains(&conn),
+                    "a frame from a link never goes to another link"
+                );
+                assert!(
+                    self.remote
+                        .iter()
+                        .any(|((l, _), (r, receives))| l == receiver && r == room && *receives),
+                    "to a link only for a member of the room behind it that receives"
+                );
+                continue;
+            }
+            let (their_room, _, their_grants) = self
+                .joined
+                .get(receiver)
+                .expect("only to members that joined and did not leave");
+            assert_eq!(their_room, room, "never into another room");
+            assert!(
+                their_grants.subscribe || their_grants.record,
+                "only to subscribers and recorders"
+            );
+        }
     }
 
     fn forget(&mut self, conn: ConnId) {
@@ -373,9 +625,9 @@ impl Model {
     }
 }
 
-fn message(message: Message) -> (ControlMessage, Option<usize>) {
+fn message(message: Message, base: u32) -> (ControlMessage, Option<usize>) {
     let ticket = |i: u8| usize::from(i) % TICKETS.len();
-    let member = |m: u8| u32::from(m % 6);
+    let member = |m: u8| member_id(m, base);
     let info = |m: u8| MemberInfo {
         member: member(m),
         user: String::new(),
@@ -572,7 +824,7 @@ fn run_ops(ops: Vec<Op>) {
             }
             Op::Control { conn, message: m } => {
                 let conn = model.pick(conn);
-                let (message, ticket) = message(m);
+                let (message, ticket) = message(m, model.base());
                 match (&message, ticket) {
                     (ControlMessage::RefreshTicket { .. }, Some(ticket)) => {
                         model.refreshing = Some((conn, ticket));
@@ -600,7 +852,7 @@ fn run_ops(ops: Vec<Op>) {
                 let envelope = Envelope {
                     kind: kind(k),
                     flags: Flags::from_bits(flags & 0x0f).unwrap_or_default(),
-                    sender: sender.map_or(own.unwrap_or(1), |s| u32::from(s % 6)),
+                    sender: sender.map_or(own.unwrap_or(1), |s| member_id(s, model.base())),
                     track: u32::from(track % 4),
                     group: u32::from(group),
                     seq: 0,
@@ -623,20 +875,7 @@ fn run_ops(ops: Vec<Op>) {
                         _ => limits.max_frame_len,
                     };
                     assert!(len <= max, "oversize frames never forward");
-                    let mut seen = HashSet::new();
-                    for receiver in receivers {
-                        assert_ne!(*receiver, conn, "never back to the sender");
-                        assert!(seen.insert(*receiver), "at most once per receiver");
-                        let (their_room, _, their_grants) = model
-                            .joined
-                            .get(receiver)
-                            .expect("only to members that joined and did not leave");
-                        assert_eq!(*their_room, room, "never into another room");
-                        assert!(
-                            their_grants.subscribe || their_grants.record,
-                            "only to subscribers and recorders"
-                        );
-                    }
+                    model.check_receivers(conn, &room, receivers);
                 }
             }
             Op::IncomingStream { conn } => {
@@ -678,7 +917,7 @@ fn run_ops(ops: Vec<Op>) {
             } => {
                 let key = RoomKey::new(APPS[usize::from(app)], ROOMS[usize::from(room)]);
                 let target = if by_member {
-                    MemberTarget::Member(u32::from(user % 6))
+                    MemberTarget::Member(member_id(user, model.base()))
                 } else {
                     MemberTarget::User(USERS[usize::from(user) % 4].to_owned())
                 };
@@ -693,8 +932,95 @@ fn run_ops(ops: Vec<Op>) {
             Op::EndDataTrack { conn, track } => {
                 core.end_data_track(model.pick(conn), u32::from(track % 4));
             }
+            Op::Cascade { node } => {
+                if model.made.is_empty() && model.node == 0 {
+                    model.node = 1 + u16::from(node % 3);
+                    core.enable_cascade(model.node);
+                }
+            }
+            Op::LinkUp { link } => {
+                let link = link_conn(link);
+                core.handle_link_up(link);
+                if model.node != 0 {
+                    model.links.insert(link);
+                }
+            }
+            Op::LinkDown { link } => {
+                let link = link_conn(link);
+                core.handle_link_down(link, LeaveReason::TimedOut);
+                // The locals hear its members leave while they are still in the model.
+                model.absorb(&mut core);
+                model.links.remove(&link);
+                model.remote.retain(|(l, _), _| *l != link);
+            }
+            Op::LinkEvent { link, event } => {
+                let link = link_conn(link);
+                let event = peer_event(event, model.base());
+                let joined = match &event {
+                    CascadeEvent::MemberJoined {
+                        room,
+                        member,
+                        subscribes,
+                    } => Some((room.clone(), member.member, *subscribes)),
+                    _ => None,
+                };
+                let left = match &event {
+                    CascadeEvent::MemberLeft { member, .. } => Some(*member),
+                    _ => None,
+                };
+                if core.handle_link_event(link, event, at).is_ok() {
+                    assert!(model.links.contains(&link), "only links that are up speak");
+                    if let Some((room, member, subscribes)) = joined {
+                        assert_ne!(
+                            member >> MEMBER_ID_NODE_SHIFT,
+                            u32::from(model.node),
+                            "ids of this node are its own to give"
+                        );
+                        model.remote.insert((link, member), (room, subscribes));
+                    }
+                    if let Some(member) = left {
+                        model.absorb(&mut core);
+                        model.remote.remove(&(link, member));
+                    }
+                }
+            }
+            Op::LinkFrame {
+                link,
+                kind: k,
+                flags,
+                sender,
+                track,
+                group,
+                len,
+            } => {
+                let link = link_conn(link);
+                let envelope = Envelope {
+                    kind: kind(k),
+                    flags: Flags::from_bits(flags & 0x0f).unwrap_or_default(),
+                    sender: remote_id(sender),
+                    track: u32::from(track % 4),
+                    group: u32::from(group),
+                    seq: 0,
+                    timestamp_us: 0,
+                };
+                if let Ok(receivers) = core.handle_frame(link, &envelope, usize::from(len), at) {
+                    let (room, _) = model
+                        .remote
+                        .get(&(link, envelope.sender))
+                        .cloned()
+                        .expect("frames from a link only for members it announced");
+                    for receiver in receivers {
+                        assert!(
+                            !model.links.contains(receiver),
+                            "a frame from a link never goes to another link"
+                        );
+                    }
+                    model.check_receivers(link, &room, receivers);
+                }
+            }
         }
         model.absorb(&mut core);
+        model.absorb_cascade(&mut core);
         model.refreshing = None;
         if let Some(violation) = core.invariant_violation() {
             panic!("invariant broken: {violation}");

@@ -14,7 +14,7 @@ use super::auth::Proof;
 pub const LINK_ALPN: &[u8] = b"sealroom-cascade/1";
 
 /// Largest message on a cascade stream.
-pub(crate) const MAX_LINK_MESSAGE: usize = 64 * 1024;
+pub const MAX_LINK_MESSAGE: usize = 64 * 1024;
 
 /// The first message each way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,37 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, WireError>
         return Err(WireError::TrailingBytes);
     }
     Ok(message)
+}
+
+/// Decode one cascade event (a frame's payload), as a link reads its peer's.
+///
+/// # Errors
+/// [`WireError`] when the bytes are not exactly one event of this version.
+pub fn decode_event(bytes: &Bytes) -> Result<crate::engine::CascadeEvent, WireError> {
+    decode(bytes)
+}
+
+/// Append `event`, framed, to `buf`, as a link writes it.
+///
+/// # Errors
+/// [`WireError::Malformed`] if the event cannot be encoded.
+pub fn encode_event(
+    event: &crate::engine::CascadeEvent,
+    buf: &mut BytesMut,
+) -> Result<(), WireError> {
+    encode(event, buf)
+}
+
+/// Decode `bytes` as a link's first message (the `Hello`), as the link does, and return
+/// its encoding again: for the fuzz target and tests, the `Hello`'s type being private.
+///
+/// # Errors
+/// [`WireError`] when the bytes are not exactly one `Hello`.
+#[cfg(feature = "testing")]
+pub fn hello_reencoded(bytes: &Bytes) -> Result<Bytes, WireError> {
+    let hello: Hello = decode(bytes)?;
+    let body = postcard::to_allocvec(&hello).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok(Bytes::from(body))
 }
 
 #[cfg(test)]
