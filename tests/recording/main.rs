@@ -32,34 +32,6 @@ async fn wait_recorded(recorder: &Recorder, frames: u64) -> anyhow::Result<()> {
     .await
 }
 
-/// Wait until the recorder wrote `frames`, or wrote nothing more for two seconds (audio
-/// travels as datagrams, which a loaded machine may lose on the way; the report then names
-/// every missing one as a gap, which the test checks).
-async fn wait_recorded_or_settled(recorder: &Recorder, frames: u64) -> anyhow::Result<u64> {
-    let stats = recorder.stats();
-    let deadline = std::time::Instant::now() + sealroom_test_support::SAFETY;
-    let mut last = (0, std::time::Instant::now());
-    loop {
-        let now = stats.frames_recorded.load(Ordering::Relaxed);
-        if now >= frames {
-            return Ok(now);
-        }
-        if now != last.0 {
-            last = (now, std::time::Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(2) || std::time::Instant::now() > deadline
-        {
-            return Ok(now);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether `got` is `sent` with some items left out, in order.
-fn subsequence(got: &[Vec<u8>], sent: &[Vec<u8>]) -> bool {
-    let mut sent = sent.iter();
-    got.iter().all(|g| sent.any(|s| s == g))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_of_three_opens_to_exactly_what_it_sent_with_playable_vp8_and_opus()
 -> anyhow::Result<()> {

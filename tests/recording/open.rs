@@ -1,11 +1,14 @@
-//! Opening a recording the way its owner does: `sealroom recording open` with the room
-//! secret, and reading the report and the raw dumps it writes. Shared by the recording
-//! tests and the cluster's.
+//! Waiting for a recorder, and opening a recording the way its owner does: `sealroom
+//! recording open` with the room secret, and reading the report and the raw dumps it
+//! writes. Shared by the recording tests and the cluster's.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sealroom_client::RoomSecret;
+use sealroom_record::Recorder;
 
 /// Run `sealroom recording open` on the recording and read its report.
 pub(crate) fn open(
@@ -66,4 +69,35 @@ pub(crate) fn raw_payloads(dir: &Path, file: &str) -> anyhow::Result<Vec<Vec<u8>
             Ok(data.get(offset..offset + len).context("in range")?.to_vec())
         })
         .collect()
+}
+
+/// Wait until the recorder wrote `frames`, or wrote nothing more for two seconds (audio
+/// travels as datagrams, which a loaded machine may lose on the way; the report then names
+/// every missing one as a gap, which the test checks).
+pub(crate) async fn wait_recorded_or_settled(
+    recorder: &Recorder,
+    frames: u64,
+) -> anyhow::Result<u64> {
+    let stats = recorder.stats();
+    let deadline = std::time::Instant::now() + sealroom_test_support::SAFETY;
+    let mut last = (0, std::time::Instant::now());
+    loop {
+        let now = stats.frames_recorded.load(Ordering::Relaxed);
+        if now >= frames {
+            return Ok(now);
+        }
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(2) || std::time::Instant::now() > deadline
+        {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `got` is `sent` with some items left out, in order.
+pub(crate) fn subsequence(got: &[Vec<u8>], sent: &[Vec<u8>]) -> bool {
+    let mut sent = sent.iter();
+    got.iter().all(|g| sent.any(|s| s == g))
 }

@@ -11,7 +11,9 @@ use sealroom_record::{BlindConfig, RecorderConfig, StorageConfig, Trust};
 use sealroom_relay::{AppConfig, Grants, Limits, Relay, RelayConfig};
 pub(crate) use sealroom_test_support::{Member, TempDir, TestApp, poll_until};
 
-pub(crate) use crate::open::{open, raw_payloads, track_file};
+pub(crate) use crate::open::{
+    open, raw_payloads, subsequence, track_file, wait_recorded_or_settled,
+};
 
 pub(crate) const APP: TestApp = TestApp {
     app: "app-rec",
