@@ -277,6 +277,17 @@ enum PeerEvent {
     UnknownApp {
         member: u8,
     },
+    /// The peer's operator removes a member (`member` as the clients' messages pick them).
+    Kick {
+        app: bool,
+        room: bool,
+        member: u8,
+    },
+    /// The peer's operator dismisses a room.
+    Dismiss {
+        app: bool,
+        room: bool,
+    },
 }
 
 /// A member id of a peer node: node index 1 to 3 above a small counter.
@@ -350,6 +361,15 @@ fn peer_event(event: PeerEvent, base: u32) -> CascadeEvent {
         PeerEvent::RecorderPresent { app, room, member } => CascadeEvent::RecorderPresent {
             room: room_key(app, room),
             member: remote_id(member),
+        },
+        PeerEvent::Kick { app, room, member } => CascadeEvent::Kick {
+            room: room_key(app, room),
+            member: member_id(member, base),
+            reason: "fuzz".to_owned(),
+        },
+        PeerEvent::Dismiss { app, room } => CascadeEvent::Dismiss {
+            room: room_key(app, room),
+            reason: "fuzz".to_owned(),
         },
         PeerEvent::UnknownApp { member } => CascadeEvent::MemberJoined {
             room: RoomKey::new("app-unknown", ROOMS[0]),
@@ -460,6 +480,27 @@ impl Model {
                     assert!(
                         self.remote.keys().any(|(_, m)| *m == publisher),
                         "keyframe requests go only to members behind links"
+                    );
+                }
+                CascadeEvent::Kick { room, member, .. } => {
+                    let LinkTarget::One(link) = target else {
+                        panic!("a kick goes to the one node holding the member");
+                    };
+                    assert_eq!(
+                        self.remote.get(&(link, member)).map(|(r, _)| r),
+                        Some(&room),
+                        "a kick goes to the link the member is behind"
+                    );
+                }
+                CascadeEvent::Dismiss { room, .. } => {
+                    let LinkTarget::One(link) = target else {
+                        panic!("a dismissal goes to each node with members of the room");
+                    };
+                    assert!(
+                        self.remote
+                            .iter()
+                            .any(|((l, _), (r, _))| *l == link && *r == room),
+                        "a dismissal goes only to links with members of the room"
                     );
                 }
             }

@@ -9,6 +9,7 @@ mod directory;
 mod netns;
 #[path = "../recording/open.rs"]
 mod open;
+mod operator;
 mod ops;
 mod partition;
 mod placement;

@@ -18,11 +18,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use sealroom_frame::control::{ControlMessage, LeaveReason, MemberInfo, TrackInfo};
+use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MemberInfo, TrackInfo};
 use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
 use serde::{Deserialize, Serialize};
 
-use super::{ConnId, DropReason, KeyframeOutcome, Now, Output, RelayCore, RoomKey};
+use super::{
+    AdminError, ConnId, DropReason, KeyframeOutcome, MemberTarget, Now, Output, RelayCore, RoomKey,
+};
 
 /// Bits of a member id below the node index.
 pub const MEMBER_ID_NODE_SHIFT: u32 = 20;
@@ -90,6 +92,36 @@ pub enum CascadeEvent {
         /// The recording member.
         member: MemberId,
     },
+    /// An operator of the sending node removes `member`, a member of the receiving node:
+    /// it hears `Kicked` with `reason`, as if the receiving node's operator had asked.
+    Kick {
+        /// The room.
+        room: RoomKey,
+        /// The member, of the receiving node.
+        member: MemberId,
+        /// What the member is told (cut to [`MAX_OPERATOR_REASON`] bytes on receipt).
+        reason: String,
+    },
+    /// An operator of the sending node dismisses `room`: the receiving node removes its
+    /// members of it, each hearing `RoomDismissed` with `reason`.
+    Dismiss {
+        /// The room.
+        room: RoomKey,
+        /// What the members are told (cut to [`MAX_OPERATOR_REASON`] bytes on receipt).
+        reason: String,
+    },
+}
+
+/// The longest operator reason a node passes on from a peer's `Kick` or `Dismiss`.
+pub const MAX_OPERATOR_REASON: usize = 256;
+
+/// `reason` cut to at most [`MAX_OPERATOR_REASON`] bytes, on a character boundary.
+fn bounded_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_OPERATOR_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// Where a [`CascadeEvent`] goes.
@@ -382,7 +414,7 @@ impl RelayCore {
         });
         self.outputs.push_back(Output::Close {
             conn,
-            code: Some(sealroom_frame::control::ErrorCode::Overloaded),
+            code: Some(ErrorCode::Overloaded),
         });
     }
 
@@ -595,6 +627,32 @@ impl RelayCore {
                     .cloned()
                     .ok_or(CascadeError::UnknownMember)?;
                 self.ask_for_keyframe(&key, 0, publisher, track, now);
+                Ok(())
+            }
+            CascadeEvent::Kick {
+                room,
+                member,
+                reason,
+            } => {
+                let conn = self
+                    .rooms
+                    .get(&room)
+                    .and_then(|r| r.members.get(&member))
+                    .map(|m| m.conn)
+                    .ok_or(CascadeError::UnknownMember)?;
+                self.remove_connection(conn, ErrorCode::Kicked, bounded_reason(&reason));
+                Ok(())
+            }
+            CascadeEvent::Dismiss { room, reason } => {
+                // The room may have emptied here meanwhile: nothing to do then.
+                let conns: Vec<ConnId> = self
+                    .rooms
+                    .get(&room)
+                    .map(|r| r.members.values().map(|m| m.conn).collect())
+                    .unwrap_or_default();
+                for conn in conns {
+                    self.remove_connection(conn, ErrorCode::RoomDismissed, bounded_reason(&reason));
+                }
                 Ok(())
             }
             CascadeEvent::RecorderPresent { room, member } => {
@@ -868,6 +926,7 @@ impl RelayCore {
     /// local member is in its room and announced under this node's index; every member
     /// behind a link is indexed both ways, behind a link that is up, never under an id a
     /// local member of its room holds; the per-link and per-room counts match the members.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn cascade_violation(&self) -> Option<String> {
         let cascade = self.cascade.as_ref()?;
         let local_count: usize = self.rooms.values().map(|r| r.members.len()).sum();
@@ -954,6 +1013,71 @@ impl RelayCore {
             }
         }
         None
+    }
+
+    /// An operator's kick of a member this node does not hold: the member behind a link
+    /// that `target` names is asked to leave by its own node. `room_here`: whether this
+    /// node has members of the room (the error when no one matches).
+    pub(super) fn kick_remote(
+        &mut self,
+        key: &RoomKey,
+        target: &MemberTarget,
+        reason: &str,
+        room_here: bool,
+    ) -> Result<MemberId, AdminError> {
+        let missing = if room_here {
+            AdminError::UnknownMember
+        } else {
+            AdminError::UnknownRoom
+        };
+        let Some(room) = self.cascade.as_ref().and_then(|c| c.remote.get(key)) else {
+            return Err(missing);
+        };
+        let (member, link) = room
+            .members
+            .iter()
+            .find(|(id, remote)| match target {
+                MemberTarget::Member(m) => *id == m,
+                MemberTarget::User(user) => remote.info.user == *user,
+            })
+            .map(|(id, remote)| (*id, remote.link))
+            .ok_or(AdminError::UnknownMember)?;
+        if let Some(cascade) = self.cascade.as_mut() {
+            cascade.events.push_back((
+                LinkTarget::One(link),
+                CascadeEvent::Kick {
+                    room: key.clone(),
+                    member,
+                    reason: bounded_reason(reason).to_owned(),
+                },
+            ));
+        }
+        Ok(member)
+    }
+
+    /// An operator's dismissal reaches every node with members of the room: returns how
+    /// many members there are behind links (their nodes remove them).
+    pub(super) fn dismiss_remote(&mut self, key: &RoomKey, reason: &str) -> usize {
+        let Some(cascade) = self.cascade.as_mut() else {
+            return 0;
+        };
+        let Some(room) = cascade.remote.get(key) else {
+            return 0;
+        };
+        let mut links: Vec<ConnId> = room.members.values().map(|r| r.link).collect();
+        links.sort_unstable();
+        links.dedup();
+        let count = room.members.len();
+        for link in links {
+            cascade.events.push_back((
+                LinkTarget::One(link),
+                CascadeEvent::Dismiss {
+                    room: key.clone(),
+                    reason: bounded_reason(reason).to_owned(),
+                },
+            ));
+        }
+        count
     }
 
     /// Whether `conn` is a link.

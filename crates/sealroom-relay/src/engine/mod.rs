@@ -55,7 +55,8 @@ use timers::{Deadline, Timer, TimerTable};
 
 pub use admission::{CheckedControl, VerifiedTicket};
 pub use cascade::{
-    CascadeError, CascadeEvent, LinkCounters, LinkTarget, MAX_NODE_INDEX, MEMBER_ID_NODE_SHIFT,
+    CascadeError, CascadeEvent, LinkCounters, LinkTarget, MAX_NODE_INDEX, MAX_OPERATOR_REASON,
+    MEMBER_ID_NODE_SHIFT,
 };
 pub use mls::MlsOutcome;
 pub use operator::{AdminError, MemberSummary, MemberTarget, RoomSummary};

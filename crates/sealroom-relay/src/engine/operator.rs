@@ -64,42 +64,54 @@ pub struct MemberSummary {
 
 impl RelayCore {
     /// Remove a member by operator request; it hears `Kicked` with `reason` as the message,
-    /// the others see it leave with reason kicked.
+    /// the others see it leave with reason kicked. With the cascade on, a member of the
+    /// room on another node is removed by its node (asked over the link).
     ///
     /// # Errors
-    /// [`AdminError`] when the room or the member does not exist.
+    /// [`AdminError`] when the room or the member does not exist (here, or behind a link).
     pub fn kick(
         &mut self,
         key: &RoomKey,
         target: &MemberTarget,
         reason: &str,
     ) -> Result<MemberId, AdminError> {
-        let room = self.rooms.get(key).ok_or(AdminError::UnknownRoom)?;
+        let Some(room) = self.rooms.get(key) else {
+            return self.kick_remote(key, target, reason, false);
+        };
         let member = match target {
             MemberTarget::Member(id) => room.members.contains_key(id).then_some(*id),
             MemberTarget::User(user) => room.member_by_user(user),
-        }
-        .ok_or(AdminError::UnknownMember)?;
-        let conn = room
-            .members
-            .get(&member)
-            .map(|m| m.conn)
-            .ok_or(AdminError::UnknownMember)?;
+        };
+        let Some((member, conn)) =
+            member.and_then(|id| room.members.get(&id).map(|m| (id, m.conn)))
+        else {
+            return self.kick_remote(key, target, reason, true);
+        };
         self.remove_connection(conn, ErrorCode::Kicked, reason);
         Ok(member)
     }
 
-    /// Close a room: every member hears `RoomDismissed` and is disconnected.
+    /// Close a room: every member hears `RoomDismissed` and is disconnected; with the
+    /// cascade on, the nodes with members of the room are asked to do the same. Returns
+    /// how many members there were (here and behind links).
     ///
     /// # Errors
-    /// [`AdminError::UnknownRoom`] when the room does not exist.
+    /// [`AdminError::UnknownRoom`] when the room does not exist (here, or behind a link).
     pub fn dismiss(&mut self, key: &RoomKey, reason: &str) -> Result<usize, AdminError> {
-        let room = self.rooms.get(key).ok_or(AdminError::UnknownRoom)?;
-        let conns: Vec<ConnId> = room.members.values().map(|m| m.conn).collect();
+        let conns: Vec<ConnId> = self
+            .rooms
+            .get(key)
+            .map(|room| room.members.values().map(|m| m.conn).collect())
+            .unwrap_or_default();
+        let local = self.rooms.contains_key(key);
         for conn in &conns {
             self.remove_connection(*conn, ErrorCode::RoomDismissed, reason);
         }
-        Ok(conns.len())
+        let remote = self.dismiss_remote(key, reason);
+        if !local && remote == 0 {
+            return Err(AdminError::UnknownRoom);
+        }
+        Ok(conns.len() + remote)
     }
 
     /// Every room, sorted by app and room id.

@@ -443,3 +443,140 @@ fn a_peer_cannot_declare_a_member_it_never_announced_a_recorder() {
         Err(CascadeError::UnknownMember)
     );
 }
+
+#[test]
+fn an_operator_kicks_a_member_whatever_node_holds_it() {
+    let (mut a, mut b) = pair();
+    let (ca, ma) = a.join("alice", "r");
+    let (cb, mb) = b.join("bob", "r");
+    carry(&mut a, &mut b);
+    carry(&mut b, &mut a);
+    a.outputs();
+    b.outputs();
+    // Node A's operator kicks Bob, who is on node B: A answers with his id and asks B.
+    assert_eq!(
+        a.core.kick(
+            &RoomKey::new("app", "r"),
+            &MemberTarget::User("bob".into()),
+            "bye"
+        ),
+        Ok(mb)
+    );
+    assert!(
+        a.outputs().is_empty(),
+        "node A holds no connection of Bob's"
+    );
+    carry(&mut a, &mut b);
+    let at_b = b.outputs();
+    assert!(at_b.contains(&Output::Send {
+        conn: cb,
+        message: ControlMessage::Error {
+            code: ErrorCode::Kicked,
+            message: "bye".into()
+        }
+    }));
+    assert!(at_b.contains(&Output::Close {
+        conn: cb,
+        code: Some(ErrorCode::Kicked)
+    }));
+    // Alice hears Bob leave, kicked, through the link.
+    carry(&mut b, &mut a);
+    assert!(a.sent_to(ca).contains(&ControlMessage::MemberLeft {
+        member: mb,
+        reason: LeaveReason::Kicked
+    }));
+    // Someone in no room anywhere, or a room no node has, is still an error.
+    let room = RoomKey::new("app", "r");
+    assert_eq!(
+        a.core
+            .kick(&room, &MemberTarget::User("nobody".into()), "bye"),
+        Err(AdminError::UnknownMember)
+    );
+    assert_eq!(
+        a.core.kick(
+            &RoomKey::new("app", "elsewhere"),
+            &MemberTarget::Member(ma),
+            "bye"
+        ),
+        Err(AdminError::UnknownRoom)
+    );
+}
+
+#[test]
+fn an_operator_dismisses_a_room_on_every_node() {
+    let (mut a, mut b) = pair();
+    let (ca, _) = a.join("alice", "r");
+    let (cb1, _) = b.join("bob", "r");
+    let (cb2, _) = b.join("bea", "r");
+    let (cb3, _) = b.join("ben", "other");
+    carry(&mut a, &mut b);
+    carry(&mut b, &mut a);
+    a.outputs();
+    b.outputs();
+    let room = RoomKey::new("app", "r");
+    assert_eq!(
+        a.core.dismiss(&room, "closed"),
+        Ok(3),
+        "one here, two behind the link"
+    );
+    assert!(a.outputs().contains(&Output::Close {
+        conn: ca,
+        code: Some(ErrorCode::RoomDismissed)
+    }));
+    carry(&mut a, &mut b);
+    let closed: Vec<ConnId> = b
+        .outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Close {
+                conn,
+                code: Some(ErrorCode::RoomDismissed),
+            } => Some(conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 2);
+    assert!(closed.contains(&cb1) && closed.contains(&cb2) && !closed.contains(&cb3));
+    // A room only another node has is dismissed from here too.
+    carry(&mut b, &mut a);
+    assert_eq!(
+        a.core.dismiss(&RoomKey::new("app", "other"), "closed"),
+        Ok(1)
+    );
+    assert_eq!(
+        a.core.dismiss(&RoomKey::new("app", "none"), "closed"),
+        Err(AdminError::UnknownRoom)
+    );
+}
+
+#[test]
+fn a_peer_kick_names_a_member_of_this_node_and_its_reason_is_bounded() {
+    let (mut a, mut b) = pair();
+    let (_, ma) = a.join("alice", "r");
+    let (cb, mb) = b.join("bob", "r");
+    carry(&mut a, &mut b);
+    b.outputs();
+    let room = RoomKey::new("app", "r");
+    // Alice is not B's to remove.
+    let kick_alice = CascadeEvent::Kick {
+        room: room.clone(),
+        member: ma,
+        reason: "x".into(),
+    };
+    assert_eq!(
+        b.core.handle_link_event(LINK, kick_alice, b.now),
+        Err(CascadeError::UnknownMember)
+    );
+    let long = "é".repeat(MAX_OPERATOR_REASON);
+    let kick_bob = CascadeEvent::Kick {
+        room,
+        member: mb,
+        reason: long,
+    };
+    assert_eq!(b.core.handle_link_event(LINK, kick_bob, b.now), Ok(()));
+    let told = b.sent_to(cb);
+    let Some(ControlMessage::Error { message, .. }) = told.first() else {
+        panic!("bob is told: {told:?}");
+    };
+    assert!(message.len() <= MAX_OPERATOR_REASON && message.starts_with('é'));
+}
