@@ -435,7 +435,9 @@ impl RelayCore {
         let Some(cascade) = self.cascade.as_mut() else {
             return;
         };
-        cascade.links.insert(link, LinkState::default());
+        // Up again without going down first: what the link announced stays (its counts
+        // describe members still behind it); the peer hears the local members again.
+        cascade.links.entry(link).or_default();
         for (key, room) in &self.rooms {
             for (id, member) in &room.members {
                 cascade.events.push_back((

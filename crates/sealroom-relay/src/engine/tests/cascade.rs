@@ -580,3 +580,27 @@ fn a_peer_kick_names_a_member_of_this_node_and_its_reason_is_bounded() {
     };
     assert!(message.len() <= MAX_OPERATOR_REASON && message.starts_with('é'));
 }
+
+#[test]
+fn a_link_announced_up_again_keeps_the_members_behind_it() {
+    // Found by the room_core fuzz target: a second `handle_link_up` for a link already up
+    // used to reset its counts while its members stayed, and the next leave underflowed
+    // them.
+    let (mut a, mut b) = pair();
+    let (cb, mb) = b.join("bob", "r");
+    carry(&mut b, &mut a);
+    let (ca, _) = a.join("alice", "r");
+    a.core.handle_link_up(LINK);
+    assert_eq!(a.core.invariant_violation(), None);
+    assert_eq!(a.core.links()[0].1.members, 1);
+    // The peer hears the local members again, and the link carries frames as before.
+    carry(&mut a, &mut b);
+    a.outputs();
+    b.core.handle_control(cb, ControlMessage::Leave, b.now);
+    carry(&mut b, &mut a);
+    assert!(a.sent_to(ca).contains(&ControlMessage::MemberLeft {
+        member: mb,
+        reason: LeaveReason::Left
+    }));
+    assert_eq!(a.core.links()[0].1.members, 0);
+}
