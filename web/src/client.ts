@@ -133,8 +133,22 @@ export interface RoomEvents {
   closed: { code?: ErrorCode; reason: string };
 }
 
-/** A join the relay refused, with its typed reason. */
-export class JoinError extends SealroomError<ErrorCode | "transport"> {}
+/**
+ * A join the relay refused, with its typed reason; `transport` when no relay could be
+ * reached, `redirected` when the cluster sent the join on more than {@link MAX_REDIRECTS}
+ * times in a row.
+ */
+export class JoinError extends SealroomError<ErrorCode | "transport" | "redirected"> {}
+
+/** Redirects followed for one join, as the Rust client. */
+export const MAX_REDIRECTS = 3;
+
+/** `url` with its host and port replaced by a relay's `host:port` (a `Redirect`). */
+function redirectedUrl(url: string, address: string): string {
+  const next = new URL(url);
+  next.host = address;
+  return next.toString();
+}
 
 /** Per-member receive counters. */
 export interface MemberStats {
@@ -348,6 +362,8 @@ export class Room {
   private opener: Opener;
 
   private readonly options: RoomOptions;
+  /** The URL of the node the session is on (the app's, or where it was redirected). */
+  url = "";
 
   private constructor(
     options: RoomOptions,
@@ -447,14 +463,36 @@ export class Room {
     this.emit("closed", { reason: "left" });
   }
 
+  /**
+   * Join at the room's URL, following the cluster's `Redirect`s to other nodes (the same
+   * path on the node's `host:port`, with the same ticket and certificate hashes), at most
+   * {@link MAX_REDIRECTS} in a row. Every connect (a reconnect too) starts at the URL the
+   * app gave, so the cluster places the member again.
+   */
   private async connect(): Promise<void> {
+    let url = this.options.url;
+    for (let hops = 0; ; hops++) {
+      const to = await this.connectAt(url);
+      if (to === null) {
+        this.url = url;
+        return;
+      }
+      if (hops >= MAX_REDIRECTS) {
+        throw new JoinError("redirected", `the relay redirected the join to ${to}, after too many redirects; retry later`);
+      }
+      url = redirectedUrl(url, to);
+    }
+  }
+
+  /** One connect and join at `url`: `null` once joined, or where the relay redirects to. */
+  private async connectAt(url: string): Promise<string | null> {
     const factory =
       this.options.transport ??
       ((url, opts) => new (globalThis as unknown as { WebTransport: new (u: string, o: object) => TransportLike }).WebTransport(url, opts));
     const hashes = this.options.serverCertificateHashes?.map((value) => ({ algorithm: "sha-256" as const, value }));
     let transport: TransportLike;
     try {
-      transport = factory(this.options.url, hashes ? { serverCertificateHashes: hashes } : {});
+      transport = factory(url, hashes ? { serverCertificateHashes: hashes } : {});
       await transport.ready;
     } catch (err) {
       throw new JoinError("transport", `could not reach the relay: ${String(err)}`);
@@ -479,6 +517,10 @@ export class Room {
       throw await refusalOf(transport, `could not send the join: ${String(err)}`);
     }
     const first = await answer;
+    if (first.type === "redirect") {
+      link.close();
+      return first.address;
+    }
     if (first.type === "error") {
       link.close();
       throw new JoinError(first.code, first.message || `join refused: ${first.code}`);
@@ -499,6 +541,7 @@ export class Room {
       (info) => this.lost(link, info.closeCode ?? 0, info.reason ?? ""),
       (err) => this.lost(link, undefined, String(err)),
     );
+    return null;
   }
 
   private async lost(link: Link, closeCode: number | undefined, reason: string): Promise<void> {
@@ -519,7 +562,12 @@ export class Room {
         this.emit("reconnected", { member: this.member });
         return;
       } catch (err) {
-        if (err instanceof JoinError && err.kind !== "transport" && !mayRetry(err.kind as ErrorCode)) {
+        if (
+          err instanceof JoinError &&
+          err.kind !== "transport" &&
+          err.kind !== "redirected" &&
+          !mayRetry(err.kind as ErrorCode)
+        ) {
           this.emit("closed", { code: err.kind as ErrorCode, reason: err.message });
           return;
         }

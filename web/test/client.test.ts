@@ -141,6 +141,31 @@ test("a refusal whose text was lost still rejects with its typed reason, from th
   await assert.rejects(join(relay, "forger", SECRET, "forged"), (e: unknown) => e instanceof JoinError && e.kind === "bad_signature");
 });
 
+test("a join follows the cluster's redirect to another node, and gives up after too many", async () => {
+  const loaded = new FakeRelay();
+  const spare = new FakeRelay();
+  loaded.redirectTo = "spare.test:4433";
+  const urls: string[] = [];
+  const byHost = (url: string) => {
+    urls.push(url);
+    return (new URL(url).host === "spare.test:4433" ? spare : loaded).factory();
+  };
+  const options = { ticket: "ok:alice", roomSecret: SECRET, transport: byHost };
+  const alice = await Room.join({ ...options, url: "https://loaded.test:4433/sealroom" });
+  assert.deepEqual(urls, ["https://loaded.test:4433/sealroom", "https://spare.test:4433/sealroom"]);
+  assert.equal(alice.url, "https://spare.test:4433/sealroom");
+  assert.equal([...spare.sessions].filter((s) => s.member !== 0).length, 1, "alice is on the spare node");
+  // A node that sends every join back to itself: followed three times, then refused.
+  spare.redirectTo = "spare.test:4433";
+  urls.length = 0;
+  await assert.rejects(
+    Room.join({ ...options, url: "https://spare.test:4433/sealroom" }),
+    (e: unknown) => e instanceof JoinError && e.kind === "redirected",
+  );
+  assert.equal(urls.length, 4);
+  await alice.leave();
+});
+
 test("a member reconnects after the relay restarts and its frames keep opening", async () => {
   const relay = new FakeRelay();
   const alice = await join(relay, "alice");

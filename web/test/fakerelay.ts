@@ -119,7 +119,16 @@ export class FakeRelay {
     return s;
   };
 
+  /** When set, every join is answered `redirect` to this `host:port`, as a loaded node of
+   * a cluster does. */
+  redirectTo: string | null = null;
+
   control(s: Session, m: ControlMessage): void {
+    if (m.type === "join" && this.redirectTo !== null) {
+      s.send({ type: "redirect", address: this.redirectTo });
+      s.close({ closeCode: 0 });
+      return;
+    }
     if (m.type === "join") {
       if (m.ticket === "expired") {
         if (!this.dropRefusalText) s.send({ type: "error", code: "expired", message: "ticket expired" });
