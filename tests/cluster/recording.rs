@@ -1,6 +1,7 @@
 //! Recording a room that spans nodes: a blind recorder joined on one node stores the sealed
 //! frames of members on every node, members on every node are told it is there, and the
-//! room's owner opens the recording offline to exactly what each member sent.
+//! room's owner opens the recording offline to exactly what each member sent; a recorder
+//! sent on by a loaded node follows the redirect.
 
 use std::time::Duration;
 
@@ -109,5 +110,56 @@ async fn a_recorder_on_one_node_records_the_members_of_every_node() -> anyhow::R
             "{user}'s frames open to what {user} sent, in order"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_sent_on_by_a_loaded_node_records_from_the_node_it_is_sent_to()
+-> anyhow::Result<()> {
+    if !crate::redis::available()? {
+        return Ok(());
+    }
+    let redis = crate::redis::Redis::start()?;
+    let one = TestNode::placed(1, &redis.url(), 1).await?;
+    let two = TestNode::placed(2, &redis.url(), 1).await?;
+    crate::support::wait_links(&one, &[2]).await?;
+    let secret = RoomSecret::generate();
+    let alice = one.join("alice", "r", &secret).await?;
+    let directory = one.cluster.directory().expect("a directory");
+    sealroom_test_support::poll_until(
+        "node 1 sees itself one member ahead",
+        || {
+            directory
+                .nodes()
+                .iter()
+                .any(|n| n.index == 1 && n.members == 1)
+        },
+        || format!("{:?}", directory.nodes()),
+    )
+    .await?;
+    // The recorder asks node 1, which sends it to node 2.
+    let store = TempDir::new("cluster-rec-placed-store");
+    let spool = TempDir::new("cluster-rec-placed-spool");
+    let (recorder, _events) = Recorder::start(recorder_config(&one, &store, &spool)).await?;
+    told_of_recorder(&alice).await?;
+    assert_eq!(two.relay.stats().members, 1, "the recorder is on node 2");
+    assert_eq!(
+        one.relay
+            .stats()
+            .joins(sealroom_relay::JoinOutcome::Redirected),
+        1
+    );
+    // It records Alice, on node 1, through the link.
+    let chat = alice.room.publish_data(1).await?;
+    for i in 0..FRAMES {
+        chat.send(format!("chat-{i}").into_bytes()).await?;
+    }
+    let recorded = wait_recorded_or_settled(&recorder, u64::from(FRAMES)).await?;
+    assert_eq!(
+        recorded,
+        u64::from(FRAMES),
+        "reliable data is recorded whole"
+    );
+    recorder.stop().await;
     Ok(())
 }

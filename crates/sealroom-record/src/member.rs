@@ -204,7 +204,17 @@ pub enum BlindError {
     /// The connection was lost during the join.
     #[error("the connection to the relay was lost during the join: {0}")]
     Lost(String),
+    /// The relay's cluster sent the join to another node (`Redirect`) more than
+    /// [`MAX_REDIRECTS`] times in a row.
+    #[error("the relay redirected the join to {to}, after too many redirects; retry later")]
+    Redirected {
+        /// Where the last redirect pointed.
+        to: SocketAddr,
+    },
 }
+
+/// Redirects followed for one join, as the client does.
+pub const MAX_REDIRECTS: usize = 3;
 
 /// Counters of a blind member.
 #[derive(Debug, Default)]
@@ -335,22 +345,52 @@ fn retryable(err: &BlindError) -> bool {
         BlindError::Connect { .. }
         | BlindError::Protocol(_)
         | BlindError::Bind(_)
-        | BlindError::Lost(_) => true,
+        | BlindError::Lost(_)
+        | BlindError::Redirected { .. } => true,
         BlindError::Tls(_) | BlindError::NoTicket => false,
     }
 }
 
+/// Join at the configured relay, following its cluster's redirects to other nodes (at most
+/// [`MAX_REDIRECTS`] in a row, with the same ticket source).
 async fn connect_and_join(
     endpoint: &quinn::Endpoint,
     config: &BlindConfig,
 ) -> Result<Joined, BlindError> {
+    let mut relay = config.relay;
+    for _ in 0..MAX_REDIRECTS {
+        match join_at(endpoint, config, relay).await? {
+            Attempt::Joined(joined) => return Ok(*joined),
+            Attempt::Redirected(to) => {
+                tracing::info!(from = %relay, %to, "the recorder's join was redirected");
+                relay = to;
+            }
+        }
+    }
+    match join_at(endpoint, config, relay).await? {
+        Attempt::Joined(joined) => Ok(*joined),
+        Attempt::Redirected(to) => Err(BlindError::Redirected { to }),
+    }
+}
+
+/// What one join at one node gave.
+enum Attempt {
+    Joined(Box<Joined>),
+    Redirected(SocketAddr),
+}
+
+async fn join_at(
+    endpoint: &quinn::Endpoint,
+    config: &BlindConfig,
+    relay: SocketAddr,
+) -> Result<Attempt, BlindError> {
     let ticket = (config.tickets)().ok_or(BlindError::NoTicket)?;
     let connect_err = |detail: String| BlindError::Connect {
-        addr: config.relay,
+        addr: relay,
         detail,
     };
     let conn = endpoint
-        .connect(config.relay, &config.server_name)
+        .connect(relay, &config.server_name)
         .map_err(|e| connect_err(e.to_string()))?
         .await
         .map_err(|e| connect_err(e.to_string()))?;
@@ -379,7 +419,7 @@ async fn connect_and_join(
             member,
             roster,
             limits,
-        })) => Ok(Joined {
+        })) => Ok(Attempt::Joined(Box::new(Joined {
             conn,
             control: recv,
             send,
@@ -390,7 +430,13 @@ async fn connect_and_join(
             max_frame_len: usize::try_from(limits.max_frame_len)
                 .unwrap_or(usize::MAX)
                 .min(config.max_frame_len),
-        }),
+        }))),
+        Ok(Some(ControlMessage::Redirect { address })) => {
+            conn.close(0u32.into(), b"redirected");
+            address.parse().map(Attempt::Redirected).map_err(|_| {
+                BlindError::Protocol(format!("redirect to {address:?}, not a socket address"))
+            })
+        }
         Ok(Some(ControlMessage::Error { code, message })) => {
             Err(BlindError::Refused { code, message })
         }
