@@ -78,27 +78,50 @@ impl Client {
         room_secret: Vec<u8>,
         room: Option<String>,
     ) -> Result<Arc<Room>, JoinError> {
+        self.join_any(vec![relay], server_name, provider, room_secret, room)
+            .await
+    }
+
+    /// Join through any node of a cluster at `relays` (each `host:port`; the same room
+    /// whichever node takes the member): the first that admits the join is used, the next
+    /// ones are tried when one does not answer or is shutting down or overloaded, and a
+    /// node's redirect to another node is followed. After a lost connection the session
+    /// rejoins at the next node of the list first, so a member outlives the loss of its
+    /// node. Tickets come from `provider`, as in
+    /// [`join_with_provider`](Self::join_with_provider).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join) (the last node's refusal);
+    /// [`JoinError::InvalidAddress`] for an address that does not resolve, or no address.
+    pub async fn join_any(
+        &self,
+        relays: Vec<String>,
+        server_name: String,
+        provider: Arc<dyn TicketProvider>,
+        room_secret: Vec<u8>,
+        room: Option<String>,
+    ) -> Result<Arc<Room>, JoinError> {
         let secret = self::room_secret(&room_secret).ok_or(JoinError::InvalidSecret {
             len: room_secret.len() as u64,
         })?;
         let client = self.inner.clone();
         run(async move {
-            let addr = tokio::net::lookup_host(&relay)
-                .await
-                .map_err(|err| JoinError::InvalidAddress {
-                    message: format!("{relay}: {err} (give host:port, for example 127.0.0.1:4433)"),
-                })?
-                .next()
-                .ok_or_else(|| JoinError::InvalidAddress {
-                    message: format!("{relay} resolves to no address"),
-                })?;
+            if relays.is_empty() {
+                return Err(JoinError::InvalidAddress {
+                    message: String::from("no relay address given: give at least one host:port"),
+                });
+            }
+            let mut addrs = Vec::with_capacity(relays.len());
+            for relay in &relays {
+                addrs.push(resolve(relay).await?);
+            }
             let mut options = JoinConfig::default();
             if let Some(room) = room {
                 options = options.room(room);
             }
             let (room, events) = client
-                .join_with(
-                    addr,
+                .join_any(
+                    &addrs,
                     &server_name,
                     ProviderSource(provider),
                     &secret,
@@ -365,4 +388,17 @@ impl DataTrack {
     pub fn send_unreliable(&self, message: Vec<u8>) -> Result<(), PublishError> {
         Ok(self.inner.send_unreliable(message)?)
     }
+}
+
+/// The first address `relay` (`host:port`) resolves to.
+async fn resolve(relay: &str) -> Result<std::net::SocketAddr, JoinError> {
+    tokio::net::lookup_host(relay)
+        .await
+        .map_err(|err| JoinError::InvalidAddress {
+            message: format!("{relay}: {err} (give host:port, for example 127.0.0.1:4433)"),
+        })?
+        .next()
+        .ok_or_else(|| JoinError::InvalidAddress {
+            message: format!("{relay} resolves to no address"),
+        })
 }

@@ -187,6 +187,31 @@ def test_a_ticket_provider_is_asked_for_the_join_and_its_failure_is_typed(relay)
     assert "the backend is down" in str(failed.value)
 
 
+def test_join_any_passes_over_a_node_that_does_not_answer(relay):
+    """A cluster's list of nodes: the first is down, the member joins at the next."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = "127.0.0.1:%d" % probe.getsockname()[1]
+
+    async def join(relays):
+        client = sealroom.Client(relay.pin)
+        try:
+            room = await client.join_any(relays, "localhost", Tickets(relay), bytes(32), None)
+            member = room.member_id()
+            await room.leave()
+            return member
+        finally:
+            await client.close()
+
+    assert asyncio.run(join([dead, relay.address])) > 0
+    with pytest.raises(sealroom.JoinError.InvalidAddress):
+        asyncio.run(join([]))
+    with pytest.raises(sealroom.JoinError.InvalidAddress):
+        asyncio.run(join([relay.address, "no port here"]))
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
