@@ -394,6 +394,19 @@ fn member_id(m: u8, base: u32) -> u32 {
     }
 }
 
+/// The envelope of a fuzzed frame.
+fn envelope(k: u8, flags: u8, sender: u32, track: u8, group: u8) -> Envelope {
+    Envelope {
+        kind: kind(k),
+        flags: Flags::from_bits(flags & 0x0f).unwrap_or_default(),
+        sender,
+        track: u32::from(track % 4),
+        group: u32::from(group),
+        seq: 0,
+        timestamp_us: 0,
+    }
+}
+
 fn kind(k: u8) -> MediaKind {
     match k % 3 {
         0 => MediaKind::Audio,
@@ -890,15 +903,8 @@ fn run_ops(ops: Vec<Op>) {
             } => {
                 let conn = model.pick(conn);
                 let own = model.joined.get(&conn).map(|(_, m, _)| *m);
-                let envelope = Envelope {
-                    kind: kind(k),
-                    flags: Flags::from_bits(flags & 0x0f).unwrap_or_default(),
-                    sender: sender.map_or(own.unwrap_or(1), |s| member_id(s, model.base())),
-                    track: u32::from(track % 4),
-                    group: u32::from(group),
-                    seq: 0,
-                    timestamp_us: 0,
-                };
+                let sender = sender.map_or(own.unwrap_or(1), |s| member_id(s, model.base()));
+                let envelope = envelope(k, flags, sender, track, group);
                 let len = usize::from(len);
                 if let Ok(receivers) = core.handle_frame(conn, &envelope, len, at) {
                     let (room, member, grants) = model
@@ -1035,15 +1041,7 @@ fn run_ops(ops: Vec<Op>) {
                 len,
             } => {
                 let link = link_conn(link);
-                let envelope = Envelope {
-                    kind: kind(k),
-                    flags: Flags::from_bits(flags & 0x0f).unwrap_or_default(),
-                    sender: remote_id(sender),
-                    track: u32::from(track % 4),
-                    group: u32::from(group),
-                    seq: 0,
-                    timestamp_us: 0,
-                };
+                let envelope = envelope(k, flags, remote_id(sender), track, group);
                 if let Ok(receivers) = core.handle_frame(link, &envelope, usize::from(len), at) {
                     let (room, _) = model
                         .remote

@@ -4,7 +4,6 @@
 
 use sealroom_client::{Event, LeaveReason, RoomSecret};
 use sealroom_relay::engine::MEMBER_ID_NODE_SHIFT;
-use sealroom_test_support::poll_until;
 
 use crate::cascade::wait_members;
 use crate::redis::{self, Redis};
@@ -22,18 +21,8 @@ async fn a_loaded_node_redirects_joins_and_the_client_follows() -> anyhow::Resul
     let secret = RoomSecret::generate();
     let alice = one.join("alice", "r", &secret).await?;
     assert_eq!(alice.id >> MEMBER_ID_NODE_SHIFT, 1);
-    let directory = one.cluster.directory().expect("a directory");
-    poll_until(
-        "node 1 sees itself one member ahead",
-        || {
-            directory
-                .nodes()
-                .iter()
-                .any(|n| n.index == 1 && n.members == 1)
-        },
-        || format!("{:?}", directory.nodes()),
-    )
-    .await?;
+    // Node 1 is one member ahead of node 2.
+    one.wait_directory_members(1).await?;
     // Bob asks node 1, which sends him to node 2 with the same ticket.
     let bob = one.join("bob", "r", &secret).await?;
     assert_eq!(

@@ -125,18 +125,7 @@ async fn a_recorder_sent_on_by_a_loaded_node_records_from_the_node_it_is_sent_to
     crate::support::wait_links(&one, &[2]).await?;
     let secret = RoomSecret::generate();
     let alice = one.join("alice", "r", &secret).await?;
-    let directory = one.cluster.directory().expect("a directory");
-    sealroom_test_support::poll_until(
-        "node 1 sees itself one member ahead",
-        || {
-            directory
-                .nodes()
-                .iter()
-                .any(|n| n.index == 1 && n.members == 1)
-        },
-        || format!("{:?}", directory.nodes()),
-    )
-    .await?;
+    one.wait_directory_members(1).await?;
     // The recorder asks node 1, which sends it to node 2.
     let store = TempDir::new("cluster-rec-placed-store");
     let spool = TempDir::new("cluster-rec-placed-spool");

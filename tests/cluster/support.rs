@@ -109,6 +109,24 @@ impl TestNode {
         self.relay.cert_sha256()
     }
 
+    /// Wait until this node's directory counts `members` members on this node (the load
+    /// placement decides on).
+    pub(crate) async fn wait_directory_members(&self, members: usize) -> anyhow::Result<()> {
+        let index = self.cluster.node_index();
+        let directory = self.cluster.directory().context("a directory")?;
+        poll_until(
+            &format!("node {index} sees itself with {members} members"),
+            || {
+                directory
+                    .nodes()
+                    .iter()
+                    .any(|n| n.index == index && n.members == members)
+            },
+            || format!("{:?}", directory.nodes()),
+        )
+        .await
+    }
+
     /// The link to node `peer`, if up.
     pub(crate) fn link(&self, peer: u16) -> Option<LinkInfo> {
         self.cluster.links().into_iter().find(|l| l.peer == peer)

@@ -31,6 +31,14 @@ fn carry(from: &mut Harness, to: &mut Harness) -> usize {
     n
 }
 
+/// Carry the events both ways, then drop what the members were sent so far.
+fn settle(a: &mut Harness, b: &mut Harness) {
+    carry(a, b);
+    carry(b, a);
+    a.outputs();
+    b.outputs();
+}
+
 fn video(sender: MemberId, track: TrackId) -> Envelope {
     Envelope {
         kind: MediaKind::Video,
@@ -449,10 +457,7 @@ fn an_operator_kicks_a_member_whatever_node_holds_it() {
     let (mut a, mut b) = pair();
     let (ca, ma) = a.join("alice", "r");
     let (cb, mb) = b.join("bob", "r");
-    carry(&mut a, &mut b);
-    carry(&mut b, &mut a);
-    a.outputs();
-    b.outputs();
+    settle(&mut a, &mut b);
     // Node A's operator kicks Bob, who is on node B: A answers with his id and asks B.
     assert_eq!(
         a.core.kick(
@@ -509,10 +514,7 @@ fn an_operator_dismisses_a_room_on_every_node() {
     let (cb1, _) = b.join("bob", "r");
     let (cb2, _) = b.join("bea", "r");
     let (cb3, _) = b.join("ben", "other");
-    carry(&mut a, &mut b);
-    carry(&mut b, &mut a);
-    a.outputs();
-    b.outputs();
+    settle(&mut a, &mut b);
     let room = RoomKey::new("app", "r");
     assert_eq!(
         a.core.dismiss(&room, "closed"),
