@@ -31,6 +31,19 @@ fn carry(from: &mut Harness, to: &mut Harness) -> usize {
     n
 }
 
+/// An audio frame of `sender` (a member of the other node) arriving on the link at `h`:
+/// where it goes.
+fn audio_from_link(h: &mut Harness, sender: MemberId) -> Vec<ConnId> {
+    let envelope = Envelope {
+        kind: MediaKind::Audio,
+        ..video(sender, 1)
+    };
+    h.core
+        .handle_frame(LINK, &envelope, 100, h.now)
+        .expect("delivered")
+        .to_vec()
+}
+
 /// Carry the events both ways, then drop what the members were sent so far.
 fn settle(a: &mut Harness, b: &mut Harness) {
     carry(a, b);
@@ -109,15 +122,7 @@ fn a_frame_crosses_the_link_once_whatever_the_members_behind_it() {
         "one copy for the link, none per member"
     );
     // At node B the frame from the link reaches its three members, and no link.
-    let envelope = Envelope {
-        kind: MediaKind::Audio,
-        ..video(ma, 1)
-    };
-    let mut at_b = b
-        .core
-        .handle_frame(LINK, &envelope, 100, b.now)
-        .expect("delivered")
-        .to_vec();
+    let mut at_b = audio_from_link(&mut b, ma);
     at_b.sort();
     assert_eq!(at_b, vec![cb1, cb2, cb3]);
     assert_eq!(a.core.links()[0].1.frames_out, 1);
@@ -375,15 +380,7 @@ fn a_recorder_on_one_node_records_the_members_of_every_node() {
         vec![LINK],
         "a link whose only member records still gets frames"
     );
-    let envelope = Envelope {
-        kind: MediaKind::Audio,
-        ..video(ma, 1)
-    };
-    let at_b = b
-        .core
-        .handle_frame(LINK, &envelope, 100, b.now)
-        .expect("delivered")
-        .to_vec();
+    let at_b = audio_from_link(&mut b, ma);
     assert_eq!(at_b, vec![cr]);
     // A member joining node A later is told of the recorder on node B after its roster.
     let (cc, _) = a.join("carol", "r");
@@ -423,15 +420,7 @@ fn a_recorder_joined_before_the_link_came_up_is_announced_with_it() {
     let (cr2, _) = join_recorder(&mut a, "rec-a");
     let (_, mb) = b.join("bob", "r");
     carry(&mut b, &mut a);
-    let envelope = Envelope {
-        kind: MediaKind::Audio,
-        ..video(mb, 1)
-    };
-    let at_a = a
-        .core
-        .handle_frame(LINK, &envelope, 100, a.now)
-        .expect("delivered")
-        .to_vec();
+    let at_a = audio_from_link(&mut a, mb);
     assert!(
         at_a.contains(&cr2),
         "a local recorder records remote members too"
