@@ -361,10 +361,9 @@ impl RelayCore {
             .exp
             .saturating_add(limits.ticket_leeway_secs)
             .saturating_sub(now.unix_secs);
-        let (subscribes, recorder) = (member.receives(), member.recorder);
         room.members.insert(id, member);
-        if let Some(cascade) = self.cascade.as_mut() {
-            cascade.local_joined(&key, info, subscribes, recorder);
+        if let (Some(cascade), Some(member)) = (self.cascade.as_mut(), room.members.get(&id)) {
+            cascade.local_joined(&key, id, member);
         }
         self.outputs.push_back(Output::Send {
             conn,

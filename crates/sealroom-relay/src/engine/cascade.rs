@@ -22,6 +22,7 @@ use sealroom_frame::control::{ControlMessage, ErrorCode, LeaveReason, MemberInfo
 use sealroom_frame::envelope::{Envelope, MediaKind, MemberId, TrackId};
 use serde::{Deserialize, Serialize};
 
+use super::room::Member;
 use super::{
     AdminError, ConnId, DropReason, KeyframeOutcome, MemberTarget, Now, Output, RelayCore, RoomKey,
 };
@@ -114,6 +115,26 @@ pub enum CascadeEvent {
         /// What the members are told (cut to [`MAX_OPERATOR_REASON`] bytes on receipt).
         reason: String,
     },
+}
+
+/// What a node tells its peers of a local member: that it is in `key` (with its tracks and
+/// whether it receives frames: it may subscribe, or it records), then, for a recorder,
+/// that it records.
+fn member_events(
+    key: &RoomKey,
+    id: MemberId,
+    member: &Member,
+) -> impl Iterator<Item = CascadeEvent> {
+    let joined = CascadeEvent::MemberJoined {
+        room: key.clone(),
+        member: member.info(id),
+        subscribes: member.receives(),
+    };
+    let recorder = member.recorder.then(|| CascadeEvent::RecorderPresent {
+        room: key.clone(),
+        member: id,
+    });
+    std::iter::once(joined).chain(recorder)
 }
 
 /// The longest operator reason a node passes on from a peer's `Kick` or `Dismiss`.
@@ -279,27 +300,11 @@ impl Cascade {
         }
     }
 
-    /// A local member joined `key`: `subscribes` when it receives frames at all (it may
-    /// subscribe, or it records), `recorder` when it records.
-    pub(super) fn local_joined(
-        &mut self,
-        key: &RoomKey,
-        info: MemberInfo,
-        subscribes: bool,
-        recorder: bool,
-    ) {
-        let member = info.member;
-        self.local.insert(member, key.clone());
-        self.announce(CascadeEvent::MemberJoined {
-            room: key.clone(),
-            member: info,
-            subscribes,
-        });
-        if recorder {
-            self.announce(CascadeEvent::RecorderPresent {
-                room: key.clone(),
-                member,
-            });
+    /// A local member `id` joined `key`.
+    pub(super) fn local_joined(&mut self, key: &RoomKey, id: MemberId, member: &Member) {
+        self.local.insert(id, key.clone());
+        for event in member_events(key, id, member) {
+            self.announce(event);
         }
     }
 
@@ -444,22 +449,8 @@ impl RelayCore {
         cascade.links.entry(link).or_default();
         for (key, room) in &self.rooms {
             for (id, member) in &room.members {
-                cascade.events.push_back((
-                    LinkTarget::One(link),
-                    CascadeEvent::MemberJoined {
-                        room: key.clone(),
-                        member: member.info(*id),
-                        subscribes: member.receives(),
-                    },
-                ));
-                if member.recorder {
-                    cascade.events.push_back((
-                        LinkTarget::One(link),
-                        CascadeEvent::RecorderPresent {
-                            room: key.clone(),
-                            member: *id,
-                        },
-                    ));
+                for event in member_events(key, *id, member) {
+                    cascade.events.push_back((LinkTarget::One(link), event));
                 }
             }
         }
@@ -626,7 +617,7 @@ impl RelayCore {
                 CascadeEvent::Kick {
                     room: key.clone(),
                     member,
-                    reason: bounded_reason(reason).to_owned(),
+                    reason: reason.to_owned(),
                 },
             ));
         }
@@ -651,7 +642,7 @@ impl RelayCore {
                 LinkTarget::One(link),
                 CascadeEvent::Dismiss {
                     room: key.clone(),
-                    reason: bounded_reason(reason).to_owned(),
+                    reason: reason.to_owned(),
                 },
             ));
         }

@@ -98,20 +98,28 @@ impl RelayCore {
     /// # Errors
     /// [`AdminError::UnknownRoom`] when the room does not exist (here, or behind a link).
     pub fn dismiss(&mut self, key: &RoomKey, reason: &str) -> Result<usize, AdminError> {
+        let local = self.dismiss_here(key, reason);
+        let remote = self.dismiss_remote(key, reason);
+        match local {
+            None if remote == 0 => Err(AdminError::UnknownRoom),
+            local => Ok(local.unwrap_or(0) + remote),
+        }
+    }
+
+    /// Remove this node's members of `key`, each hearing `RoomDismissed` with `reason`;
+    /// how many (`None`: the room has none here).
+    pub(super) fn dismiss_here(&mut self, key: &RoomKey, reason: &str) -> Option<usize> {
         let conns: Vec<ConnId> = self
             .rooms
-            .get(key)
-            .map(|room| room.members.values().map(|m| m.conn).collect())
-            .unwrap_or_default();
-        let local = self.rooms.contains_key(key);
+            .get(key)?
+            .members
+            .values()
+            .map(|m| m.conn)
+            .collect();
         for conn in &conns {
             self.remove_connection(*conn, ErrorCode::RoomDismissed, reason);
         }
-        let remote = self.dismiss_remote(key, reason);
-        if !local && remote == 0 {
-            return Err(AdminError::UnknownRoom);
-        }
-        Ok(conns.len() + remote)
+        Some(conns.len())
     }
 
     /// Every room, sorted by app and room id.

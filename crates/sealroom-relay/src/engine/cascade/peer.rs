@@ -133,14 +133,7 @@ impl RelayCore {
             }
             CascadeEvent::Dismiss { room, reason } => {
                 // The room may have emptied here meanwhile: nothing to do then.
-                let conns: Vec<ConnId> = self
-                    .rooms
-                    .get(&room)
-                    .map(|r| r.members.values().map(|m| m.conn).collect())
-                    .unwrap_or_default();
-                for conn in conns {
-                    self.remove_connection(conn, ErrorCode::RoomDismissed, bounded_reason(&reason));
-                }
+                self.dismiss_here(&room, bounded_reason(&reason));
                 Ok(())
             }
             CascadeEvent::RecorderPresent { room, member } => {
