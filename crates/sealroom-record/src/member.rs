@@ -358,18 +358,17 @@ async fn connect_and_join(
     config: &BlindConfig,
 ) -> Result<Joined, BlindError> {
     let mut relay = config.relay;
-    for _ in 0..MAX_REDIRECTS {
+    let mut hops = 0;
+    loop {
         match join_at(endpoint, config, relay).await? {
             Attempt::Joined(joined) => return Ok(*joined),
-            Attempt::Redirected(to) => {
+            Attempt::Redirected(to) if hops < MAX_REDIRECTS => {
                 tracing::info!(from = %relay, %to, "the recorder's join was redirected");
+                hops += 1;
                 relay = to;
             }
+            Attempt::Redirected(to) => return Err(BlindError::Redirected { to }),
         }
-    }
-    match join_at(endpoint, config, relay).await? {
-        Attempt::Joined(joined) => Ok(*joined),
-        Attempt::Redirected(to) => Err(BlindError::Redirected { to }),
     }
 }
 
