@@ -18,6 +18,7 @@
 
 mod churn;
 mod client;
+mod engine;
 mod failover;
 mod forwarder;
 mod net;
@@ -69,6 +70,17 @@ struct LoadArgs {
     /// relay/baseline ratios.
     #[arg(long)]
     baseline: bool,
+    /// Also run the one-loop quinn-proto forwarder (the baseline's forwarding without
+    /// quinn's task per connection) after the baseline, and print engine/baseline ratios.
+    #[arg(long, requires = "baseline")]
+    engine: bool,
+    /// The one-loop forwarder gathers each turn's packets into `sendmmsg` calls.
+    #[arg(long, requires = "engine")]
+    engine_batch: bool,
+    /// The one-loop forwarder sleeps this many microseconds after a turn that sent
+    /// packets, so that the acknowledgements they cause are read together.
+    #[arg(long, requires = "engine", default_value_t = 0)]
+    engine_coalesce_us: u64,
     /// Connection-scale mode: join M idle members across rooms and report the relay's RSS
     /// per member and the join rate, instead of running a shape.
     #[arg(long, value_name = "M")]
@@ -163,11 +175,20 @@ struct LoadArgs {
     /// Run the bare-quinn forwarder (what --baseline starts as a child process).
     #[arg(long, hide = true)]
     serve_forwarder: bool,
+    /// Run the one-loop quinn-proto forwarder (what --engine starts as a child process).
+    #[arg(long, hide = true)]
+    serve_engine: bool,
+    /// With --serve-engine: send each turn's packets with `sendmmsg`.
+    #[arg(long, hide = true)]
+    batch: bool,
+    /// With --serve-engine: microseconds to sleep after a turn that sent packets.
+    #[arg(long, hide = true, default_value_t = 0)]
+    coalesce_us: u64,
     /// The forwarder's certificate (PEM).
-    #[arg(long, hide = true, requires = "serve_forwarder")]
+    #[arg(long, hide = true)]
     cert: Option<PathBuf>,
     /// The forwarder's key (PEM).
-    #[arg(long, hide = true, requires = "serve_forwarder")]
+    #[arg(long, hide = true)]
     key: Option<PathBuf>,
 }
 
@@ -176,6 +197,7 @@ struct LoadArgs {
 enum Target {
     Relay,
     Baseline,
+    Engine,
 }
 
 impl Target {
@@ -183,6 +205,7 @@ impl Target {
         match self {
             Self::Relay => "relay",
             Self::Baseline => "baseline",
+            Self::Engine => "engine",
         }
     }
 }
@@ -201,6 +224,19 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
             bail!("--serve-forwarder needs --cert and --key");
         };
         return forwarder::serve(cert, key).await;
+    }
+    if args.serve_engine {
+        let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+            bail!("--serve-engine needs --cert and --key");
+        };
+        // On a worker thread, where the runtime's I/O driver runs too (the thread that
+        // blocks on `run` would be woken by the worker for every readiness event).
+        let (cert, key) = (cert.clone(), key.clone());
+        let coalesce = Duration::from_micros(args.coalesce_us);
+        let batch = args.batch;
+        return tokio::spawn(async move { engine::serve(&cert, &key, batch, coalesce).await })
+            .await
+            .context("the engine task failed")?;
     }
     if args.serve_node {
         let (Some(cert), Some(key)) = (args.node_cert.clone(), args.node_key.clone()) else {
@@ -235,6 +271,7 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         load_average_at_start: load_average,
         runs: Vec::new(),
         ratios: None,
+        engine_ratios: None,
         scale: None,
     };
     if let Some(secs) = args.churn {
@@ -254,6 +291,9 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
     if args.baseline {
         targets.push(Target::Baseline);
     }
+    if args.engine {
+        targets.push(Target::Engine);
+    }
     for target in targets {
         eprintln!(
             "{}: shape {:?} ({}), {} room(s) x 1 publisher + {} subscribers, {:.0} s warm-up + {:.0} s measured",
@@ -269,8 +309,9 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .runs
             .push(throughput(&args, &identity, shape, target).await?);
     }
-    if let [relay, baseline] = results.runs.as_slice() {
+    if let [relay, baseline, rest @ ..] = results.runs.as_slice() {
         results.ratios = Some(Ratios::of(relay, baseline));
+        results.engine_ratios = rest.first().map(|engine| Ratios::of(engine, baseline));
     }
     println!(
         "\nshape {:?}: {}; {} room(s) x (1 publisher + {} subscribers); {:.0} s window; {} cores; server threads {}",
@@ -287,6 +328,12 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         }
     );
     print!("{}", report::table(&results.runs, results.ratios.as_ref()));
+    if let Some(r) = &results.engine_ratios {
+        println!(
+            "engine/baseline: CPU per egress frame {:.2}, CPU per 100 Mbit/s {:.2}, latency p50 {:.2}, p99 {:.2}",
+            r.cpu_per_egress_frame, r.cpu_percent_per_100mbit, r.latency_p50, r.latency_p99
+        );
+    }
     let stem = format!(
         "{}-r{}-n{}",
         serde_json::to_value(shape.name)?
@@ -481,6 +528,31 @@ fn start_server(
                 &me,
                 &["--serve-forwarder", "--cert", cert, "--key", key],
                 &args.out.join("forwarder.log"),
+                false,
+                args.server_threads,
+            )?;
+            Ok((server, Entry::Forwarder))
+        }
+        Target::Engine => {
+            let cert = identity
+                .cert_path
+                .to_str()
+                .context("non-UTF-8 output path")?;
+            let key = identity
+                .key_path
+                .to_str()
+                .context("non-UTF-8 output path")?;
+            let me = std::env::current_exe().context("cannot find the path of this executable")?;
+            let mut argv = vec!["--serve-engine", "--cert", cert, "--key", key];
+            if args.engine_batch {
+                argv.push("--batch");
+            }
+            let coalesce = args.engine_coalesce_us.to_string();
+            argv.extend(["--coalesce-us", &coalesce]);
+            let server = Server::spawn(
+                &me,
+                &argv,
+                &args.out.join("engine.log"),
                 false,
                 args.server_threads,
             )?;
@@ -702,7 +774,10 @@ async fn throughput(
         })
         .collect();
     Ok(RunReport {
-        server: target.name(),
+        server: match target {
+            Target::Engine if args.engine_batch => "engine-sendmmsg",
+            _ => target.name(),
+        },
         shape,
         rooms: args.rooms,
         subscribers_per_room: args.subscribers,
@@ -710,7 +785,7 @@ async fn throughput(
         server_threads: args.server_threads,
         send_batch_packets: match target {
             Target::Relay => args.send_batch,
-            Target::Baseline => None,
+            Target::Baseline | Target::Engine => None,
         },
         ingress_mbit_s: sent.bytes as f64 * 8.0 / secs / 1e6,
         egress_mbit_s: egress_mbit,
@@ -718,6 +793,8 @@ async fn throughput(
         egress_frames_s: arrivals as f64 / secs,
         server_cpu_percent: cpu_percent,
         server_cpu_us_per_egress_frame: cpu * 1e6 / arrivals as f64,
+        server_wakeups_per_egress_frame: cpu_end.sleeps.saturating_sub(cpu_start.sleeps) as f64
+            / arrivals as f64,
         server_cpu_percent_per_100mbit_egress: if egress_mbit > 0.0 {
             cpu_percent / (egress_mbit / 100.0)
         } else {

@@ -115,6 +115,9 @@ pub(crate) struct ProcSample {
     pub(crate) rss: u64,
     /// Peak resident set size, bytes.
     pub(crate) hwm: u64,
+    /// Times the process's threads went to sleep waiting for something (voluntary context
+    /// switches, summed over threads): its wake-ups.
+    pub(crate) sleeps: u64,
 }
 
 impl ProcSample {
@@ -160,6 +163,7 @@ impl ProcSample {
             cpu_secs,
             rss: kib("VmRSS:"),
             hwm: kib("VmHWM:"),
+            sleeps: voluntary_switches(dir),
         })
     }
 }
@@ -178,6 +182,23 @@ fn scheduled_secs(dir: &str) -> Option<f64> {
         total += text.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(total as f64 / 1e9)
+}
+
+/// Sum over the process's threads of `voluntary_ctxt_switches` (each is one sleep and the
+/// wake-up that ends it).
+fn voluntary_switches(dir: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("{dir}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// `sysconf(_SC_CLK_TCK)` without unsafe code: ask `getconf`, default to Linux's 100.

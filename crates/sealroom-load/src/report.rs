@@ -65,6 +65,9 @@ pub(crate) struct RunReport {
     /// Server CPU over the window, percent of one core.
     pub(crate) server_cpu_percent: f64,
     pub(crate) server_cpu_us_per_egress_frame: f64,
+    /// Times the server's threads slept and woke, per egress frame (each wake-up is a
+    /// context switch, which on a virtual machine costs several microseconds).
+    pub(crate) server_wakeups_per_egress_frame: f64,
     pub(crate) server_cpu_percent_per_100mbit_egress: f64,
     /// Egress the server would sustain with one core at this cost per byte.
     pub(crate) egress_mbit_s_per_core: f64,
@@ -165,6 +168,8 @@ pub(crate) struct Results {
     pub(crate) runs: Vec<RunReport>,
     /// relay / baseline, when both ran.
     pub(crate) ratios: Option<Ratios>,
+    /// engine / baseline, when the one-loop forwarder ran too.
+    pub(crate) engine_ratios: Option<Ratios>,
     pub(crate) scale: Option<ScaleReport>,
 }
 
@@ -236,6 +241,11 @@ pub(crate) fn table(runs: &[RunReport], ratios: Option<&Ratios>) -> String {
         "CPU us per egress frame",
         col(&|r| format!("{:.2}", r.server_cpu_us_per_egress_frame)),
         ratios.and_then(|x| r(x.cpu_per_egress_frame)),
+    ));
+    rows.push((
+        "server wake-ups per egress frame",
+        col(&|r| format!("{:.3}", r.server_wakeups_per_egress_frame)),
+        None,
     ));
     rows.push((
         "CPU % per 100 Mbit/s egress",

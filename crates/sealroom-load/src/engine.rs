@@ -1,0 +1,737 @@
+//! The one-loop forwarder: the baseline's forwarding (same hello, datagram to datagram, each
+//! incoming stream copied onto one new stream per subscriber, newer streams at higher
+//! priority, a copy more than 1 MiB behind reset) with the relay's transport parameters and
+//! socket, but driven by one loop over `quinn-proto` instead of quinn's task per connection.
+//!
+//! It measures the lever below quinn's API before the relay is moved onto it: with quinn,
+//! a fan-out to N subscribers wakes N connection tasks, each of which takes its
+//! connection's lock, builds one packet and makes one `sendmsg`; every ACK goes from the
+//! endpoint task to its connection's task through a channel and a wake-up. Here one loop
+//! owns every connection: it reads what the socket holds (`recvmmsg`, GRO), hands each
+//! packet straight to its connection, runs the forwarding, then builds the packets of every
+//! connection that has something to send and gives them to the kernel together
+//! (`sendmmsg` over connections with `--engine-batch`, else one `sendmsg` per transmit as
+//! quinn does). No task, channel, lock or async timer per connection: one timer heap.
+//!
+//! Flushing adds no timer: the packets of one turn of the loop (one socket read's worth of
+//! input and what it caused) go out at the end of that turn.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{self, IoSlice, IoSliceMut, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, sendmmsg};
+use quinn::udp::{RecvMeta, Transmit as UdpTransmit, UdpSockRef, UdpSocketState};
+use quinn_proto::{
+    ConnectionHandle, DatagramEvent, Dir, EcnCodepoint, Endpoint, EndpointConfig, Event,
+    StreamEvent, StreamId, VarInt,
+};
+use sealroom_relay::Limits;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+
+use super::net;
+
+/// Bytes queued towards one subscriber's copy of one stream before that copy is reset (the
+/// relay's default video group queue, as the baseline).
+const STREAM_QUEUE_BYTES: usize = 1024 * 1024;
+/// Buffers handed to one `recvmmsg`.
+const RECV_BUFFERS: usize = 32;
+/// Bytes per receive buffer: a GRO batch is at most 64 KiB.
+const RECV_BUFFER_BYTES: usize = 64 * 1024;
+/// Segments per GSO transmit (quinn's own bound).
+const MAX_SEGMENTS: usize = 10;
+/// Transmits one connection may build per turn before the others get theirs (quinn's
+/// driver yields after 20 datagrams too).
+const MAX_TRANSMITS_PER_TURN: usize = 20;
+/// Bytes read from an incoming stream at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serve until standard input closes. `batch`: gather the packets of one turn into
+/// `sendmmsg` calls.
+pub(crate) async fn serve(
+    cert: &Path,
+    key: &Path,
+    batch: bool,
+    coalesce: Duration,
+) -> anyhow::Result<()> {
+    let limits = Limits::default();
+    let config = net::server_config(cert, key, sealroom_relay::transport_config(&limits))?;
+    let (socket, _, _) = sealroom_relay::udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    socket.set_nonblocking(true)?;
+    let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    println!("sealroom-load engine (one loop over quinn-proto, batch {batch})");
+    println!("  listen:      {}", socket.local_addr()?);
+    let (gone_tx, mut gone) = mpsc::channel::<()>(1);
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        while matches!(io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        let _ = gone_tx.blocking_send(());
+    });
+    let endpoint = Endpoint::new(
+        Arc::new(EndpointConfig::default()),
+        Some(Arc::new(config)),
+        !state.may_fragment(),
+        None,
+    );
+    let mut engine = Engine {
+        endpoint,
+        conns: Vec::new(),
+        rooms: HashMap::new(),
+        next_priority: 0,
+        timers: BinaryHeap::new(),
+        dirty: Vec::new(),
+        out: Outbox::new(batch),
+        scratch: Vec::with_capacity(MAX_SEGMENTS * 1500),
+        max_segments: state.max_gso_segments().clamp(1, MAX_SEGMENTS),
+    };
+    let mut recv_bufs = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
+    let mut metas = vec![RecvMeta::default(); RECV_BUFFERS];
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    loop {
+        let deadline = engine.next_deadline();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+            armed = deadline;
+        }
+        if engine.dirty.is_empty() {
+            tokio::select! {
+                biased;
+                _ = gone.recv() => break,
+                ready = socket.readable() => ready?,
+                () = &mut sleep, if armed.is_some() => armed = None,
+            }
+        } else {
+            // Connections with more to send than one turn allows go on after whatever
+            // else is ready.
+            tokio::task::yield_now().await;
+        }
+        // Everything the socket holds now.
+        loop {
+            let mut slices: Vec<IoSliceMut<'_>> = recv_bufs
+                .chunks_mut(RECV_BUFFER_BYTES)
+                .map(IoSliceMut::new)
+                .collect();
+            let read = socket.try_io(Interest::READABLE, || {
+                state.recv(UdpSockRef::from(&socket), &mut slices, &mut metas)
+            });
+            let count = match read {
+                Ok(count) => count,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => continue,
+                Err(err) => return Err(err).context("receive failed"),
+            };
+            let now = Instant::now();
+            for (meta, buf) in metas.iter().zip(slices.iter()).take(count) {
+                let data = &buf[..meta.len];
+                let stride = meta.stride.max(1);
+                for segment in data.chunks(stride) {
+                    engine.handle_packet(now, meta, segment);
+                }
+            }
+        }
+        engine.fire_timers(Instant::now());
+        engine.run_turn(Instant::now());
+        let sent = engine.out.flush(&socket, &state).await?;
+        if sent > 0 && !coalesce.is_zero() {
+            // What was just sent will be acknowledged by many receivers within a short
+            // while: let those acknowledgements gather in the socket and read them in one
+            // turn instead of waking once for each.
+            std::thread::sleep(coalesce);
+        }
+        for ch in std::mem::take(&mut engine.out.more) {
+            engine.mark(ch);
+        }
+    }
+    Ok(())
+}
+
+/// What a connection said it is, in its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Unknown,
+    Publisher(u32),
+    Subscriber(u32),
+}
+
+/// A subscriber's copy of one of a publisher's incoming streams.
+#[derive(Debug, Clone, Copy)]
+struct Replica {
+    subscriber: usize,
+    stream: StreamId,
+}
+
+/// What waits to be written on one of a subscriber's outgoing streams.
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+    finish: bool,
+}
+
+struct Conn {
+    inner: quinn_proto::Connection,
+    role: Role,
+    control: Option<StreamId>,
+    hello: Vec<u8>,
+    /// The deadline pushed on the timer heap for it, if any.
+    timeout: Option<Instant>,
+    dirty: bool,
+    /// On a publisher: each incoming stream's copies.
+    copies: HashMap<StreamId, Vec<Replica>>,
+    /// On a subscriber: bytes waiting per outgoing stream.
+    pending: HashMap<StreamId, Pending>,
+}
+
+struct Engine {
+    endpoint: Endpoint,
+    conns: Vec<Option<Conn>>,
+    rooms: HashMap<u32, Vec<usize>>,
+    next_priority: i32,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    dirty: Vec<usize>,
+    out: Outbox,
+    scratch: Vec<u8>,
+    max_segments: usize,
+}
+
+impl Engine {
+    fn next_deadline(&mut self) -> Option<Instant> {
+        // Drop entries that no longer match their connection's deadline.
+        while let Some(Reverse((at, ch))) = self.timers.peek().copied() {
+            let live = self
+                .conns
+                .get(ch)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.timeout == Some(at));
+            if live {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    fn mark(&mut self, ch: usize) {
+        if let Some(Some(conn)) = self.conns.get_mut(ch)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(ch);
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, meta: &RecvMeta, segment: &[u8]) {
+        let ecn = meta.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+        self.scratch.clear();
+        let event = self.endpoint.handle(
+            now,
+            meta.addr,
+            meta.dst_ip,
+            ecn,
+            BytesMut::from(segment),
+            &mut self.scratch,
+        );
+        match event {
+            Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                if let Some(Some(conn)) = self.conns.get_mut(ch.0) {
+                    conn.inner.handle_event(event);
+                    self.mark(ch.0);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                self.scratch.clear();
+                match self.endpoint.accept(incoming, now, &mut self.scratch, None) {
+                    Ok((ch, inner)) => {
+                        if self.conns.len() <= ch.0 {
+                            self.conns.resize_with(ch.0 + 1, || None);
+                        }
+                        self.conns[ch.0] = Some(Conn {
+                            inner,
+                            role: Role::Unknown,
+                            control: None,
+                            hello: Vec::new(),
+                            timeout: None,
+                            dirty: false,
+                            copies: HashMap::new(),
+                            pending: HashMap::new(),
+                        });
+                        self.mark(ch.0);
+                    }
+                    Err(err) => {
+                        if let Some(t) = err.response {
+                            self.out.push(&t, &self.scratch[..t.size]);
+                        }
+                    }
+                }
+            }
+            Some(DatagramEvent::Response(t)) => self.out.push(&t, &self.scratch[..t.size]),
+            None => {}
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, ch))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(Some(conn)) = self.conns.get_mut(ch)
+                && conn.timeout == Some(at)
+            {
+                conn.timeout = None;
+                conn.inner.handle_timeout(now);
+                self.mark(ch);
+            }
+        }
+    }
+
+    /// Run the application side of every connection that changed (which may change
+    /// others: a fan-out), then build and queue their packets.
+    fn run_turn(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let ch = self.dirty[i];
+            self.app_events(ch);
+            i += 1;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for &ch in &dirty {
+            self.drive(ch, now);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn app_events(&mut self, ch: usize) {
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(ch) else {
+                return;
+            };
+            let Some(event) = conn.inner.poll() else {
+                return;
+            };
+            match event {
+                Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
+                    if let Some(id) = conn.inner.streams().accept(Dir::Bi) {
+                        conn.control.get_or_insert(id);
+                        self.read_hello(ch);
+                    }
+                }
+                Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
+                    let mut opened = Vec::new();
+                    while let Some(id) = conn.inner.streams().accept(Dir::Uni) {
+                        opened.push(id);
+                    }
+                    for id in opened {
+                        self.open_copies(ch, id);
+                        self.read_stream(ch, id);
+                    }
+                }
+                Event::Stream(StreamEvent::Readable { id }) => {
+                    if Some(id) == conn.control {
+                        self.read_hello(ch);
+                    } else {
+                        self.read_stream(ch, id);
+                    }
+                }
+                Event::Stream(StreamEvent::Writable { id }) => self.write_pending(ch, id),
+                Event::Stream(StreamEvent::Stopped { id, .. }) => {
+                    conn.pending.remove(&id);
+                }
+                Event::DatagramReceived => self.fan_out_datagrams(ch),
+                Event::ConnectionLost { .. } => self.leave(ch),
+                Event::HandshakeDataReady
+                | Event::Connected
+                | Event::DatagramsUnblocked
+                | Event::Stream(StreamEvent::Finished { .. } | StreamEvent::Available { .. }) => {}
+            }
+        }
+    }
+
+    fn read_hello(&mut self, ch: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(ch) else {
+            return;
+        };
+        let Some(id) = conn.control else { return };
+        if conn.role != Role::Unknown {
+            return;
+        }
+        let mut stream = conn.inner.recv_stream(id);
+        if let Ok(mut chunks) = stream.read(true) {
+            while conn.hello.len() < 5 {
+                match chunks.next(5 - conn.hello.len()) {
+                    Ok(Some(chunk)) => conn.hello.extend_from_slice(&chunk.bytes),
+                    _ => break,
+                }
+            }
+            let _ = chunks.finalize();
+        }
+        if conn.hello.len() < 5 {
+            return;
+        }
+        let room = u32::from_be_bytes([conn.hello[1], conn.hello[2], conn.hello[3], conn.hello[4]]);
+        conn.role = if conn.hello[0] == 1 {
+            Role::Publisher(room)
+        } else {
+            Role::Subscriber(room)
+        };
+        let _ = conn.inner.send_stream(id).write(&[1]);
+        if conn.role == Role::Subscriber(room) {
+            self.rooms.entry(room).or_default().push(ch);
+        }
+    }
+
+    fn leave(&mut self, ch: usize) {
+        let Some(Some(conn)) = self.conns.get(ch) else {
+            return;
+        };
+        if let Role::Subscriber(room) = conn.role
+            && let Some(list) = self.rooms.get_mut(&room)
+        {
+            list.retain(|&c| c != ch);
+        }
+    }
+
+    fn fan_out_datagrams(&mut self, ch: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(ch) else {
+            return;
+        };
+        let Role::Publisher(room) = conn.role else {
+            // Datagrams of anyone else are read and dropped.
+            while conn.inner.datagrams().recv().is_some() {}
+            return;
+        };
+        while let Some(datagram) = self.conns[ch].as_mut().and_then(|c| c.inner.datagrams().recv())
+        {
+            let Some(subscribers) = self.rooms.get(&room) else {
+                continue;
+            };
+            for &sub in subscribers {
+                if let Some(Some(s)) = self.conns.get_mut(sub) {
+                    let _ = s.inner.datagrams().send(datagram.clone(), true);
+                    if !s.dirty {
+                        s.dirty = true;
+                        self.dirty.push(sub);
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_copies(&mut self, ch: usize, id: StreamId) {
+        let Some(Some(conn)) = self.conns.get(ch) else {
+            return;
+        };
+        let Role::Publisher(room) = conn.role else {
+            return;
+        };
+        let priority = self.next_priority;
+        self.next_priority = self.next_priority.wrapping_add(1);
+        let mut copies = Vec::new();
+        for &sub in self.rooms.get(&room).map_or(&[][..], Vec::as_slice) {
+            let Some(Some(s)) = self.conns.get_mut(sub) else {
+                continue;
+            };
+            let Some(stream) = s.inner.streams().open(Dir::Uni) else {
+                continue;
+            };
+            let _ = s.inner.send_stream(stream).set_priority(priority);
+            s.pending.insert(stream, Pending::default());
+            copies.push(Replica {
+                subscriber: sub,
+                stream,
+            });
+        }
+        if let Some(Some(conn)) = self.conns.get_mut(ch) {
+            conn.copies.insert(id, copies);
+        }
+    }
+
+    fn read_stream(&mut self, ch: usize, id: StreamId) {
+        let mut chunks_read: Vec<Bytes> = Vec::new();
+        let mut ended = false;
+        {
+            let Some(Some(conn)) = self.conns.get_mut(ch) else {
+                return;
+            };
+            let mut stream = conn.inner.recv_stream(id);
+            let Ok(mut chunks) = stream.read(true) else {
+                return;
+            };
+            loop {
+                match chunks.next(READ_CHUNK) {
+                    Ok(Some(chunk)) => chunks_read.push(chunk.bytes),
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(quinn_proto::ReadError::Blocked) => break,
+                    Err(quinn_proto::ReadError::Reset(_)) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if chunks.finalize().should_transmit() {
+                self.mark(ch);
+            }
+        }
+        let copies = match self.conns[ch].as_mut() {
+            Some(conn) if ended => conn.copies.remove(&id).unwrap_or_default(),
+            Some(conn) => conn.copies.get(&id).cloned().unwrap_or_default(),
+            None => return,
+        };
+        let mut stale = Vec::new();
+        for copy in &copies {
+            let Some(Some(s)) = self.conns.get_mut(copy.subscriber) else {
+                continue;
+            };
+            let Some(pending) = s.pending.get_mut(&copy.stream) else {
+                continue;
+            };
+            for chunk in &chunks_read {
+                pending.bytes += chunk.len();
+                pending.chunks.push_back(chunk.clone());
+            }
+            if pending.bytes > STREAM_QUEUE_BYTES {
+                // Behind on this stream: its copy is reset, as the relay resets a stale group.
+                s.pending.remove(&copy.stream);
+                let _ = s.inner.send_stream(copy.stream).reset(VarInt::from_u32(
+                    sealroom_frame::StreamCode::StaleGroup.code(),
+                ));
+                stale.push(copy.stream);
+            } else if ended {
+                pending.finish = true;
+            }
+            self.write_pending(copy.subscriber, copy.stream);
+        }
+        if !stale.is_empty()
+            && !ended
+            && let Some(Some(conn)) = self.conns.get_mut(ch)
+            && let Some(list) = conn.copies.get_mut(&id)
+        {
+            list.retain(|c| !stale.contains(&c.stream));
+        }
+    }
+
+    /// Write what waits on a subscriber's stream, as far as QUIC takes it.
+    fn write_pending(&mut self, ch: usize, id: StreamId) {
+        let Some(Some(s)) = self.conns.get_mut(ch) else {
+            return;
+        };
+        let Some(pending) = s.pending.get_mut(&id) else {
+            return;
+        };
+        while let Some(front) = pending.chunks.front_mut() {
+            match s.inner.send_stream(id).write(front) {
+                Ok(n) if n == front.len() => {
+                    pending.bytes -= n;
+                    pending.chunks.pop_front();
+                }
+                Ok(n) => {
+                    pending.bytes -= n;
+                    let _ = front.split_to(n);
+                    break;
+                }
+                Err(quinn_proto::WriteError::Blocked) => break,
+                Err(_) => {
+                    s.pending.remove(&id);
+                    return;
+                }
+            }
+        }
+        if pending.chunks.is_empty() && pending.finish {
+            let _ = s.inner.send_stream(id).finish();
+            s.pending.remove(&id);
+        }
+        if !s.dirty {
+            s.dirty = true;
+            self.dirty.push(ch);
+        }
+    }
+
+    /// Pass on endpoint events, queue the connection's packets, rearm its timer, and forget
+    /// it once drained.
+    fn drive(&mut self, ch: usize, now: Instant) {
+        let Some(Some(conn)) = self.conns.get_mut(ch) else {
+            return;
+        };
+        conn.dirty = false;
+        while let Some(event) = conn.inner.poll_endpoint_events() {
+            if let Some(back) = self.endpoint.handle_event(ConnectionHandle(ch), event) {
+                conn.inner.handle_event(back);
+            }
+        }
+        let mut transmits = 0;
+        while transmits < MAX_TRANSMITS_PER_TURN {
+            self.scratch.clear();
+            let Some(t) = conn
+                .inner
+                .poll_transmit(now, self.max_segments, &mut self.scratch)
+            else {
+                break;
+            };
+            transmits += t.segment_size.map_or(1, |s| t.size.div_ceil(s));
+            self.out.push(&t, &self.scratch[..t.size]);
+        }
+        if transmits >= MAX_TRANSMITS_PER_TURN {
+            // More to send: come back next turn, after the others.
+            self.out.more.push(ch);
+        }
+        let timeout = conn.inner.poll_timeout();
+        if timeout != conn.timeout {
+            conn.timeout = timeout;
+            if let Some(at) = timeout {
+                self.timers.push(Reverse((at, ch)));
+            }
+        }
+        if conn.inner.is_drained() {
+            self.leave(ch);
+            self.conns[ch] = None;
+        }
+    }
+}
+
+/// One packet (or GSO train) waiting in the outbox.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    destination: SocketAddr,
+    ecn: Option<EcnCodepoint>,
+    segment_size: Option<usize>,
+    start: usize,
+    len: usize,
+}
+
+/// The packets of one turn, sent at its end.
+struct Outbox {
+    batch: bool,
+    bytes: Vec<u8>,
+    packets: Vec<Queued>,
+    /// Connections with more to send than one turn allows.
+    more: Vec<usize>,
+}
+
+impl Outbox {
+    fn new(batch: bool) -> Self {
+        Self {
+            batch,
+            bytes: Vec::with_capacity(1 << 20),
+            packets: Vec::with_capacity(1024),
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: &quinn_proto::Transmit, contents: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(contents);
+        self.packets.push(Queued {
+            destination: t.destination,
+            ecn: t.ecn,
+            segment_size: t.segment_size,
+            start,
+            len: contents.len(),
+        });
+    }
+
+    async fn flush(
+        &mut self,
+        socket: &tokio::net::UdpSocket,
+        state: &UdpSocketState,
+    ) -> anyhow::Result<usize> {
+        let mut done = 0;
+        while done < self.packets.len() {
+            let first = self.packets[done];
+            let single = first.segment_size.is_none_or(|s| first.len <= s);
+            let run = if self.batch && single {
+                self.packets[done..]
+                    .iter()
+                    .take_while(|p| {
+                        p.segment_size.is_none_or(|s| p.len <= s)
+                            && matches!(p.destination, SocketAddr::V4(_))
+                    })
+                    .count()
+            } else {
+                0
+            };
+            let sent = if run > 1 {
+                let packets = &self.packets[done..done + run];
+                let bytes = &self.bytes;
+                socket.try_io(Interest::WRITABLE, || send_many(socket, packets, bytes))
+            } else {
+                let transmit = UdpTransmit {
+                    destination: first.destination,
+                    ecn: first
+                        .ecn
+                        .and_then(|e| quinn::udp::EcnCodepoint::from_bits(e as u8)),
+                    contents: &self.bytes[first.start..first.start + first.len],
+                    segment_size: first.segment_size,
+                    src_ip: None,
+                };
+                socket
+                    .try_io(Interest::WRITABLE, || {
+                        state.try_send(UdpSockRef::from(socket), &transmit)
+                    })
+                    .map(|()| 1)
+            };
+            match sent {
+                Ok(n) => done += n.max(1),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    socket.writable().await?;
+                }
+                // Refused (an unreachable destination): dropped, as quinn's socket does;
+                // loss recovery resends.
+                Err(_) => done += 1,
+            }
+        }
+        let sent = self.packets.len();
+        self.packets.clear();
+        self.bytes.clear();
+        Ok(sent)
+    }
+}
+
+/// One `sendmmsg` over packets to IPv4 destinations; how many the kernel took.
+fn send_many(
+    socket: &tokio::net::UdpSocket,
+    packets: &[Queued],
+    bytes: &[u8],
+) -> io::Result<usize> {
+    let slices: Vec<[IoSlice<'_>; 1]> = packets
+        .iter()
+        .map(|p| [IoSlice::new(&bytes[p.start..p.start + p.len])])
+        .collect();
+    let addrs: Vec<Option<SockaddrIn>> = packets
+        .iter()
+        .map(|p| match p.destination {
+            SocketAddr::V4(a) => Some(SockaddrIn::from(a)),
+            SocketAddr::V6(_) => Some(SockaddrIn::from(SocketAddrV4::new(
+                Ipv4Addr::UNSPECIFIED,
+                0,
+            ))),
+        })
+        .collect();
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(packets.len(), None);
+    let results = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        slices.iter(),
+        &addrs,
+        [],
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    Ok(results.count())
+}
