@@ -414,7 +414,9 @@ impl Engine {
             while conn.inner.datagrams().recv().is_some() {}
             return;
         };
-        while let Some(datagram) = self.conns[ch].as_mut().and_then(|c| c.inner.datagrams().recv())
+        while let Some(datagram) = self.conns[ch]
+            .as_mut()
+            .and_then(|c| c.inner.datagrams().recv())
         {
             let Some(subscribers) = self.rooms.get(&room) else {
                 continue;
@@ -535,18 +537,18 @@ impl Engine {
         let Some(pending) = s.pending.get_mut(&id) else {
             return;
         };
-        while let Some(front) = pending.chunks.front_mut() {
-            match s.inner.send_stream(id).write(front) {
-                Ok(n) if n == front.len() => {
-                    pending.bytes -= n;
-                    pending.chunks.pop_front();
+        if !pending.chunks.is_empty() {
+            // Handed over without a copy, as quinn's `write_chunk` does.
+            match s
+                .inner
+                .send_stream(id)
+                .write_chunks(pending.chunks.make_contiguous())
+            {
+                Ok(written) => {
+                    pending.bytes -= written.bytes;
+                    pending.chunks.drain(..written.chunks);
                 }
-                Ok(n) => {
-                    pending.bytes -= n;
-                    let _ = front.split_to(n);
-                    break;
-                }
-                Err(quinn_proto::WriteError::Blocked) => break,
+                Err(quinn_proto::WriteError::Blocked) => {}
                 Err(_) => {
                     s.pending.remove(&id);
                     return;
