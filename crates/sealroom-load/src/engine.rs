@@ -195,6 +195,16 @@ struct Conn {
     pending: HashMap<StreamId, Pending>,
 }
 
+impl Conn {
+    /// Put connection `ch` (this one) on the list of those to drive this turn, once.
+    fn mark(&mut self, ch: usize, dirty: &mut Vec<usize>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(ch);
+        }
+    }
+}
+
 struct Engine {
     endpoint: Endpoint,
     conns: Vec<Option<Conn>>,
@@ -225,11 +235,8 @@ impl Engine {
     }
 
     fn mark(&mut self, ch: usize) {
-        if let Some(Some(conn)) = self.conns.get_mut(ch)
-            && !conn.dirty
-        {
-            conn.dirty = true;
-            self.dirty.push(ch);
+        if let Some(Some(conn)) = self.conns.get_mut(ch) {
+            conn.mark(ch, &mut self.dirty);
         }
     }
 
@@ -424,10 +431,7 @@ impl Engine {
             for &sub in subscribers {
                 if let Some(Some(s)) = self.conns.get_mut(sub) {
                     let _ = s.inner.datagrams().send(datagram.clone(), true);
-                    if !s.dirty {
-                        s.dirty = true;
-                        self.dirty.push(sub);
-                    }
+                    s.mark(sub, &mut self.dirty);
                 }
             }
         }
@@ -559,10 +563,7 @@ impl Engine {
             let _ = s.inner.send_stream(id).finish();
             s.pending.remove(&id);
         }
-        if !s.dirty {
-            s.dirty = true;
-            self.dirty.push(ch);
-        }
+        s.mark(ch, &mut self.dirty);
     }
 
     /// Pass on endpoint events, queue the connection's packets, rearm its timer, and forget

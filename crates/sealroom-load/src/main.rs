@@ -515,50 +515,36 @@ fn start_server(
             Ok((server, entry))
         }
         Target::Baseline => {
-            let cert = identity
-                .cert_path
-                .to_str()
-                .context("non-UTF-8 output path")?;
-            let key = identity
-                .key_path
-                .to_str()
-                .context("non-UTF-8 output path")?;
-            let me = std::env::current_exe().context("cannot find the path of this executable")?;
-            let server = Server::spawn(
-                &me,
-                &["--serve-forwarder", "--cert", cert, "--key", key],
-                &args.out.join("forwarder.log"),
-                false,
-                args.server_threads,
-            )?;
+            let (cert, key) = identity.paths()?;
+            let argv = ["--serve-forwarder", "--cert", cert, "--key", key];
+            let server = spawn_self(args, &argv, "forwarder.log")?;
             Ok((server, Entry::Forwarder))
         }
         Target::Engine => {
-            let cert = identity
-                .cert_path
-                .to_str()
-                .context("non-UTF-8 output path")?;
-            let key = identity
-                .key_path
-                .to_str()
-                .context("non-UTF-8 output path")?;
-            let me = std::env::current_exe().context("cannot find the path of this executable")?;
-            let mut argv = vec!["--serve-engine", "--cert", cert, "--key", key];
+            let (cert, key) = identity.paths()?;
+            let coalesce = args.engine_coalesce_us.to_string();
+            let mut argv = vec![
+                "--serve-engine",
+                "--cert",
+                cert,
+                "--key",
+                key,
+                "--coalesce-us",
+                &coalesce,
+            ];
             if args.engine_batch {
                 argv.push("--batch");
             }
-            let coalesce = args.engine_coalesce_us.to_string();
-            argv.extend(["--coalesce-us", &coalesce]);
-            let server = Server::spawn(
-                &me,
-                &argv,
-                &args.out.join("engine.log"),
-                false,
-                args.server_threads,
-            )?;
+            let server = spawn_self(args, &argv, "engine.log")?;
             Ok((server, Entry::Forwarder))
         }
     }
+}
+
+/// Run this executable again as a server (`argv` picks which), logging into `log`.
+fn spawn_self(args: &LoadArgs, argv: &[&str], log: &str) -> anyhow::Result<Server> {
+    let me = std::env::current_exe().context("cannot find the path of this executable")?;
+    Server::spawn(&me, argv, &args.out.join(log), false, args.server_threads)
 }
 
 /// Join `count` clients with at most `concurrency` joins in flight.

@@ -43,6 +43,13 @@ impl Identity {
         })
     }
 
+    /// The certificate's and the key's paths, as the servers' command lines take them.
+    pub(crate) fn paths(&self) -> anyhow::Result<(&str, &str)> {
+        let cert = self.cert_path.to_str().context("non-UTF-8 output path")?;
+        let key = self.key_path.to_str().context("non-UTF-8 output path")?;
+        Ok((cert, key))
+    }
+
     /// SHA-256 of the certificate, for clients that pin it.
     pub(crate) fn cert_sha256(&self) -> [u8; 32] {
         sealroom_client::cert_sha256(&self.cert_der)

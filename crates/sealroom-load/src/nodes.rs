@@ -147,14 +147,7 @@ impl Deployment {
         let cluster_secret = random_secret();
         let links: Vec<SocketAddr> = (0..nodes).map(|_| free_udp()).collect::<Result<_, _>>()?;
         let me = std::env::current_exe().context("cannot find the path of this executable")?;
-        let cert = identity
-            .cert_path
-            .to_str()
-            .context("non-UTF-8 output path")?;
-        let key = identity
-            .key_path
-            .to_str()
-            .context("non-UTF-8 output path")?;
+        let (cert, key) = identity.paths()?;
         let mut servers = Vec::with_capacity(nodes);
         for (i, link) in links.iter().enumerate() {
             let index = if nodes > 1 { i + 1 } else { 0 };
