@@ -690,7 +690,8 @@ impl Outbox {
                     .map(|()| 1)
             };
             match sent {
-                Ok(n) => done += n.max(1),
+                Ok(0) => socket.writable().await?,
+                Ok(n) => done += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     socket.writable().await?;
                 }
