@@ -2,7 +2,7 @@
 // so the room client can be tested under Node (which has no WebTransport). It forwards
 // bytes as the real relay does: never opening a payload.
 import { type ControlMessage, closeCode, decodeControl, encodeControlFramed } from "../src/control.js";
-import { decodeFrame } from "../src/envelope.js";
+import { type Envelope, decodeFrame } from "../src/envelope.js";
 import type { TransportLike } from "../src/client.js";
 import { Deframer, MEDIA_STREAM_TYPE, frameBytes } from "../src/stream.js";
 
@@ -64,7 +64,7 @@ class Session implements TransportLike {
   close(info: Close = {}): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    for (const c of [this.toClientControl, this.toClientDatagrams, this.toClientStreams]) {
+    for (const c of [this.toClientControl, this.toClientDatagrams, this.toClientStreams, ...this.lanes.values()]) {
       try {
         c?.close();
       } catch {
@@ -79,20 +79,31 @@ class Session implements TransportLike {
     if (!this.isClosed) this.toClientControl.enqueue(encodeControlFramed(message));
   }
 
-  deliver(frame: Uint8Array, path: "datagram" | "stream"): void {
+  /** The streams towards this client that carry more than one frame, as the relay keeps
+   * them: one per (sender, track) for reliable data, one per (sender, track, group) for
+   * video. Frames on one stream arrive in order; frames on different streams need not. */
+  private readonly lanes = new Map<string, ReadableStreamDefaultController<Uint8Array>>();
+
+  deliver(frame: Uint8Array, envelope: Envelope, path: "datagram" | "stream"): void {
     if (this.isClosed) return;
     if (path === "datagram") {
       this.toClientDatagrams.enqueue(frame);
       return;
     }
-    this.toClientStreams.enqueue(
-      new ReadableStream({
-        start(c) {
-          c.enqueue(Uint8Array.of(MEDIA_STREAM_TYPE, ...frameBytes(frame)));
-          c.close();
-        },
-      }),
-    );
+    const key =
+      envelope.kind === "audio"
+        ? null
+        : `${envelope.sender}/${envelope.track}/${envelope.kind === "video" ? envelope.group : ""}`;
+    const lane = key === null ? undefined : this.lanes.get(key);
+    if (lane) {
+      lane.enqueue(frameBytes(frame));
+      return;
+    }
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    this.toClientStreams.enqueue(new ReadableStream({ start: (c) => void (controller = c) }));
+    controller.enqueue(Uint8Array.of(MEDIA_STREAM_TYPE, ...frameBytes(frame)));
+    if (key === null) controller.close();
+    else this.lanes.set(key, controller);
   }
 }
 
@@ -159,7 +170,7 @@ export class FakeRelay {
     this.tapped.push(bytes);
     const frame = decodeFrame(bytes);
     if (frame.envelope.sender !== s.member) return;
-    for (const o of this.sessions) if (o !== s && o.member !== 0) o.deliver(bytes, path);
+    for (const o of this.sessions) if (o !== s && o.member !== 0) o.deliver(bytes, frame.envelope, path);
   }
 
   gone(s: Session): void {
