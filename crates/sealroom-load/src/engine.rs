@@ -401,14 +401,25 @@ impl Engine {
         }
     }
 
+    /// A connection is gone: out of its room, and the copies of its streams end (as the
+    /// baseline's copies end when their source stream fails).
     fn leave(&mut self, ch: usize) {
-        let Some(Some(conn)) = self.conns.get(ch) else {
+        let Some(Some(conn)) = self.conns.get_mut(ch) else {
             return;
         };
+        let copies = std::mem::take(&mut conn.copies);
         if let Role::Subscriber(room) = conn.role
             && let Some(list) = self.rooms.get_mut(&room)
         {
             list.retain(|&c| c != ch);
+        }
+        for replica in copies.into_values().flatten() {
+            if let Some(Some(s)) = self.conns.get_mut(replica.subscriber)
+                && let Some(pending) = s.pending.get_mut(&replica.stream)
+            {
+                pending.finish = true;
+            }
+            self.write_pending(replica.subscriber, replica.stream);
         }
     }
 
