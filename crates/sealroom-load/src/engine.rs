@@ -54,16 +54,34 @@ const MAX_TRANSMITS_PER_TURN: usize = 20;
 /// Bytes read from an incoming stream at once.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Serve until standard input closes. `batch`: gather the packets of one turn into
-/// `sendmmsg` calls.
-pub(crate) async fn serve(
-    cert: &Path,
-    key: &Path,
-    batch: bool,
-    coalesce: Duration,
-) -> anyhow::Result<()> {
+/// How the one-loop forwarder runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Options {
+    /// Gather the packets of one turn into `sendmmsg` calls.
+    pub(crate) batch: bool,
+    /// Sleep this long after a turn that sent packets.
+    pub(crate) coalesce: Duration,
+    /// Above 0: the ACK-frequency extension's ack-eliciting threshold asked of every peer.
+    pub(crate) ack_threshold: u32,
+}
+
+/// Serve until standard input closes.
+pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::Result<()> {
+    let Options {
+        batch,
+        coalesce,
+        ack_threshold,
+    } = options;
     let limits = Limits::default();
-    let config = net::server_config(cert, key, sealroom_relay::transport_config(&limits))?;
+    let mut transport = sealroom_relay::transport_config(&limits);
+    if ack_threshold > 0 {
+        // Ask every peer to acknowledge only after this many ack-eliciting packets (or its
+        // maximum ACK delay, which quinn caps at the larger of the RTT and 25 ms).
+        let mut ack = quinn_proto::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(VarInt::from_u32(ack_threshold));
+        transport.ack_frequency_config(Some(ack));
+    }
+    let config = net::server_config(cert, key, transport)?;
     let (socket, _, _) = sealroom_relay::udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     socket.set_nonblocking(true)?;
     let state = UdpSocketState::new(UdpSockRef::from(&socket))?;

@@ -81,6 +81,10 @@ struct LoadArgs {
     /// packets, so that the acknowledgements they cause are read together.
     #[arg(long, requires = "engine", default_value_t = 0)]
     engine_coalesce_us: u64,
+    /// The one-loop forwarder asks its peers, with the ACK-frequency extension, to
+    /// acknowledge after this many ack-eliciting packets (0: QUIC's default of two).
+    #[arg(long, requires = "engine", default_value_t = 0)]
+    engine_ack_threshold: u32,
     /// Connection-scale mode: join M idle members across rooms and report the relay's RSS
     /// per member and the join rate, instead of running a shape.
     #[arg(long, value_name = "M")]
@@ -184,6 +188,9 @@ struct LoadArgs {
     /// With --serve-engine: microseconds to sleep after a turn that sent packets.
     #[arg(long, hide = true, default_value_t = 0)]
     coalesce_us: u64,
+    /// With --serve-engine: the ack-eliciting threshold asked of peers (0: none asked).
+    #[arg(long, hide = true, default_value_t = 0)]
+    ack_threshold: u32,
     /// The forwarder's certificate (PEM).
     #[arg(long, hide = true)]
     cert: Option<PathBuf>,
@@ -232,9 +239,12 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         // On a worker thread, where the runtime's I/O driver runs too (the thread that
         // blocks on `run` would be woken by the worker for every readiness event).
         let (cert, key) = (cert.clone(), key.clone());
-        let coalesce = Duration::from_micros(args.coalesce_us);
-        let batch = args.batch;
-        return tokio::spawn(async move { engine::serve(&cert, &key, batch, coalesce).await })
+        let options = engine::Options {
+            batch: args.batch,
+            coalesce: Duration::from_micros(args.coalesce_us),
+            ack_threshold: args.ack_threshold,
+        };
+        return tokio::spawn(async move { engine::serve(&cert, &key, options).await })
             .await
             .context("the engine task failed")?;
     }
@@ -523,6 +533,7 @@ fn start_server(
         Target::Engine => {
             let (cert, key) = identity.paths()?;
             let coalesce = args.engine_coalesce_us.to_string();
+            let ack_threshold = args.engine_ack_threshold.to_string();
             let mut argv = vec![
                 "--serve-engine",
                 "--cert",
@@ -531,6 +542,8 @@ fn start_server(
                 key,
                 "--coalesce-us",
                 &coalesce,
+                "--ack-threshold",
+                &ack_threshold,
             ];
             if args.engine_batch {
                 argv.push("--batch");
