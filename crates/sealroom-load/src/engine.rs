@@ -18,8 +18,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::{self, IoSlice, IoSliceMut, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,8 +35,8 @@ use quinn_proto::{
 };
 use sealroom_relay::Limits;
 use tokio::io::Interest;
-use tokio::sync::mpsc;
 
+use super::forwarder::{self, HELLO_LEN};
 use super::net;
 
 /// Bytes queued towards one subscriber's copy of one stream before that copy is reset (the
@@ -88,12 +88,7 @@ pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::
     let socket = tokio::net::UdpSocket::from_std(socket)?;
     println!("sealroom-load engine (one loop over quinn-proto, batch {batch})");
     println!("  listen:      {}", socket.local_addr()?);
-    let (gone_tx, mut gone) = mpsc::channel::<()>(1);
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 64];
-        while matches!(io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-        let _ = gone_tx.blocking_send(());
-    });
+    let mut gone = forwarder::stdin_closed();
     let endpoint = Endpoint::new(
         Arc::new(EndpointConfig::default()),
         Some(Arc::new(config)),
@@ -109,9 +104,14 @@ pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::
         dirty: Vec::new(),
         out: Outbox::new(batch),
         scratch: Vec::with_capacity(MAX_SEGMENTS * 1500),
+        read: Vec::new(),
         max_segments: state.max_gso_segments().clamp(1, MAX_SEGMENTS),
     };
     let mut recv_bufs = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
+    let mut slices: Vec<IoSliceMut<'_>> = recv_bufs
+        .chunks_mut(RECV_BUFFER_BYTES)
+        .map(IoSliceMut::new)
+        .collect();
     let mut metas = vec![RecvMeta::default(); RECV_BUFFERS];
     let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(sleep);
@@ -138,10 +138,6 @@ pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::
         }
         // Everything the socket holds now.
         loop {
-            let mut slices: Vec<IoSliceMut<'_>> = recv_bufs
-                .chunks_mut(RECV_BUFFER_BYTES)
-                .map(IoSliceMut::new)
-                .collect();
             let read = socket.try_io(Interest::READABLE, || {
                 state.recv(UdpSockRef::from(&socket), &mut slices, &mut metas)
             });
@@ -160,8 +156,9 @@ pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::
                 }
             }
         }
-        engine.fire_timers(Instant::now());
-        engine.run_turn(Instant::now());
+        let now = Instant::now();
+        engine.fire_timers(now);
+        engine.run_turn(now);
         let sent = engine.out.flush(&socket, &state).await?;
         if sent > 0 && !coalesce.is_zero() {
             // What was just sent will be acknowledged by many receivers within a short
@@ -232,6 +229,8 @@ struct Engine {
     dirty: Vec<usize>,
     out: Outbox,
     scratch: Vec<u8>,
+    /// The chunks one read of a stream took, kept for their allocation.
+    read: Vec<Bytes>,
     max_segments: usize,
 }
 
@@ -273,7 +272,7 @@ impl Engine {
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
                 if let Some(Some(conn)) = self.conns.get_mut(ch.0) {
                     conn.inner.handle_event(event);
-                    self.mark(ch.0);
+                    conn.mark(ch.0, &mut self.dirty);
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
@@ -396,25 +395,23 @@ impl Engine {
         }
         let mut stream = conn.inner.recv_stream(id);
         if let Ok(mut chunks) = stream.read(true) {
-            while conn.hello.len() < 5 {
-                match chunks.next(5 - conn.hello.len()) {
+            while conn.hello.len() < HELLO_LEN {
+                match chunks.next(HELLO_LEN - conn.hello.len()) {
                     Ok(Some(chunk)) => conn.hello.extend_from_slice(&chunk.bytes),
                     _ => break,
                 }
             }
             let _ = chunks.finalize();
         }
-        if conn.hello.len() < 5 {
+        let Ok(hello) = <[u8; HELLO_LEN]>::try_from(conn.hello.as_slice()) else {
             return;
-        }
-        let room = u32::from_be_bytes([conn.hello[1], conn.hello[2], conn.hello[3], conn.hello[4]]);
-        conn.role = if conn.hello[0] == 1 {
-            Role::Publisher(room)
-        } else {
-            Role::Subscriber(room)
         };
+        let (publisher, room) = forwarder::parse_hello(hello);
         let _ = conn.inner.send_stream(id).write(&[1]);
-        if conn.role == Role::Subscriber(room) {
+        if publisher {
+            conn.role = Role::Publisher(room);
+        } else {
+            conn.role = Role::Subscriber(room);
             self.rooms.entry(room).or_default().push(ch);
         }
     }
@@ -496,9 +493,9 @@ impl Engine {
     }
 
     fn read_stream(&mut self, ch: usize, id: StreamId) {
-        let mut chunks_read: Vec<Bytes> = Vec::new();
+        let mut read = std::mem::take(&mut self.read);
         let mut ended = false;
-        {
+        let copies = {
             let Some(Some(conn)) = self.conns.get_mut(ch) else {
                 return;
             };
@@ -508,58 +505,60 @@ impl Engine {
             };
             loop {
                 match chunks.next(READ_CHUNK) {
-                    Ok(Some(chunk)) => chunks_read.push(chunk.bytes),
-                    Ok(None) => {
-                        ended = true;
-                        break;
-                    }
+                    Ok(Some(chunk)) => read.push(chunk.bytes),
                     Err(quinn_proto::ReadError::Blocked) => break,
-                    Err(quinn_proto::ReadError::Reset(_)) => {
+                    Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => {
                         ended = true;
                         break;
                     }
                 }
             }
             if chunks.finalize().should_transmit() {
-                self.mark(ch);
+                conn.mark(ch, &mut self.dirty);
             }
-        }
-        let copies = match self.conns[ch].as_mut() {
-            Some(conn) if ended => conn.copies.remove(&id).unwrap_or_default(),
-            Some(conn) => conn.copies.get(&id).cloned().unwrap_or_default(),
-            None => return,
+            // Taken out while the subscribers' sides are written; put back unless ended.
+            conn.copies.remove(&id)
         };
-        let mut stale = Vec::new();
-        for copy in &copies {
-            let Some(Some(s)) = self.conns.get_mut(copy.subscriber) else {
-                continue;
-            };
-            let Some(pending) = s.pending.get_mut(&copy.stream) else {
-                continue;
-            };
-            for chunk in &chunks_read {
-                pending.bytes += chunk.len();
-                pending.chunks.push_back(chunk.clone());
+        let Some(mut copies) = copies else {
+            // Not a stream the forwarder copies (none opened for it).
+            read.clear();
+            self.read = read;
+            return;
+        };
+        let mut i = 0;
+        while let Some(&copy) = copies.get(i) {
+            let mut stale = false;
+            if let Some(Some(s)) = self.conns.get_mut(copy.subscriber)
+                && let Some(pending) = s.pending.get_mut(&copy.stream)
+            {
+                for chunk in &read {
+                    pending.bytes += chunk.len();
+                    pending.chunks.push_back(chunk.clone());
+                }
+                if pending.bytes > STREAM_QUEUE_BYTES {
+                    // Behind on this stream: its copy is reset, as the relay resets a stale
+                    // group.
+                    s.pending.remove(&copy.stream);
+                    let _ = s.inner.send_stream(copy.stream).reset(VarInt::from_u32(
+                        sealroom_frame::StreamCode::StaleGroup.code(),
+                    ));
+                    stale = true;
+                } else if ended {
+                    pending.finish = true;
+                }
+                self.write_pending(copy.subscriber, copy.stream);
             }
-            if pending.bytes > STREAM_QUEUE_BYTES {
-                // Behind on this stream: its copy is reset, as the relay resets a stale group.
-                s.pending.remove(&copy.stream);
-                let _ = s.inner.send_stream(copy.stream).reset(VarInt::from_u32(
-                    sealroom_frame::StreamCode::StaleGroup.code(),
-                ));
-                stale.push(copy.stream);
-            } else if ended {
-                pending.finish = true;
+            if stale {
+                copies.swap_remove(i);
+            } else {
+                i += 1;
             }
-            self.write_pending(copy.subscriber, copy.stream);
         }
-        if !stale.is_empty()
-            && !ended
-            && let Some(Some(conn)) = self.conns.get_mut(ch)
-            && let Some(list) = conn.copies.get_mut(&id)
-        {
-            list.retain(|c| !stale.contains(&c.stream));
+        if !ended && let Some(Some(conn)) = self.conns.get_mut(ch) {
+            conn.copies.insert(id, copies);
         }
+        read.clear();
+        self.read = read;
     }
 
     /// Write what waits on a subscriber's stream, as far as QUIC takes it.
@@ -647,6 +646,14 @@ struct Queued {
     len: usize,
 }
 
+impl Queued {
+    /// One datagram to an IPv4 address: it can go in a `sendmmsg` run.
+    fn batchable(&self) -> bool {
+        self.segment_size.is_none_or(|s| self.len <= s)
+            && matches!(self.destination, SocketAddr::V4(_))
+    }
+}
+
 /// The packets of one turn, sent at its end.
 struct Outbox {
     batch: bool,
@@ -686,14 +693,10 @@ impl Outbox {
         let mut done = 0;
         while done < self.packets.len() {
             let first = self.packets[done];
-            let single = first.segment_size.is_none_or(|s| first.len <= s);
-            let run = if self.batch && single {
+            let run = if self.batch {
                 self.packets[done..]
                     .iter()
-                    .take_while(|p| {
-                        p.segment_size.is_none_or(|s| p.len <= s)
-                            && matches!(p.destination, SocketAddr::V4(_))
-                    })
+                    .take_while(|p| p.batchable())
                     .count()
             } else {
                 0
@@ -750,10 +753,8 @@ fn send_many(
         .iter()
         .map(|p| match p.destination {
             SocketAddr::V4(a) => Some(SockaddrIn::from(a)),
-            SocketAddr::V6(_) => Some(SockaddrIn::from(SocketAddrV4::new(
-                Ipv4Addr::UNSPECIFIED,
-                0,
-            ))),
+            // Never: a run holds batchable packets only.
+            SocketAddr::V6(_) => None,
         })
         .collect();
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(packets.len(), None);

@@ -63,12 +63,7 @@ pub(crate) async fn serve(cert: &Path, key: &Path) -> anyhow::Result<()> {
     )?;
     println!("sealroom-load forwarder (bare quinn baseline)");
     println!("  listen:      {}", endpoint.local_addr()?);
-    let (gone_tx, mut gone) = mpsc::channel::<()>(1);
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 64];
-        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-        let _ = gone_tx.blocking_send(());
-    });
+    let mut gone = stdin_closed();
     let rooms = Arc::new(Rooms::default());
     loop {
         tokio::select! {
@@ -88,13 +83,34 @@ pub(crate) async fn serve(cert: &Path, key: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves when standard input closes (the load generator that started this server is
+/// gone).
+pub(crate) fn stdin_closed() -> mpsc::Receiver<()> {
+    let (gone_tx, gone) = mpsc::channel::<()>(1);
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        let _ = gone_tx.blocking_send(());
+    });
+    gone
+}
+
+/// Bytes of a client's hello on its control stream: 1 for a publisher (anything else for a
+/// subscriber), then the room number (big-endian u32). The server answers one byte.
+pub(crate) const HELLO_LEN: usize = 5;
+
+/// Whether the hello's sender publishes, and its room.
+pub(crate) fn parse_hello(hello: [u8; HELLO_LEN]) -> (bool, u32) {
+    let [role, room @ ..] = hello;
+    (role == 1, u32::from_be_bytes(room))
+}
+
 async fn connection(rooms: Arc<Rooms>, incoming: quinn::Incoming) -> anyhow::Result<()> {
     let conn = incoming.await?;
     let (mut send, mut recv) = conn.accept_bi().await?;
-    let mut hello = [0u8; 5];
+    let mut hello = [0u8; HELLO_LEN];
     recv.read_exact(&mut hello).await?;
-    let publisher = hello[0] == 1;
-    let room = u32::from_be_bytes([hello[1], hello[2], hello[3], hello[4]]);
+    let (publisher, room) = parse_hello(hello);
     if !publisher {
         rooms
             .subscribers
