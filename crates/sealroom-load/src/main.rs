@@ -50,6 +50,7 @@ const KID: &str = "load";
 /// Drive a relay with simulated rooms and report throughput, CPU, memory and latency.
 #[derive(Debug, clap::Parser)]
 #[command(name = "sealroom-load", version, about)]
+#[command(group = clap::ArgGroup::new("one_loop").args(["engine", "serve_engine"]).multiple(true))]
 struct LoadArgs {
     /// What each publisher sends.
     #[arg(long, value_enum, default_value = "audio")]
@@ -75,15 +76,15 @@ struct LoadArgs {
     #[arg(long, requires = "baseline")]
     engine: bool,
     /// The one-loop forwarder gathers each turn's packets into `sendmmsg` calls.
-    #[arg(long, requires = "engine")]
+    #[arg(long, requires = "one_loop")]
     engine_batch: bool,
     /// The one-loop forwarder sleeps this many microseconds after a turn that sent
     /// packets, so that the acknowledgements they cause are read together.
-    #[arg(long, requires = "engine", default_value_t = 0)]
+    #[arg(long, requires = "one_loop", default_value_t = 0)]
     engine_coalesce_us: u64,
     /// The one-loop forwarder asks its peers, with the ACK-frequency extension, to
     /// acknowledge after this many ack-eliciting packets (0: QUIC's default of two).
-    #[arg(long, requires = "engine", default_value_t = 0)]
+    #[arg(long, requires = "one_loop", default_value_t = 0)]
     engine_ack_threshold: u32,
     /// Connection-scale mode: join M idle members across rooms and report the relay's RSS
     /// per member and the join rate, instead of running a shape.
@@ -179,18 +180,10 @@ struct LoadArgs {
     /// Run the bare-quinn forwarder (what --baseline starts as a child process).
     #[arg(long, hide = true)]
     serve_forwarder: bool,
-    /// Run the one-loop quinn-proto forwarder (what --engine starts as a child process).
+    /// Run the one-loop quinn-proto forwarder (what --engine starts as a child process, with
+    /// the same --engine-* options).
     #[arg(long, hide = true)]
     serve_engine: bool,
-    /// With --serve-engine: send each turn's packets with `sendmmsg`.
-    #[arg(long, hide = true)]
-    batch: bool,
-    /// With --serve-engine: microseconds to sleep after a turn that sent packets.
-    #[arg(long, hide = true, default_value_t = 0)]
-    coalesce_us: u64,
-    /// With --serve-engine: the ack-eliciting threshold asked of peers (0: none asked).
-    #[arg(long, hide = true, default_value_t = 0)]
-    ack_threshold: u32,
     /// The forwarder's certificate (PEM).
     #[arg(long, hide = true)]
     cert: Option<PathBuf>,
@@ -240,9 +233,9 @@ async fn run(args: LoadArgs) -> anyhow::Result<()> {
         // blocks on `run` would be woken by the worker for every readiness event).
         let (cert, key) = (cert.clone(), key.clone());
         let options = engine::Options {
-            batch: args.batch,
-            coalesce: Duration::from_micros(args.coalesce_us),
-            ack_threshold: args.ack_threshold,
+            batch: args.engine_batch,
+            coalesce: Duration::from_micros(args.engine_coalesce_us),
+            ack_threshold: args.engine_ack_threshold,
         };
         return tokio::spawn(async move { engine::serve(&cert, &key, options).await })
             .await
@@ -540,13 +533,13 @@ fn start_server(
                 cert,
                 "--key",
                 key,
-                "--coalesce-us",
+                "--engine-coalesce-us",
                 &coalesce,
-                "--ack-threshold",
+                "--engine-ack-threshold",
                 &ack_threshold,
             ];
             if args.engine_batch {
-                argv.push("--batch");
+                argv.push("--engine-batch");
             }
             let server = spawn_self(args, &argv, "engine.log")?;
             Ok((server, Entry::Forwarder))
