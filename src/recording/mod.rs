@@ -110,6 +110,11 @@ struct OpenArgs {
     /// How audio is exported: Opus packets as Ogg, or a raw dump with a JSON index.
     #[arg(long, value_enum, default_value = "raw")]
     audio_codec: open::AudioCodec,
+    /// Bytes of opened frames held for members whose `MemberJoined` comes later in the
+    /// recording than their first frames; past it, the frames are exported under the
+    /// member id (`member<N>`) and the report says so.
+    #[arg(long, default_value_t = open::HOLD_MAX_BYTES)]
+    hold_max_bytes: usize,
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -228,6 +233,7 @@ async fn open_cmd(args: OpenArgs) -> anyhow::Result<()> {
         secret: RoomSecret::from_bytes(bytes),
         out: args.out.clone(),
         audio: args.audio_codec,
+        hold_max_bytes: args.hold_max_bytes,
     };
     let report = open::open(request).await?;
     println!(

@@ -2,6 +2,11 @@
 //! room secret (across epochs), and export per member and track into one output
 //! directory, with a report of what could not be opened and what is missing.
 //!
+//! A member's frames are named by the user its `MemberJoined` record gives. The relay does
+//! not order control messages and media, so a member's first frames can be recorded before
+//! that record: the exporter holds them (up to a bound) until it comes, and a sender that is
+//! never announced in its relay session is exported under its member id.
+//!
 //! Plaintext is written only under the output directory: nothing is cached or logged
 //! elsewhere, and the directory is created with the owner's permissions only.
 
@@ -38,7 +43,18 @@ pub(crate) struct OpenRequest {
     pub(crate) secret: RoomSecret,
     pub(crate) out: PathBuf,
     pub(crate) audio: AudioCodec,
+    /// Bytes of opened frames held for senders not announced yet (see [`HOLD_MAX_BYTES`]).
+    pub(crate) hold_max_bytes: usize,
 }
+
+/// The default bound on opened frames held for senders whose `MemberJoined` has not been
+/// read yet, in bytes: far more than a member sends while its announcement is on the way,
+/// and a bound on what a damaged or hostile recording can make the opener keep in memory.
+pub(crate) const HOLD_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a held frame costs besides its payload: the envelope, the arrival time and the
+/// vector, so a flood of empty frames reaches the bound too.
+const HELD_FRAME_OVERHEAD: usize = size_of::<(Envelope, u64, Vec<u8>)>();
 
 /// The report written as `report.json` and summarised on stdout.
 #[derive(Debug, Default, Serialize)]
@@ -175,7 +191,7 @@ pub(crate) async fn open(request: OpenRequest) -> anyhow::Result<Report> {
         }
     }
     create_private_dir(&request.out)?;
-    let mut exporter = Exporter::new(&request.out, request.audio);
+    let mut exporter = Exporter::new(&request.out, request.audio, request.hold_max_bytes);
     let mut openers = EpochOpeners::new(&request.secret);
     for name in &names {
         let bytes = match storage.get(name).await {
@@ -208,7 +224,7 @@ pub(crate) async fn open(request: OpenRequest) -> anyhow::Result<Report> {
                     match openers.open(&decoded.envelope, &decoded.payload) {
                         Ok(plain) => {
                             report.frames_opened += 1;
-                            exporter.frame(&decoded.envelope, arrival_us, &plain)?;
+                            exporter.handle_frame(decoded.envelope, arrival_us, plain)?;
                         }
                         Err(reason) => report.unopenable.push(Unopenable {
                             object: name.clone(),
@@ -225,10 +241,10 @@ pub(crate) async fn open(request: OpenRequest) -> anyhow::Result<Report> {
                 Record::Control {
                     message: ControlMessage::MemberJoined(info),
                     ..
-                } => {
-                    exporter.users.insert(info.member, info.user);
-                }
-                Record::Control { .. } | Record::Joined { .. } | Record::End { .. } => {}
+                } => exporter.handle_member_joined(info.member, info.user)?,
+                // A new relay session: its member ids say nothing of the last one's.
+                Record::Joined { .. } => exporter.handle_joined()?,
+                Record::Control { .. } | Record::End { .. } => {}
                 Record::Loss {
                     kind,
                     from_us,
@@ -249,10 +265,10 @@ pub(crate) async fn open(request: OpenRequest) -> anyhow::Result<Report> {
             }
         }
     }
-    report.problems.append(&mut exporter.problems);
-    let (tracks, gaps) = exporter.finish()?;
-    report.tracks = tracks;
-    report.gaps = gaps;
+    let export = exporter.finish()?;
+    report.tracks = export.tracks;
+    report.gaps = export.gaps;
+    report.problems.extend(export.problems);
     let json = serde_json::to_vec_pretty(&report)?;
     std::fs::write(request.out.join("report.json"), json)?;
     Ok(report)
@@ -343,36 +359,179 @@ struct TrackOut {
     last: Option<(u32, u32)>,
 }
 
+/// Opened frames of one sender not announced yet, in the order they were recorded.
+#[derive(Default)]
+struct Held {
+    frames: Vec<(Envelope, u64, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// Why held frames are exported under their sender's member id.
+#[derive(Clone, Copy)]
+enum Unannounced {
+    /// A `Joined` record began a new relay session.
+    SessionEnded,
+    /// The recording ended.
+    RecordingEnded,
+}
+
+/// What the exporter wrote.
+struct Export {
+    tracks: Vec<TrackReport>,
+    gaps: Vec<Gap>,
+    problems: Vec<String>,
+}
+
+/// The name a sender's files get while no `MemberJoined` has named its user.
+fn fallback_name(member: MemberId) -> String {
+    format!("member{member}")
+}
+
 struct Exporter {
     dir: PathBuf,
     audio: AudioCodec,
+    /// Users by member id, in the current relay session.
     users: HashMap<MemberId, String>,
+    /// Frames of senders not announced yet in the current relay session.
+    held: BTreeMap<MemberId, Held>,
+    held_bytes: usize,
+    hold_max_bytes: usize,
+    /// Senders whose held frames passed the bound in the current relay session, with how
+    /// many of their frames went under their member id: they go there until announced.
+    unheld: HashMap<MemberId, u64>,
     tracks: BTreeMap<(String, u8, TrackId), TrackOut>,
     gaps: Vec<Gap>,
     problems: Vec<String>,
 }
 
 impl Exporter {
-    fn new(dir: &Path, audio: AudioCodec) -> Self {
+    fn new(dir: &Path, audio: AudioCodec, hold_max_bytes: usize) -> Self {
         Self {
             dir: dir.to_owned(),
             audio,
             users: HashMap::new(),
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            hold_max_bytes,
+            unheld: HashMap::new(),
             tracks: BTreeMap::new(),
             gaps: Vec::new(),
             problems: Vec::new(),
         }
     }
 
-    fn frame(&mut self, envelope: &Envelope, arrival_us: u64, plain: &[u8]) -> anyhow::Result<()> {
-        let user = self
-            .users
-            .get(&envelope.sender)
-            .cloned()
-            .unwrap_or_else(|| format!("member{}", envelope.sender));
-        let key = (user.clone(), envelope.kind as u8, envelope.track);
+    /// An opened frame: written under its sender's user, or held until the sender is
+    /// announced.
+    fn handle_frame(
+        &mut self,
+        envelope: Envelope,
+        arrival_us: u64,
+        plain: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let sender = envelope.sender;
+        if let Some(user) = self.users.get(&sender).cloned() {
+            return self.write(&user, &envelope, arrival_us, &plain);
+        }
+        if let Some(count) = self.unheld.get_mut(&sender) {
+            *count += 1;
+            return self.write(&fallback_name(sender), &envelope, arrival_us, &plain);
+        }
+        let cost = plain.len().saturating_add(HELD_FRAME_OVERHEAD);
+        let held = self.held.entry(sender).or_default();
+        held.frames.push((envelope, arrival_us, plain));
+        held.bytes = held.bytes.saturating_add(cost);
+        self.held_bytes = self.held_bytes.saturating_add(cost);
+        while self.held_bytes > self.hold_max_bytes {
+            let Some(largest) = self
+                .held
+                .iter()
+                .max_by_key(|(_, held)| held.bytes)
+                .map(|(member, _)| *member)
+            else {
+                break;
+            };
+            let Some(held) = self.held.remove(&largest) else {
+                break;
+            };
+            self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
+            self.problems.push(format!(
+                "member {largest}: {} frames ({} bytes) held until a MemberJoined names its user \
+                 passed the bound of {} bytes (--hold-max-bytes); they and its further frames \
+                 until it is announced are exported as {}",
+                held.frames.len(),
+                held.bytes,
+                self.hold_max_bytes,
+                fallback_name(largest)
+            ));
+            self.unheld.insert(largest, held.frames.len() as u64);
+            self.write_held(&fallback_name(largest), held)?;
+        }
+        Ok(())
+    }
+
+    /// A `MemberJoined` record: the member's frames from now on, and those held for it
+    /// first, go under its user.
+    fn handle_member_joined(&mut self, member: MemberId, user: String) -> anyhow::Result<()> {
+        if let Some(count) = self.unheld.remove(&member) {
+            self.problems.push(format!(
+                "member {member} was announced as {user} after {count} of its frames were \
+                 exported as {}",
+                fallback_name(member)
+            ));
+        }
+        if let Some(held) = self.held.remove(&member) {
+            self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
+            self.write_held(&user, held)?;
+        }
+        self.users.insert(member, user);
+        Ok(())
+    }
+
+    /// A `Joined` record: the recorder is in a new relay session, whose member ids may
+    /// name other members.
+    fn handle_joined(&mut self) -> anyhow::Result<()> {
+        self.release_unannounced(Unannounced::SessionEnded)?;
+        self.users.clear();
+        self.unheld.clear();
+        Ok(())
+    }
+
+    /// Export every held frame under its sender's member id, and say so.
+    fn release_unannounced(&mut self, why: Unannounced) -> anyhow::Result<()> {
+        let when = match why {
+            Unannounced::SessionEnded => "its relay session ended",
+            Unannounced::RecordingEnded => "the recording ended",
+        };
+        for (member, held) in std::mem::take(&mut self.held) {
+            self.problems.push(format!(
+                "member {member}: no MemberJoined named its user before {when}; its frames \
+                 ({}) are exported as {}",
+                held.frames.len(),
+                fallback_name(member)
+            ));
+            self.write_held(&fallback_name(member), held)?;
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    fn write_held(&mut self, user: &str, held: Held) -> anyhow::Result<()> {
+        for (envelope, arrival_us, plain) in held.frames {
+            self.write(user, &envelope, arrival_us, &plain)?;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        user: &str,
+        envelope: &Envelope,
+        arrival_us: u64,
+        plain: &[u8],
+    ) -> anyhow::Result<()> {
+        let key = (user.to_owned(), envelope.kind as u8, envelope.track);
         if !self.tracks.contains_key(&key) {
-            let out = self.start_track(&user, envelope)?;
+            let out = self.start_track(user, envelope)?;
             self.tracks.insert(key.clone(), out);
         }
         let Some(out) = self.tracks.get_mut(&key) else {
@@ -438,7 +597,8 @@ impl Exporter {
         })
     }
 
-    fn finish(self) -> anyhow::Result<(Vec<TrackReport>, Vec<Gap>)> {
+    fn finish(mut self) -> anyhow::Result<Export> {
+        self.release_unannounced(Unannounced::RecordingEnded)?;
         let mut reports = Vec::new();
         for (_, mut out) in self.tracks {
             if let Sink::Pending(pending) = &mut out.sink {
@@ -480,7 +640,11 @@ impl Exporter {
                 frames: out.frames,
             });
         }
-        Ok((reports, self.gaps))
+        Ok(Export {
+            tracks: reports,
+            gaps: self.gaps,
+            problems: self.problems,
+        })
     }
 }
 

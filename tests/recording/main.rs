@@ -8,6 +8,7 @@ mod open;
 mod relay_restart;
 mod restart;
 mod support;
+mod unannounced;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
