@@ -77,6 +77,8 @@ pub(crate) struct Ctx {
     pub(crate) server: SocketAddr,
     pub(crate) client_config: quinn::ClientConfig,
     pub(crate) socket_buffer: usize,
+    /// How long every packet a client sends waits before it leaves (`--rtt-ms`).
+    pub(crate) rtt: Duration,
     pub(crate) entry: Entry,
     pub(crate) live: Arc<Live>,
 }
@@ -122,6 +124,7 @@ impl Session {
             None => Some(super::net::client_endpoint(
                 &ctx.client_config,
                 ctx.socket_buffer,
+                ctx.rtt,
             )?),
         };
         let endpoint = endpoint.or(own.as_ref()).context("no endpoint")?;

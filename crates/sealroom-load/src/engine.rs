@@ -75,10 +75,12 @@ pub(crate) async fn serve(cert: &Path, key: &Path, options: Options) -> anyhow::
     let limits = Limits::default();
     let mut transport = sealroom_relay::transport_config(&limits);
     if ack_threshold > 0 {
-        // Ask every peer to acknowledge only after this many ack-eliciting packets (or its
-        // maximum ACK delay, which quinn caps at the larger of the RTT and 25 ms).
+        // Ask every peer to acknowledge only after this many ack-eliciting packets or the
+        // relay's default `max_ack_delay_ms`, whichever comes first (quinn caps the delay
+        // at the larger of the RTT and 25 ms), as the relay asks.
         let mut ack = quinn_proto::AckFrequencyConfig::default();
-        ack.ack_eliciting_threshold(VarInt::from_u32(ack_threshold));
+        ack.ack_eliciting_threshold(VarInt::from_u32(ack_threshold))
+            .max_ack_delay(Some(Duration::from_millis(limits.max_ack_delay_ms)));
         transport.ack_frequency_config(Some(ack));
     }
     let config = net::server_config(cert, key, transport)?;

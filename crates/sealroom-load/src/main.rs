@@ -18,6 +18,7 @@
 
 mod churn;
 mod client;
+mod delay;
 mod engine;
 mod failover;
 mod forwarder;
@@ -139,6 +140,16 @@ struct LoadArgs {
     /// The baseline always sends as stock quinn does.
     #[arg(long, value_name = "PACKETS")]
     send_batch: Option<usize>,
+    /// A `[limits]` setting of the relay under test, as `KEY=VALUE` in TOML (repeatable),
+    /// e.g. `--relay-limit ack_eliciting_threshold=0` to measure without a setting's
+    /// default. The baseline and the one-loop forwarder are not changed by it.
+    #[arg(long, value_name = "KEY=VALUE")]
+    relay_limit: Vec<String>,
+    /// Round-trip time between every simulated client and the server, milliseconds: each
+    /// packet a client sends waits this long before it leaves (loopback's own RTT is tens
+    /// of microseconds; QUIC's ACK timing depends on the RTT).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    rtt_ms: u64,
     /// Directory for the JSON results, the SVG plot, the generated relay config and the
     /// servers' logs.
     #[arg(long, default_value = "target/load")]
@@ -494,12 +505,20 @@ fn start_server(
                 clients: Some(clients),
             };
             let config = relay_config(&args.out, identity, &secret, plan)?;
-            if let Some(packets) = args.send_batch {
+            let mut limits: Vec<String> = args
+                .send_batch
+                .map(|packets| format!("send_batch_packets = {packets}"))
+                .into_iter()
+                .collect();
+            for setting in &args.relay_limit {
+                let (key, value) = setting
+                    .split_once('=')
+                    .with_context(|| format!("--relay-limit {setting}: expected KEY=VALUE"))?;
+                limits.push(format!("{} = {}", key.trim(), value.trim()));
+            }
+            if !limits.is_empty() {
                 let mut text = std::fs::read_to_string(&config)?;
-                text = text.replace(
-                    "[limits]\n",
-                    &format!("[limits]\nsend_batch_packets = {packets}\n"),
-                );
+                text = text.replace("[limits]\n", &format!("[limits]\n{}\n", limits.join("\n")));
                 std::fs::write(&config, text)?;
             }
             let config = config.to_str().context("non-UTF-8 output path")?;
@@ -616,6 +635,7 @@ async fn throughput(
         server: server.listen,
         client_config: identity.client_config()?,
         socket_buffer: args.socket_buffer,
+        rtt: args.rtt(),
         entry,
         live: Arc::clone(&live),
     };
@@ -779,6 +799,12 @@ async fn throughput(
             Target::Relay => args.send_batch,
             Target::Baseline | Target::Engine => None,
         },
+        relay_limits: match target {
+            Target::Relay => args.relay_limit.clone(),
+            Target::Baseline | Target::Engine => Vec::new(),
+        },
+        client_rtt_ms: args.rtt_ms,
+        client_packets_dropped_by_rtt_line: delay::DROPPED.swap(0, Ordering::Relaxed),
         ingress_mbit_s: sent.bytes as f64 * 8.0 / secs / 1e6,
         egress_mbit_s: egress_mbit,
         ingress_frames_s: sent.frames as f64 / secs,
@@ -968,6 +994,7 @@ async fn scale(
         server: server.listen,
         client_config: identity.client_config()?,
         socket_buffer: args.socket_buffer,
+        rtt: args.rtt(),
         entry,
         live: Arc::clone(&live),
     };
@@ -981,6 +1008,7 @@ async fn scale(
             endpoints.push(net::client_endpoint(
                 &ctx.client_config,
                 args.socket_buffer,
+                ctx.rtt,
             )?);
         }
         let endpoint = endpoints.last().cloned();
@@ -1057,4 +1085,11 @@ async fn scale(
         relay_members_gauge: gauge,
         first_error,
     })
+}
+
+impl LoadArgs {
+    /// The round-trip time the simulated clients add (`--rtt-ms`).
+    fn rtt(&self) -> Duration {
+        Duration::from_millis(self.rtt_ms)
+    }
 }

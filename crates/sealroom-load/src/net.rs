@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -13,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use sealroom_frame::ALPN;
+
+use crate::delay::DelaySocket;
 
 /// The servers' certificate, written as PEM files both servers load.
 #[derive(Debug, Clone)]
@@ -108,15 +111,27 @@ pub(crate) fn udp_socket(
     Ok((socket.into(), recv, send))
 }
 
-/// A client endpoint on its own loopback socket.
+/// A client endpoint on its own loopback socket; with a non-zero `delay` every packet it
+/// sends waits that long first (a round-trip time, see [`crate::delay`]).
 pub(crate) fn client_endpoint(
     config: &quinn::ClientConfig,
     buffer: usize,
+    delay: Duration,
 ) -> anyhow::Result<quinn::Endpoint> {
     let (socket, _, _) = udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), buffer)?;
     let runtime = quinn::default_runtime().context("no async runtime for quinn")?;
-    let mut endpoint =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?;
+    let socket = runtime.wrap_udp_socket(socket)?;
+    let socket: Arc<dyn quinn::AsyncUdpSocket> = if delay.is_zero() {
+        socket
+    } else {
+        DelaySocket::start(socket, delay)
+    };
+    let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        runtime,
+    )?;
     endpoint.set_default_client_config(config.clone());
     Ok(endpoint)
 }

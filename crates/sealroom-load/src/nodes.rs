@@ -228,6 +228,7 @@ impl Deployment {
             server: self.servers[node].listen,
             client_config: identity.client_config()?,
             socket_buffer: args.socket_buffer,
+            rtt: args.rtt(),
             entry: self.entry.clone(),
             live: Arc::clone(live),
         })

@@ -57,6 +57,12 @@ pub(crate) struct RunReport {
     /// The relay's `send_batch_packets` when the run set it (`None`: the relay's default,
     /// or the baseline, which sends as stock quinn does).
     pub(crate) send_batch_packets: Option<usize>,
+    /// `[limits]` settings given to the relay with `--relay-limit` (empty for the others).
+    pub(crate) relay_limits: Vec<String>,
+    /// Round-trip time the simulated clients added, milliseconds (`--rtt-ms`).
+    pub(crate) client_rtt_ms: u64,
+    /// Client packets the RTT line dropped because it was full (0 when the run is sound).
+    pub(crate) client_packets_dropped_by_rtt_line: u64,
     pub(crate) ingress_mbit_s: f64,
     pub(crate) egress_mbit_s: f64,
     pub(crate) ingress_frames_s: f64,

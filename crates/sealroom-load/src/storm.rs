@@ -81,7 +81,7 @@ pub(crate) fn start(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(JoinHandle<()>, Arc<Counts>)> {
     let endpoints = (0..SOCKETS)
-        .map(|_| net::client_endpoint(&ctx.client_config, ctx.socket_buffer))
+        .map(|_| net::client_endpoint(&ctx.client_config, ctx.socket_buffer, ctx.rtt))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let counts = Arc::new(Counts::default());
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));

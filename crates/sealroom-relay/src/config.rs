@@ -161,6 +161,16 @@ pub struct Limits {
     /// quinn does: on loopback batching cut the system calls about 36-fold but not the CPU
     /// measurably (`docs/TRANSPORT.md`).
     pub send_batch_packets: usize,
+    /// Ack-eliciting packets a member's client may receive before it must acknowledge,
+    /// asked of every client that supports QUIC's ACK-frequency extension (quinn-based
+    /// clients do); `0` asks nothing, and clients acknowledge every second packet as QUIC
+    /// does by default. Fewer ACKs are fewer packets for the relay to read; the longest a
+    /// client then waits is `max_ack_delay_ms`.
+    pub ack_eliciting_threshold: u32,
+    /// With `ack_eliciting_threshold` above 0: the longest a client may hold an ACK, in
+    /// milliseconds; quinn asks for at most the larger of the path's RTT and 25 ms of it,
+    /// so loss recovery is never delayed by more than about one RTT.
+    pub max_ack_delay_ms: u64,
     /// Seconds of clock skew tolerated when checking a ticket's `nbf` and `exp` (default 30).
     pub ticket_leeway_secs: u64,
     /// Unidirectional streams a client may have open towards the relay (default 256).
@@ -348,6 +358,8 @@ impl Default for Limits {
             idle_timeout_ms: 30_000,
             keep_alive_ms: 5_000,
             send_batch_packets: 0,
+            ack_eliciting_threshold: 0,
+            max_ack_delay_ms: 100,
             ticket_leeway_secs: 30,
             max_incoming_streams: 256,
             max_incoming_buffer_bytes: 4 * 1024 * 1024,
@@ -531,6 +543,18 @@ impl Limits {
             "send_batch_packets",
             self.send_batch_packets,
             "must be at most 1024 (0 or 1 sends each packet on its own)",
+        )?;
+        check(
+            self.ack_eliciting_threshold <= 1000,
+            "ack_eliciting_threshold",
+            self.ack_eliciting_threshold,
+            "must be at most 1000 (0 asks clients for nothing)",
+        )?;
+        check(
+            (1..=1000).contains(&self.max_ack_delay_ms),
+            "max_ack_delay_ms",
+            self.max_ack_delay_ms,
+            "must be between 1 and 1000 ms",
         )?;
         check(
             (1..=DAY_SECS * 1000).contains(&self.incomplete_frame_timeout_ms),

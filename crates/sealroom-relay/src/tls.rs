@@ -218,11 +218,26 @@ const MAX_INCOMING: usize = 1024;
 /// raises both once it joins.
 fn pre_join_transport_config(limits: &Limits) -> TransportConfig {
     let mut transport = transport_config(limits);
+    transport.ack_frequency_config(ack_frequency(limits));
     transport.max_concurrent_uni_streams(VarInt::from_u32(H3_UNI_STREAMS));
     // The connection window bounds every stream together; the per-stream window stays
     // a member's, since quinn cannot raise it for streams opened later.
     transport.receive_window(VarInt::from_u32(limits.pre_join_window_bytes));
     transport
+}
+
+/// What the relay asks of its clients' ACKs (`ack_eliciting_threshold`,
+/// `max_ack_delay_ms`), or `None` to ask nothing. Not part of [`transport_config`], so that
+/// the load generator's bare-quinn baseline stays stock quinn.
+fn ack_frequency(limits: &Limits) -> Option<quinn::AckFrequencyConfig> {
+    if limits.ack_eliciting_threshold == 0 {
+        return None;
+    }
+    let mut config = quinn::AckFrequencyConfig::default();
+    config
+        .ack_eliciting_threshold(VarInt::from_u32(limits.ack_eliciting_threshold))
+        .max_ack_delay(Some(Duration::from_millis(limits.max_ack_delay_ms)));
+    Some(config)
 }
 
 /// `conn` has joined: grant it the stream credit of a member (and, for a WebTransport

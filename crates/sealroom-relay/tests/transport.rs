@@ -281,3 +281,35 @@ async fn a_member_that_stops_reading_control_messages_is_removed() -> anyhow::Re
     .await?;
     Ok(())
 }
+
+/// `ack_eliciting_threshold` asks every client for fewer ACKs (QUIC's ACK-frequency
+/// extension), and 0 asks nothing: a stock QUIC client then acknowledges as it always does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_asks_clients_for_fewer_acks_only_when_configured() -> anyhow::Result<()> {
+    for threshold in [0u32, 8] {
+        let relay = relay_with(Limits {
+            ack_eliciting_threshold: threshold,
+            ..Limits::default().unlimited_rates()
+        })
+        .await;
+        let a = Client::join(&relay, &ticket(APP_A, "a", "r")).await?;
+        let mut b = Client::join(&relay, &ticket(APP_A, "b", "r")).await?;
+        for seq in 0..20 {
+            a.send_datagram(
+                a.envelope(MediaKind::Audio, 1, 0, seq),
+                b"twenty ms of audio",
+            )?;
+        }
+        b.frames(1).await?;
+        let asked = b.conn.stats().frame_rx.ack_frequency;
+        if threshold == 0 {
+            assert_eq!(asked, 0, "nothing is asked with the setting at 0");
+        } else {
+            assert!(
+                asked >= 1,
+                "a client of a relay with threshold {threshold} was asked"
+            );
+        }
+    }
+    Ok(())
+}
