@@ -110,9 +110,11 @@ struct OpenArgs {
     /// How audio is exported: Opus packets as Ogg, or a raw dump with a JSON index.
     #[arg(long, value_enum, default_value = "raw")]
     audio_codec: open::AudioCodec,
-    /// Bytes of opened frames held for members whose `MemberJoined` comes later in the
-    /// recording than their first frames; past it, the frames are exported under the
-    /// member id (`member<N>`) and the report says so.
+    /// Bytes of opened frames held in memory: for members whose `MemberJoined` comes later
+    /// in the recording than their first frames, and for video tracks waiting for their
+    /// first keyframe. Past it, whoever holds the most gives way: a member's frames are
+    /// exported under its member id (`member<N>`), a video track's oldest frames before
+    /// its first keyframe are dropped; the report says which.
     #[arg(long, default_value_t = open::HOLD_MAX_BYTES)]
     hold_max_bytes: usize,
 }

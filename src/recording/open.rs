@@ -5,12 +5,14 @@
 //! A member's frames are named by the user its `MemberJoined` record gives. The relay does
 //! not order control messages and media, so a member's first frames can be recorded before
 //! that record: the exporter holds them (up to a bound) until it comes, and a sender that is
-//! never announced in its relay session is exported under its member id.
+//! never announced in its relay session is exported under its member id. A video track's
+//! frames before its first keyframe wait too, since the keyframe tells the container; the
+//! same bound covers both.
 //!
 //! Plaintext is written only under the output directory: nothing is cached or logged
 //! elsewhere, and the directory is created with the owner's permissions only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -43,18 +45,29 @@ pub(crate) struct OpenRequest {
     pub(crate) secret: RoomSecret,
     pub(crate) out: PathBuf,
     pub(crate) audio: AudioCodec,
-    /// Bytes of opened frames held for senders not announced yet (see [`HOLD_MAX_BYTES`]).
+    /// Bytes of opened frames held in memory, for senders not announced yet and for video
+    /// tracks waiting for their first keyframe (see [`HOLD_MAX_BYTES`]).
     pub(crate) hold_max_bytes: usize,
 }
 
-/// The default bound on opened frames held for senders whose `MemberJoined` has not been
-/// read yet, in bytes: far more than a member sends while its announcement is on the way,
-/// and a bound on what a damaged or hostile recording can make the opener keep in memory.
+/// The default bound on opened frames the exporter holds in memory, in bytes: frames of
+/// senders whose `MemberJoined` has not been read yet, and video frames waiting for their
+/// track's first keyframe. Far more than a member sends while its announcement is on the
+/// way or between two keyframes, and a bound on what a damaged or hostile recording can
+/// make the opener keep.
 pub(crate) const HOLD_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// An opened frame kept in memory: its envelope, arrival time and plaintext.
+type HeldFrame = (Envelope, u64, Vec<u8>);
 
 /// What a held frame costs besides its payload: the envelope, the arrival time and the
 /// vector, so a flood of empty frames reaches the bound too.
-const HELD_FRAME_OVERHEAD: usize = size_of::<(Envelope, u64, Vec<u8>)>();
+const HELD_FRAME_OVERHEAD: usize = size_of::<HeldFrame>();
+
+/// What a frame costs against `--hold-max-bytes`, wherever it is held.
+const fn held_cost(plain: &[u8]) -> usize {
+    plain.len().saturating_add(HELD_FRAME_OVERHEAD)
+}
 
 /// The report written as `report.json` and summarised on stdout.
 #[derive(Debug, Default, Serialize)]
@@ -336,7 +349,7 @@ impl EpochOpeners {
 /// Where one track's frames go.
 enum Sink {
     /// Video waiting for its first keyframe to tell its codec.
-    Pending(Vec<(Envelope, u64, Vec<u8>)>),
+    Pending(Pending),
     Ivf(IvfWriter<BufWriter<File>>, u64),
     Ogg(OggOpusWriter<BufWriter<File>>),
     Raw {
@@ -348,21 +361,42 @@ enum Sink {
     Json(BufWriter<File>),
 }
 
+/// A video track's frames before its first keyframe, oldest first.
+#[derive(Default)]
+struct Pending {
+    frames: VecDeque<HeldFrame>,
+    bytes: usize,
+}
+
 struct TrackOut {
     user: String,
     kind: MediaKind,
     track: TrackId,
     file: String,
     format: &'static str,
+    /// Frames exported (or waiting to be), not counting those dropped.
     frames: u64,
     sink: Sink,
     last: Option<(u32, u32)>,
+    /// Frames dropped, and their cost, from a pending video track over the bound.
+    dropped: u64,
+    dropped_bytes: usize,
+}
+
+impl TrackOut {
+    /// What the track holds in memory against `--hold-max-bytes`.
+    const fn pending_bytes(&self) -> usize {
+        match &self.sink {
+            Sink::Pending(pending) => pending.bytes,
+            _ => 0,
+        }
+    }
 }
 
 /// Opened frames of one sender not announced yet, in the order they were recorded.
 #[derive(Default)]
 struct Held {
-    frames: Vec<(Envelope, u64, Vec<u8>)>,
+    frames: Vec<HeldFrame>,
     bytes: usize,
 }
 
@@ -395,6 +429,8 @@ struct Exporter {
     /// Frames of senders not announced yet in the current relay session.
     held: BTreeMap<MemberId, Held>,
     held_bytes: usize,
+    /// What the tracks waiting for a keyframe hold: with `held_bytes`, within the bound.
+    pending_bytes: usize,
     hold_max_bytes: usize,
     /// Senders whose held frames passed the bound in the current relay session, with how
     /// many of their frames went under their member id: they go there until announced.
@@ -412,6 +448,7 @@ impl Exporter {
             users: HashMap::new(),
             held: BTreeMap::new(),
             held_bytes: 0,
+            pending_bytes: 0,
             hold_max_bytes,
             unheld: HashMap::new(),
             tracks: BTreeMap::new(),
@@ -421,7 +458,7 @@ impl Exporter {
     }
 
     /// An opened frame: written under its sender's user, or held until the sender is
-    /// announced.
+    /// announced; then what is held is brought back within the bound.
     fn handle_frame(
         &mut self,
         envelope: Envelope,
@@ -430,43 +467,99 @@ impl Exporter {
     ) -> anyhow::Result<()> {
         let sender = envelope.sender;
         if let Some(user) = self.users.get(&sender).cloned() {
-            return self.write(&user, &envelope, arrival_us, &plain);
-        }
-        if let Some(count) = self.unheld.get_mut(&sender) {
+            self.write(&user, &envelope, arrival_us, &plain)?;
+        } else if let Some(count) = self.unheld.get_mut(&sender) {
             *count += 1;
-            return self.write(&fallback_name(sender), &envelope, arrival_us, &plain);
+            self.write(&fallback_name(sender), &envelope, arrival_us, &plain)?;
+        } else {
+            let cost = held_cost(&plain);
+            let held = self.held.entry(sender).or_default();
+            held.frames.push((envelope, arrival_us, plain));
+            held.bytes = held.bytes.saturating_add(cost);
+            self.held_bytes = self.held_bytes.saturating_add(cost);
         }
-        let cost = plain.len().saturating_add(HELD_FRAME_OVERHEAD);
-        let held = self.held.entry(sender).or_default();
-        held.frames.push((envelope, arrival_us, plain));
-        held.bytes = held.bytes.saturating_add(cost);
-        self.held_bytes = self.held_bytes.saturating_add(cost);
-        while self.held_bytes > self.hold_max_bytes {
-            let Some(largest) = self
+        // Only a new frame adds to what is held: releasing held frames moves them to a
+        // track, at the same cost when it waits for a keyframe and none otherwise.
+        self.shed()
+    }
+
+    /// Bring what is held in memory back within `--hold-max-bytes`, taking from whoever
+    /// holds the most: a sender not announced yet has its frames, and its further ones
+    /// until announced, exported under its member id (which may move them into a track
+    /// waiting for a keyframe); a video track waiting for its first keyframe loses its
+    /// oldest frames, which could not be decoded without one anyway.
+    fn shed(&mut self) -> anyhow::Result<()> {
+        while self.held_bytes.saturating_add(self.pending_bytes) > self.hold_max_bytes {
+            let sender = self
                 .held
                 .iter()
                 .max_by_key(|(_, held)| held.bytes)
-                .map(|(member, _)| *member)
-            else {
-                break;
-            };
-            let Some(held) = self.held.remove(&largest) else {
-                break;
-            };
-            self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
-            self.problems.push(format!(
-                "member {largest}: {} frames ({} bytes) held until a MemberJoined names its user \
-                 passed the bound of {} bytes (--hold-max-bytes); they and its further frames \
-                 until it is announced are exported as {}",
-                held.frames.len(),
-                held.bytes,
-                self.hold_max_bytes,
-                fallback_name(largest)
-            ));
-            self.unheld.insert(largest, held.frames.len() as u64);
-            self.write_held(&fallback_name(largest), held)?;
+                .map(|(member, held)| (*member, held.bytes));
+            let pending = self
+                .tracks
+                .values()
+                .map(TrackOut::pending_bytes)
+                .max()
+                .unwrap_or(0);
+            match sender {
+                Some((member, bytes)) if bytes >= pending => self.unhold(member)?,
+                _ if pending > 0 => self.drop_pending(),
+                _ => break,
+            }
         }
         Ok(())
+    }
+
+    /// Export the frames held for `member` under its member id, and its further ones until
+    /// it is announced, because what is held passed the bound.
+    fn unhold(&mut self, member: MemberId) -> anyhow::Result<()> {
+        let Some(held) = self.held.remove(&member) else {
+            return Ok(());
+        };
+        self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
+        self.problems.push(format!(
+            "member {member}: {} frames ({} bytes) held until a MemberJoined names its user \
+             passed the bound of {} bytes (--hold-max-bytes); they and its further frames \
+             until it is announced are exported as {}",
+            held.frames.len(),
+            held.bytes,
+            self.hold_max_bytes,
+            fallback_name(member)
+        ));
+        self.unheld.insert(member, held.frames.len() as u64);
+        self.write_held(&fallback_name(member), held)
+    }
+
+    /// Drop the oldest frames of the video track holding the most while waiting for its
+    /// first keyframe, until what is held is within the bound; `finish` reports them.
+    fn drop_pending(&mut self) {
+        let over = self
+            .held_bytes
+            .saturating_add(self.pending_bytes)
+            .saturating_sub(self.hold_max_bytes);
+        let Some(out) = self
+            .tracks
+            .values_mut()
+            .max_by_key(|out| out.pending_bytes())
+        else {
+            return;
+        };
+        let Sink::Pending(pending) = &mut out.sink else {
+            return;
+        };
+        let mut freed = 0usize;
+        while freed < over {
+            let Some((_, _, plain)) = pending.frames.pop_front() else {
+                break;
+            };
+            let cost = held_cost(&plain);
+            freed = freed.saturating_add(cost);
+            pending.bytes = pending.bytes.saturating_sub(cost);
+            out.frames = out.frames.saturating_sub(1);
+            out.dropped += 1;
+            out.dropped_bytes = out.dropped_bytes.saturating_add(cost);
+        }
+        self.pending_bytes = self.pending_bytes.saturating_sub(freed);
     }
 
     /// A `MemberJoined` record: the member's frames from now on, and those held for it
@@ -542,7 +635,13 @@ impl Exporter {
         }
         out.last = Some((envelope.group, envelope.seq));
         out.frames += 1;
-        if let Some(problem) = write_frame(&self.dir, out, envelope, arrival_us, plain)? {
+        let pending_before = out.pending_bytes();
+        let problem = write_frame(&self.dir, out, envelope, arrival_us, plain)?;
+        self.pending_bytes = self
+            .pending_bytes
+            .saturating_sub(pending_before)
+            .saturating_add(out.pending_bytes());
+        if let Some(problem) = problem {
             out.frames -= 1;
             self.problems.push(problem);
         }
@@ -567,7 +666,7 @@ impl Exporter {
             envelope.track
         );
         let (sink, file, format) = match envelope.kind {
-            MediaKind::Video => (Sink::Pending(Vec::new()), stem, "pending"),
+            MediaKind::Video => (Sink::Pending(Pending::default()), stem, "pending"),
             MediaKind::Audio if self.audio == AudioCodec::Opus => {
                 let file = format!("{stem}.ogg");
                 let out = BufWriter::new(File::create(self.dir.join(&file))?);
@@ -594,6 +693,8 @@ impl Exporter {
             frames: 0,
             sink,
             last: None,
+            dropped: 0,
+            dropped_bytes: 0,
         })
     }
 
@@ -602,7 +703,7 @@ impl Exporter {
         let mut reports = Vec::new();
         for (_, mut out) in self.tracks {
             if let Sink::Pending(pending) = &mut out.sink {
-                let frames = std::mem::take(pending);
+                let frames = std::mem::take(&mut pending.frames);
                 // No keyframe ever came: dump what there is.
                 let (sink, file, format) = raw_sink(&self.dir, &out.file)?;
                 out.sink = sink;
@@ -630,6 +731,14 @@ impl Exporter {
                 }
                 Sink::Json(mut file) => file.flush()?,
                 Sink::Pending(_) => {}
+            }
+            if out.dropped > 0 {
+                self.problems.push(format!(
+                    "{}'s video track {}: {} frames ({} bytes) waiting for the track's first \
+                     keyframe passed the bound of {} bytes (--hold-max-bytes); the oldest were \
+                     dropped and are not exported",
+                    out.user, out.track, out.dropped, out.dropped_bytes, self.hold_max_bytes
+                ));
             }
             reports.push(TrackReport {
                 user: out.user,
@@ -709,12 +818,15 @@ fn write_frame(
     plain: &[u8],
 ) -> anyhow::Result<Option<String>> {
     match &mut out.sink {
-        Sink::Pending(frames) => {
+        Sink::Pending(pending) => {
             if !envelope.flags.contains(Flags::GROUP_START) {
-                frames.push((*envelope, arrival_us, plain.to_vec()));
+                pending.bytes = pending.bytes.saturating_add(held_cost(plain));
+                pending
+                    .frames
+                    .push_back((*envelope, arrival_us, plain.to_vec()));
                 return Ok(None);
             }
-            let earlier = std::mem::take(frames);
+            let earlier = std::mem::take(&mut pending.frames);
             if let Some((width, height)) = vp8_keyframe_size(plain) {
                 let file = format!("{}.ivf", out.file);
                 let writer = IvfWriter::new(

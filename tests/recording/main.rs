@@ -5,6 +5,7 @@
 
 mod media;
 mod open;
+mod pending_video;
 mod relay_restart;
 mod restart;
 mod support;

@@ -18,7 +18,7 @@ const RECORDER: MemberId = 1;
 const TRACK: u32 = 3;
 
 /// One recorder session's records, sealed as members seal them, stored as one segment.
-struct Recording {
+pub(crate) struct Recording {
     secret: RoomSecret,
     sealer: Sealer,
     records: Vec<Record>,
@@ -26,7 +26,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let secret = RoomSecret::generate();
         let sealer = KeySchedule::new(&secret, CipherSuite::default()).sealer(0);
         Self {
@@ -43,7 +43,7 @@ impl Recording {
     }
 
     /// The recorder (re)joined a relay session; `roster` follows as `MemberJoined`.
-    fn joined(&mut self, rejoin: bool, roster: &[(MemberId, &str)]) {
+    pub(crate) fn joined(&mut self, rejoin: bool, roster: &[(MemberId, &str)]) {
         let at_us = self.tick();
         self.records.push(Record::Joined {
             at_us,
@@ -55,7 +55,7 @@ impl Recording {
         }
     }
 
-    fn member_joined(&mut self, member: MemberId, user: &str) {
+    pub(crate) fn member_joined(&mut self, member: MemberId, user: &str) {
         let at_us = self.tick();
         self.records.push(Record::Control {
             at_us,
@@ -68,8 +68,7 @@ impl Recording {
     }
 
     /// A data message from `sender` on track [`TRACK`].
-    fn message(&mut self, sender: MemberId, seq: u32, text: &str) -> anyhow::Result<()> {
-        let at_us = self.tick();
+    pub(crate) fn message(&mut self, sender: MemberId, seq: u32, text: &str) -> anyhow::Result<()> {
         let envelope = Envelope {
             kind: MediaKind::Data,
             flags: Flags::empty(),
@@ -77,13 +76,19 @@ impl Recording {
             track: TRACK,
             group: 0,
             seq,
-            timestamp_us: at_us,
+            timestamp_us: 0,
         };
-        let sealed_len = self.sealer.sealed_len(text.len());
+        self.frame(envelope, text.as_bytes())
+    }
+
+    /// A frame sealed under `envelope`, captured when it is recorded.
+    pub(crate) fn frame(&mut self, mut envelope: Envelope, plain: &[u8]) -> anyhow::Result<()> {
+        let at_us = self.tick();
+        envelope.timestamp_us = at_us;
+        let sealed_len = self.sealer.sealed_len(plain.len());
         let mut frame = BytesMut::new();
         envelope.encode_header(sealed_len, &mut frame)?;
-        self.sealer
-            .seal(&envelope.metadata(), text.as_bytes(), &mut frame)?;
+        self.sealer.seal(&envelope.metadata(), plain, &mut frame)?;
         self.records.push(Record::frame(at_us, frame.freeze())?);
         Ok(())
     }
@@ -122,7 +127,11 @@ impl Recording {
     }
 
     /// Store and open the recording; the report and the output directory.
-    fn open(&self, name: &str, options: &[&str]) -> anyhow::Result<(serde_json::Value, TempDir)> {
+    pub(crate) fn open(
+        &self,
+        name: &str,
+        options: &[&str],
+    ) -> anyhow::Result<(serde_json::Value, TempDir)> {
         let store = TempDir::new(&format!("rec-store-{name}"));
         self.store(store.path())?;
         let out = TempDir::new(&format!("rec-open-{name}"));
@@ -135,7 +144,11 @@ impl Recording {
 }
 
 /// The texts of `user`'s data track, or nothing when the report names no such track.
-fn texts(report: &serde_json::Value, out: &Path, user: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) fn texts(
+    report: &serde_json::Value,
+    out: &Path,
+    user: &str,
+) -> anyhow::Result<Vec<String>> {
     let Ok((file, frames, _)) = track_file(report, user, "data", u64::from(TRACK)) else {
         return Ok(Vec::new());
     };
@@ -148,7 +161,7 @@ fn texts(report: &serde_json::Value, out: &Path, user: &str) -> anyhow::Result<V
     Ok(texts)
 }
 
-fn problems(report: &serde_json::Value) -> anyhow::Result<Vec<String>> {
+pub(crate) fn problems(report: &serde_json::Value) -> anyhow::Result<Vec<String>> {
     Ok(report["problems"]
         .as_array()
         .context("problems")?
