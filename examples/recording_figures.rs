@@ -25,7 +25,7 @@ use sealroom_client::{ClientConfig, RoomSecret};
 use sealroom_crypto::{CipherSuite, KeySchedule};
 use sealroom_frame::control::{ControlMessage, MemberInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
-use sealroom_record::archive::manifest::{SegmentEntry, SessionEntry};
+use sealroom_record::archive::manifest::SessionEntry;
 use sealroom_record::archive::{Manifest, Record, SegmentHeader, SegmentWriter};
 use sealroom_record::{BlindConfig, Recorder, RecorderConfig, StorageConfig, Trust};
 use sealroom_relay::{AppConfig, Grants, Limits, Relay, RelayConfig};
@@ -285,17 +285,7 @@ fn open_time(seconds: u64, sealroom: &str) -> anyhow::Result<()> {
         if segment.len() >= 16 * 1024 * 1024 || step % 500 == 499 {
             segment.flush()?;
             let sealed = segment.finish(now)?;
-            entries.push(SegmentEntry {
-                name: sealed.header.object_name(),
-                session: 1,
-                index,
-                first_us: sealed.first_us,
-                last_us: sealed.last_us,
-                records: sealed.records,
-                frames: sealed.frames,
-                bytes: sealed.bytes,
-                complete: true,
-            });
+            entries.push(sealed.entry());
             index += 1;
             segment = SegmentWriter::create(
                 &dir.join("segments"),
@@ -309,17 +299,7 @@ fn open_time(seconds: u64, sealroom: &str) -> anyhow::Result<()> {
         }
     }
     let sealed = segment.finish(t0 + steps * 20_000)?;
-    entries.push(SegmentEntry {
-        name: sealed.header.object_name(),
-        session: 1,
-        index,
-        first_us: sealed.first_us,
-        last_us: sealed.last_us,
-        records: sealed.records,
-        frames: sealed.frames,
-        bytes: sealed.bytes,
-        complete: true,
-    });
+    entries.push(sealed.entry());
     manifest.segments = entries;
     std::fs::write(dir.join("manifest.json"), manifest.to_json())?;
     let archive_bytes: u64 = manifest.segments.iter().map(|s| s.bytes).sum();

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use sealroom_crypto::{CipherSuite, KeySchedule, RoomSecret, Sealer};
 use sealroom_frame::control::{ControlMessage, MemberInfo};
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind, MemberId};
-use sealroom_record::archive::{Manifest, Record, SegmentEntry, SegmentHeader, SegmentWriter};
+use sealroom_record::archive::{Manifest, Record, SegmentHeader, SegmentWriter};
 
 use crate::support::*;
 
@@ -111,17 +111,7 @@ impl Recording {
         }
         let sealed = writer.finish(self.at_us + 1)?;
         let mut manifest = Manifest::new(&id, APP.app, ROOM, header.created_us);
-        manifest.segments.push(SegmentEntry {
-            name: header.object_name(),
-            session: header.session,
-            index: header.index,
-            first_us: sealed.first_us,
-            last_us: sealed.last_us,
-            records: sealed.records,
-            frames: sealed.frames,
-            bytes: sealed.bytes,
-            complete: true,
-        });
+        manifest.segments.push(sealed.entry());
         std::fs::write(prefix.join("manifest.json"), manifest.to_json())?;
         Ok(())
     }

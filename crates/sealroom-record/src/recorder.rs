@@ -618,17 +618,7 @@ impl Writer {
     }
 
     fn spool(&mut self, sealed: SealedSegment) {
-        let entry = SegmentEntry {
-            name: sealed.header.object_name(),
-            session: sealed.header.session,
-            index: sealed.header.index,
-            first_us: sealed.first_us,
-            last_us: sealed.last_us,
-            records: sealed.records,
-            frames: sealed.frames,
-            bytes: sealed.bytes,
-            complete: true,
-        };
+        let entry = sealed.entry();
         self.shared
             .stats
             .segments_closed

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::BufMut;
 
+use super::SegmentEntry;
 use super::record::{Record, RecordError};
 use super::{ARCHIVE_VERSION, SEGMENT_MAGIC};
 
@@ -85,6 +86,24 @@ pub struct SealedSegment {
     pub first_us: u64,
     /// Time of its last record.
     pub last_us: u64,
+}
+
+impl SealedSegment {
+    /// The manifest's entry for this segment, closed in order.
+    #[must_use]
+    pub fn entry(&self) -> SegmentEntry {
+        SegmentEntry {
+            name: self.header.object_name(),
+            session: self.header.session,
+            index: self.header.index,
+            first_us: self.first_us,
+            last_us: self.last_us,
+            records: self.records,
+            frames: self.frames,
+            bytes: self.bytes,
+            complete: true,
+        }
+    }
 }
 
 impl SegmentWriter {
