@@ -594,6 +594,18 @@ impl Model {
                 self.joined
                     .insert(conn, (ticket.room.clone(), member, ticket.grants));
             }
+            // A keyframe request passed on from another node names member 0 as its
+            // requester (docs/CLUSTER.md): only a member of a node with links hears one.
+            ControlMessage::KeyframeRequest { member: 0, .. } => {
+                assert!(
+                    self.room_of(conn).is_some(),
+                    "room events go to members only"
+                );
+                assert!(
+                    !self.links.is_empty(),
+                    "requester 0 only for a request from another node"
+                );
+            }
             ControlMessage::MemberJoined(MemberInfo { member, .. })
             | ControlMessage::MemberLeft { member, .. }
             | ControlMessage::TrackPublished { member, .. }
