@@ -156,6 +156,11 @@ async fn messages_sent_just_before_leaving_reach_the_others() -> anyhow::Result<
             "every message of the {track}track, once, in order"
         );
     }
+    // Bob is out of the roster, yet his frames, some delivered after his departure, still
+    // name their user.
+    assert!(alice.room.members().iter().all(|m| m.id != bob.id));
+    assert_eq!(alice.room.user_of(bob.id).as_deref(), Some("bob"));
+    assert_eq!(alice.room.user_of(alice.id), None, "not in its own roster");
     Ok(())
 }
 

@@ -166,8 +166,9 @@ impl ClientConfig {
         self
     }
 
-    /// Members the client tracks in its roster; announcements beyond it are ignored.
-    /// Default 1024.
+    /// Members the client tracks in its roster; announcements beyond it are ignored. It
+    /// also bounds how many members that left keep their user id for
+    /// [`Room::user_of`](crate::Room::user_of). Default 1024.
     #[must_use]
     pub fn max_roster(mut self, len: usize) -> Self {
         self.max_roster = len;

@@ -732,6 +732,16 @@ impl Room {
         self.shared.session().members()
     }
 
+    /// The user id of member `member`: one in the room, or one of the last
+    /// [`max_roster`](crate::ClientConfig::max_roster) members that left during this
+    /// session. A member's last frames travel on streams and datagrams of their own and can
+    /// arrive after its [`Event::MemberLeft`](crate::Event::MemberLeft), so name a frame's
+    /// sender with this rather than with [`Room::members`]. `None` for a member this client
+    /// never knew (and after a reconnect, which starts a new session, for the old one's).
+    pub fn user_of(&self, member: MemberId) -> Option<String> {
+        self.shared.session().user_of(member)
+    }
+
     /// The limits the relay announced for this session.
     pub fn limits(&self) -> SessionLimits {
         self.shared.session().limits()

@@ -5,7 +5,7 @@
 //! the rules (which errors end the session, what a roster change looks like) are tested
 //! here without a network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use sealroom_frame::control::{ControlMessage, MemberInfo, SessionLimits};
@@ -39,6 +39,11 @@ pub(crate) struct Session {
     me: MemberId,
     limits: SessionLimits,
     roster: HashMap<MemberId, Member>,
+    /// Members that left, oldest first, with their user ids: a member's last frames travel
+    /// on streams and datagrams of their own and may arrive after its `MemberLeft`, which
+    /// comes on the control stream, and they must still name their user. At most
+    /// `max_roster` entries; a member id that joins again leaves this list.
+    departed: VecDeque<(MemberId, String)>,
     max_roster: usize,
 }
 
@@ -54,6 +59,7 @@ impl Session {
             me,
             limits,
             roster: HashMap::new(),
+            departed: VecDeque::new(),
             max_roster,
         };
         for info in roster {
@@ -79,9 +85,17 @@ impl Session {
         members
     }
 
-    /// The user id of member `id`, if the roster knows it.
+    /// The user id of member `id`: a member in the room, or one of the last `max_roster`
+    /// that left this session (its frames may arrive after its `MemberLeft`).
     pub(crate) fn user_of(&self, id: MemberId) -> Option<String> {
-        self.roster.get(&id).map(|member| member.user.clone())
+        if let Some(member) = self.roster.get(&id) {
+            return Some(member.user.clone());
+        }
+        self.departed
+            .iter()
+            .rev()
+            .find(|(member, _)| *member == id)
+            .map(|(_, user)| user.clone())
     }
 
     fn insert(&mut self, info: MemberInfo) -> Option<Member> {
@@ -92,6 +106,7 @@ impl Session {
             tracing::warn!(member = info.member, "roster full, member not tracked");
             return None;
         }
+        self.departed.retain(|(member, _)| *member != info.member);
         let member = Member {
             id: info.member,
             user: info.user,
@@ -110,6 +125,14 @@ impl Session {
             },
             ControlMessage::MemberLeft { member, reason } => {
                 let user = self.roster.remove(&member).map(|m| m.user);
+                if let Some(user) = &user {
+                    if self.departed.len() >= self.max_roster {
+                        self.departed.pop_front();
+                    }
+                    if self.max_roster > 0 {
+                        self.departed.push_back((member, user.clone()));
+                    }
+                }
                 Outcome::Event(Event::MemberLeft {
                     member,
                     user,
@@ -243,6 +266,38 @@ mod tests {
             })
         );
         assert_eq!(session.members().len(), 1);
+    }
+
+    #[test]
+    fn a_member_that_left_keeps_its_user_for_its_late_frames() {
+        let left = |member| ControlMessage::MemberLeft {
+            member,
+            reason: LeaveReason::Left,
+        };
+        let mut session = Session::new(1, vec![info(2, "bob"), info(3, "carol")], limits(), 2);
+        session.handle_control(left(2));
+        session.handle_control(left(3));
+        session.handle_control(ControlMessage::MemberJoined(info(4, "dave")));
+        session.handle_control(left(4));
+        assert!(session.members().is_empty());
+        // The last `max_roster` (2) that left still name their user; the oldest is forgotten.
+        assert_eq!(session.user_of(2), None);
+        assert_eq!(session.user_of(3).as_deref(), Some("carol"));
+        assert_eq!(session.user_of(4).as_deref(), Some("dave"));
+        // An id that joins again is the new member's, not the departed one's.
+        session.handle_control(ControlMessage::MemberJoined(info(4, "erin")));
+        assert_eq!(session.user_of(4).as_deref(), Some("erin"));
+        session.handle_control(left(4));
+        assert_eq!(session.user_of(4).as_deref(), Some("erin"));
+        assert_eq!(
+            session.departed.len(),
+            2,
+            "the list stays within max_roster"
+        );
+        // A member the client never knew leaves no entry.
+        session.handle_control(left(9));
+        assert_eq!(session.user_of(9), None);
+        assert_eq!(session.user_of(3).as_deref(), Some("carol"));
     }
 
     #[test]

@@ -204,6 +204,12 @@ impl Room {
         self.room.members().into_iter().map(Into::into).collect()
     }
 
+    /// The user id of a member in the room, or of one that left during this session (its
+    /// last frames may arrive after its `MemberLeft`); `None` for a member never known.
+    pub fn user_of(&self, member: u32) -> Option<String> {
+        self.room.user_of(member)
+    }
+
     /// Counters of what this session sent and received.
     pub fn stats(&self) -> RoomStats {
         self.room.stats().into()

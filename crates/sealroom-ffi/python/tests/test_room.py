@@ -121,12 +121,17 @@ def test_a_member_with_another_secret_gets_could_not_open_events(relay):
             lambda e: e.is_could_not_open() and e.kind == sealroom.MediaKind.DATA, mallory
         )
         stats = mallory.stats()
+        alice_id = alice.member_id()
         await alice.leave()
+        # Alice is gone from the roster, but frames of hers still in flight keep her name.
+        await wait_for(lambda e: e.is_member_left() and e.member == alice_id, mallory)
+        departed = (mallory.user_of(alice_id), [m.id for m in mallory.members()])
         await mallory.leave()
         await client.close()
-        return seen, stats
+        return seen, stats, departed
 
-    seen, stats = asyncio.run(run())
+    seen, stats, departed = asyncio.run(run())
+    assert departed == ("alice", []), departed
     assert not [e for e in seen if e.is_frame()], "nothing opens with the wrong secret"
     failures = [e for e in seen if e.is_could_not_open()]
     assert failures and all(e.reason == sealroom.OpenFailure.AUTHENTICATION_FAILED for e in failures)
