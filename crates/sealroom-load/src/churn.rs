@@ -149,7 +149,7 @@ struct Footprint {
 }
 
 async fn footprint(server: &Server, internal: std::net::SocketAddr) -> anyhow::Result<Footprint> {
-    let text = proc::scrape(internal).await?;
+    // Threads and descriptors first: the scrape's own connection is not counted.
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))?;
     let threads = status
         .lines()
@@ -157,6 +157,7 @@ async fn footprint(server: &Server, internal: std::net::SocketAddr) -> anyhow::R
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))?.count() as u64;
+    let text = proc::scrape(internal).await?;
     Ok(Footprint {
         rooms: proc::metric(&text, "sealroom_rooms"),
         members: proc::metric(&text, "sealroom_members"),
@@ -446,7 +447,29 @@ pub(crate) async fn run(
         .map_or(0, |(_, n)| n);
     let drops = proc::metric_by_label(&text, "sealroom_frames_dropped_total");
     let forwarded = proc::metric(&text, "sealroom_frames_forwarded_total");
-    let after = footprint(&server, internal).await?;
+    // Everyone but the stayers and publishers has left; the publishers are still in.
+    let settled = Footprint {
+        queued_bytes: 0,
+        ..before
+    };
+    let returned = |after: &Footprint| {
+        after.rooms == settled.rooms
+            && after.members == settled.members
+            && after.connections == settled.connections
+            && after.queued_bytes == 0
+            && after.threads <= before.threads
+            && after.fds <= before.fds
+    };
+    // The relay may still be closing the socket of an earlier scrape or admin request, or
+    // ending a blocking thread: a leak is what is still there after a few seconds.
+    let mut after = footprint(&server, internal).await?;
+    for _ in 0..20 {
+        if returned(&after) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = footprint(&server, internal).await?;
+    }
 
     let mut failures = Vec::new();
     let lost_stayer_messages: u64 = stayer_sessions
@@ -480,18 +503,7 @@ pub(crate) async fn run(
              (UDP buffer errors {udp_lost})"
         ));
     }
-    // Everyone but the stayers and publishers has left; the publishers are still in.
-    let settled = Footprint {
-        queued_bytes: 0,
-        ..before
-    };
-    if after.rooms != settled.rooms
-        || after.members != settled.members
-        || after.connections != settled.connections
-        || after.queued_bytes != 0
-        || after.threads > before.threads
-        || after.fds > before.fds
-    {
+    if !returned(&after) {
         failures.push(format!(
             "the relay did not return to its footprint: before {before:?}, after {after:?}"
         ));

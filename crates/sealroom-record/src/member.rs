@@ -580,12 +580,6 @@ impl Runner {
             self.tx.clone(),
             Arc::clone(&self.stats),
         ));
-        tasks.spawn(stream_acceptor(
-            conn.clone(),
-            self.tx.clone(),
-            Arc::clone(&self.stats),
-            max_frame_len,
-        ));
         let mut refresh_in = refresh_delay(expires_in_secs);
         let end = loop {
             tokio::select! {
@@ -604,6 +598,20 @@ impl Runner {
                 reason = conn.closed() => {
                     break closed_end(&reason);
                 }
+                // Each media stream gets a reader in this link's own set, so that ending the
+                // link stops (and waits for) every reader of it.
+                accepted = conn.accept_uni() => match accepted {
+                    Ok(recv) => {
+                        tasks.spawn(stream_reader(
+                            recv,
+                            self.tx.clone(),
+                            Arc::clone(&self.stats),
+                            max_frame_len,
+                        ));
+                    }
+                    Err(reason) => break closed_end(&reason),
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = tokio::time::sleep(refresh_in) => {
                     refresh_in = Duration::from_secs(60);
                     if let Some(ticket) = (self.config.tickets)() {
@@ -616,7 +624,10 @@ impl Runner {
                 }
             }
         };
-        tasks.abort_all();
+        // Wait for the readers to stop, not only ask them to: a reader being polled on
+        // another worker at this moment could otherwise hand over a frame of this link
+        // after the `ConnectionLost` or `Joined` that follows, under an old member id.
+        tasks.shutdown().await;
         end
     }
 }
@@ -757,25 +768,6 @@ async fn datagram_reader(conn: Connection, tx: mpsc::Sender<BlindEvent>, stats: 
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
-}
-
-async fn stream_acceptor(
-    conn: Connection,
-    tx: mpsc::Sender<BlindEvent>,
-    stats: Arc<BlindStats>,
-    max_frame_len: usize,
-) {
-    let mut streams = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = conn.accept_uni() => {
-                let Ok(recv) = accepted else { break };
-                streams.spawn(stream_reader(recv, tx.clone(), Arc::clone(&stats), max_frame_len));
-            }
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
-        }
-    }
-    streams.abort_all();
 }
 
 async fn stream_reader(
