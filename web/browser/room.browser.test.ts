@@ -108,43 +108,18 @@ test("an expired or forged ticket is refused with its typed reason, shown in the
   await forger.close();
 });
 
-/**
- * Chromium 156 (Debian's, headless) sometimes crashes a renderer with SIGSEGV in its main
- * thread 30-170 ms after the relay closes a WebTransport session; measured here at about
- * one page in 15 restarts, with or without media, however the page reads its streams (see
- * docs/WEB.md). A crashed renderer is Chromium's fault, not a reconnect that failed: the
- * scenario is then run again with new pages, at most `attempts` times in all. Any other
- * failure fails at once.
- */
-async function unlessChromiumCrashes(attempts: number, scenario: (round: number, crashed: () => boolean) => Promise<void>): Promise<void> {
-  for (let round = 1; ; round++) {
-    let crashes = 0;
-    try {
-      await scenario(round, () => {
-        crashes++;
-        return true;
-      });
-      return;
-    } catch (err) {
-      if (crashes === 0 || round >= attempts) throw err;
-      console.error(`round ${round}: Chromium's renderer crashed (${String(err).slice(0, 120)}); running the scenario again with new pages`);
-    }
-  }
-}
-
 test("pages reconnect after the relay restarts, and the room works again", async () => {
-  await unlessChromiumCrashes(3, async (round, crashed) => {
-    const alice = await open(`user=alice3r${round}`);
-    const bob = await open(`user=bob3r${round}`);
-    alice.on("crash", crashed);
-    bob.on("crash", crashed);
-    try {
-      await reconnectAfterRestart(alice, bob);
-    } finally {
-      await alice.close().catch(() => undefined);
-      await bob.close().catch(() => undefined);
-    }
-  });
+  // The relay closes a browser's connection without a WebTransport close capsule: with
+  // one, Chromium 156's renderer crashed after about one page in 20 (docs/WEB.md), so a
+  // crash here is a regression of that, not noise.
+  const alice = await open("user=alice3");
+  const bob = await open("user=bob3");
+  try {
+    await reconnectAfterRestart(alice, bob);
+  } finally {
+    await alice.close().catch(() => undefined);
+    await bob.close().catch(() => undefined);
+  }
 });
 
 async function reconnectAfterRestart(alice: Page, bob: Page): Promise<void> {

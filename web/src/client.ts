@@ -299,6 +299,10 @@ class Link {
   private readonly control: WritableStreamDefaultWriter<Uint8Array>;
   private readonly datagrams: WritableStreamDefaultWriter<Uint8Array>;
   private streamOrder = 0;
+  /** Settles when the control stream has been read to its end. */
+  controlRead: Promise<unknown> = Promise.resolve();
+  /** The session-ending `Error` the relay sent on the control stream, if any. */
+  ending: { code: ErrorCode; message: string } | null = null;
 
   constructor(
     readonly transport: TransportLike,
@@ -500,7 +504,9 @@ export class Room {
     const control = await transport.createBidirectionalStream();
     const link = new Link(transport, control.writable);
     const answer = new Promise<ControlMessage>((resolve, reject) => {
-      void this.readControl(control.readable, link, resolve).then(
+      const reading = this.readControl(control.readable, link, resolve);
+      link.controlRead = reading.catch(() => undefined);
+      void reading.then(
         async () => reject(await refusalOf(transport, "the relay closed the control stream")),
         reject,
       );
@@ -547,7 +553,16 @@ export class Room {
   private async lost(link: Link, closeCode: number | undefined, reason: string): Promise<void> {
     if (this.link !== link || this.leaving) return;
     this.link = null;
-    const code = closeCode === undefined ? undefined : errorCodeOfClose(closeCode);
+    // The relay closes a browser's connection without the WebTransport close capsule
+    // (docs/WEB.md), so the code comes from the control stream's `Error` that went first:
+    // read what the control stream still holds before deciding.
+    let code = closeCode === undefined ? undefined : errorCodeOfClose(closeCode);
+    if (code === undefined) {
+      await Promise.race([link.controlRead, sleep(CLOSE_CODE_WAIT_MS)]);
+      code = link.ending?.code;
+    }
+    if (this.leaving) return;
+    if (!reason && link.ending) reason = link.ending.message;
     const final = code !== undefined && sessionEnds(code) && !mayRetry(code);
     const attempts = final ? 0 : (this.options.reconnect?.maxAttempts ?? 10);
     this.emit("disconnected", { ...(code ? { code } : {}), reason, willReconnect: attempts > 0 });
@@ -595,6 +610,8 @@ export class Room {
           first(message);
           continue;
         }
+        // Kept even when the link is already lost: its close may have come first.
+        if (message.type === "error" && sessionEnds(message.code)) link.ending = { code: message.code, message: message.message };
         if (this.link === link) this.handleControl(message);
       }
     }

@@ -166,7 +166,7 @@ test("a join follows the cluster's redirect to another node, and gives up after 
   await alice.leave();
 });
 
-test("a member reconnects after the relay restarts and its frames keep opening", async () => {
+for (const how of ["connection", "capsule"] as const) test(`a member reconnects after the relay restarts (closed by ${how}) and its frames keep opening`, async () => {
   const relay = new FakeRelay();
   const alice = await join(relay, "alice");
   const bob = await join(relay, "bob");
@@ -179,8 +179,9 @@ test("a member reconnects after the relay restarts and its frames keep opening",
   const reconnectedA = next(alice, "reconnected");
   const reconnectedB = next(bob, "reconnected");
   relay.up = false;
-  relay.restart();
+  relay.restart(how);
   const lost = await disconnected;
+  // Without a capsule the code is the one the control stream's Error carried.
   assert.equal(lost.code, "shutting_down");
   assert.ok(lost.willReconnect);
   await new Promise((r) => setTimeout(r, 30));

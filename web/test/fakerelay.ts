@@ -14,6 +14,7 @@ class Session implements TransportLike {
   readonly ready = Promise.resolve();
   readonly closed: Promise<Close>;
   private resolveClosed!: (c: Close) => void;
+  private rejectClosed!: (err: Error) => void;
   private toClientControl!: ReadableStreamDefaultController<Uint8Array>;
   private toClientDatagrams!: ReadableStreamDefaultController<Uint8Array>;
   private toClientStreams!: ReadableStreamDefaultController<ReadableStream<Uint8Array>>;
@@ -22,7 +23,11 @@ class Session implements TransportLike {
   readonly incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
 
   constructor(private readonly relay: FakeRelay) {
-    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.closed = new Promise((resolve, reject) => {
+      this.resolveClosed = resolve;
+      this.rejectClosed = reject;
+    });
+    this.closed.catch(() => undefined);
     this.datagrams = {
       readable: new ReadableStream({ start: (c) => void (this.toClientDatagrams = c) }),
       writable: new WritableStream({ write: (bytes) => this.relay.frame(this, bytes, "datagram") }),
@@ -61,7 +66,13 @@ class Session implements TransportLike {
     });
   }
 
-  close(info: Close = {}): void {
+  /** The connection closed with no WebTransport close capsule: `closed` rejects, with no
+   * code, as in a browser. */
+  abort(reason: string): void {
+    this.close({}, new Error(reason));
+  }
+
+  close(info: Close = {}, abort?: Error): void {
     if (this.isClosed) return;
     this.isClosed = true;
     for (const c of [this.toClientControl, this.toClientDatagrams, this.toClientStreams, ...this.lanes.values()]) {
@@ -71,7 +82,8 @@ class Session implements TransportLike {
         // closed already
       }
     }
-    this.resolveClosed(info);
+    if (abort) this.rejectClosed(abort);
+    else this.resolveClosed(info);
     this.relay.gone(this);
   }
 
@@ -178,8 +190,17 @@ export class FakeRelay {
     for (const o of this.sessions) o.send({ type: "member_left", member: s.member, reason: "left" });
   }
 
-  /** Close every session as a relay shutting down does. */
-  restart(): void {
-    for (const s of [...this.sessions]) s.close({ closeCode: closeCode("shutting_down"), reason: "shutting_down" });
+  /** Close every session as a relay shutting down does: `Error{shutting_down}` on the
+   * control stream, then the connection's close, with no close capsule (the relay's way
+   * with browsers), or with the code in a capsule. */
+  restart(how: "connection" | "capsule" = "connection"): void {
+    for (const s of [...this.sessions]) {
+      if (how === "capsule") {
+        s.close({ closeCode: closeCode("shutting_down"), reason: "shutting_down" });
+      } else {
+        s.send({ type: "error", code: "shutting_down", message: "the relay is shutting down" });
+        s.abort("WebTransportError: the connection was closed");
+      }
+    }
   }
 }

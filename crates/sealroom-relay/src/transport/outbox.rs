@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quinn::SendDatagramError;
+use quinn::{SendDatagramError, VarInt};
 use sealroom_frame::control::{ControlMessage, ErrorCode};
 use sealroom_frame::envelope::{MemberId, TrackId};
 use sealroom_frame::transport::{StreamCode, StreamType};
@@ -24,6 +24,7 @@ use super::egress::{
     Action, ControlPushed, ControlQueue, DatagramPath, Egress, Forwarded, Pushed, StreamId,
     StreamWrite,
 };
+use super::webtransport::Flavour;
 use crate::config::Limits;
 use crate::engine::{ConnId, DropReason};
 use crate::metrics::Metrics;
@@ -339,7 +340,19 @@ impl Outbox {
     fn close_connection(&self, code: Option<ErrorCode>) {
         let close_code = code.map_or(0, ErrorCode::close_code);
         let reason = code.map_or("", ErrorCode::label);
-        self.conn.close(close_code, reason.as_bytes());
+        let quic: &quinn::Connection = &self.conn;
+        if Flavour::of(quic) == Some(Flavour::Web) {
+            // A browser's session ends with the connection, its code in HTTP/3's space,
+            // not with a CLOSE_WEBTRANSPORT_SESSION capsule first: Chromium 156's renderer
+            // crashed after about one capsule close in 15 (docs/WEB.md), and none in 100
+            // closes without it. The page already has the code: the control stream's
+            // `Error` went before, and the client keeps it.
+            let code = web_transport_proto::error_to_http3(close_code);
+            let code = VarInt::from_u64(code).unwrap_or(VarInt::MAX);
+            quic.close(code, reason.as_bytes());
+        } else {
+            self.conn.close(close_code, reason.as_bytes());
+        }
     }
 
     /// Write to the control stream; once a close is requested, the write gets
