@@ -22,7 +22,9 @@ use sealroom_frame::control::{
     ControlMessage, ErrorCode, JoinOptions, LeaveReason, MemberInfo, SessionLimits, TrackInfo,
 };
 use sealroom_frame::envelope::{Envelope, Flags, MediaKind};
-use sealroom_relay::engine::{LinkTarget, MEMBER_ID_NODE_SHIFT, MemberTarget, Output};
+use sealroom_relay::engine::{
+    LinkTarget, MAX_RELAY_ADDRESS, MEMBER_ID_NODE_SHIFT, MemberTarget, Output,
+};
 use sealroom_relay::{
     AppConfig, CascadeEvent, ConnId, Grants, Limits, Now, RelayCore, RoomKey, TicketClaims,
     Violation, mint,
@@ -288,7 +290,24 @@ enum PeerEvent {
         app: bool,
         room: bool,
     },
+    /// The peer holds a room's MLS group (naming an over-long relay address with `long`).
+    MlsGroupHere {
+        app: bool,
+        room: bool,
+        long: bool,
+    },
+    /// The peer no longer holds a room's MLS group.
+    MlsGroupGone {
+        app: bool,
+        room: bool,
+    },
 }
+
+/// The relay address peers give with the MLS groups they hold.
+const PEER_RELAY: &str = "10.0.0.2:4433";
+
+/// This node's relay address, announced with the MLS groups it holds.
+const OWN_RELAY: &str = "10.0.0.1:4433";
 
 /// A member id of a peer node: node index 1 to 3 above a small counter.
 fn remote_id(m: u8) -> u32 {
@@ -370,6 +389,17 @@ fn peer_event(event: PeerEvent, base: u32) -> CascadeEvent {
         PeerEvent::Dismiss { app, room } => CascadeEvent::Dismiss {
             room: room_key(app, room),
             reason: "fuzz".to_owned(),
+        },
+        PeerEvent::MlsGroupHere { app, room, long } => CascadeEvent::MlsGroupHere {
+            room: room_key(app, room),
+            relay: if long {
+                "x".repeat(MAX_RELAY_ADDRESS + 1)
+            } else {
+                PEER_RELAY.to_owned()
+            },
+        },
+        PeerEvent::MlsGroupGone { app, room } => CascadeEvent::MlsGroupGone {
+            room: room_key(app, room),
         },
         PeerEvent::UnknownApp { member } => CascadeEvent::MemberJoined {
             room: RoomKey::new("app-unknown", ROOMS[0]),
@@ -516,6 +546,10 @@ impl Model {
                         "a dismissal goes only to links with members of the room"
                     );
                 }
+                CascadeEvent::MlsGroupHere { relay, .. } => {
+                    assert_eq!(relay, OWN_RELAY, "a node names its own relay");
+                }
+                CascadeEvent::MlsGroupGone { .. } => {}
             }
         }
     }
@@ -684,6 +718,17 @@ impl Model {
                     self.joined.contains_key(&conn),
                     "MLS answers go to members only"
                 );
+            }
+            ControlMessage::Redirect { address } => {
+                assert!(
+                    self.pending.remove(&conn).is_some(),
+                    "a redirect answers a join"
+                );
+                assert_eq!(
+                    address, PEER_RELAY,
+                    "joins go only where a peer said it holds the room's MLS group"
+                );
+                assert!(!self.links.is_empty(), "only a node with links redirects");
             }
             ControlMessage::Error { .. } | ControlMessage::GoAway { .. } => {}
             other => panic!("the relay never sends {other:?}"),
@@ -995,6 +1040,7 @@ fn run_ops(ops: Vec<Op>) {
                 if model.made.is_empty() && model.node == 0 {
                     model.node = 1 + u16::from(node % 3);
                     core.enable_cascade(model.node);
+                    core.set_relay_address(Some(OWN_RELAY.to_owned()));
                 }
             }
             Op::LinkUp { link } => {

@@ -3,6 +3,7 @@
 //! fails; then its remote members leave and the dialler tries again.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -118,6 +119,12 @@ impl LinkContext {
         self.redial(&mut state);
     }
 
+    /// Announce `address` as this node's relay with the MLS groups it holds.
+    pub(super) fn set_relay_address(&self, address: SocketAddr) {
+        let mut state = self.shared.state();
+        state.core.set_relay_address(Some(address.to_string()));
+    }
+
     /// Send new joins to `address` (or admit them here with `None`).
     pub(super) fn set_redirect(&self, address: Option<String>) {
         let mut state = self.shared.state();
@@ -226,6 +233,9 @@ impl LinkContext {
             }
         }
         self.metrics.set_links(links.len());
+        drop(links);
+        let moved = self.shared.state().core.mls_members_moved();
+        self.metrics.set_mls_members_moved(moved);
     }
 
     pub(super) fn close_all(&self) {

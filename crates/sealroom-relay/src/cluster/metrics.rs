@@ -13,6 +13,7 @@
 //! | `cluster_directory_reachable` | gauge | |
 //! | `cluster_nodes` | gauge | |
 //! | `cluster_lease_held` | gauge | |
+//! | `cluster_mls_members_moved_total` | counter | |
 //!
 //! Frames count envelope frames (one per frame whatever the members behind the link);
 //! bytes are the UDP bytes of the link's QUIC connection; drops are frames the link's
@@ -87,6 +88,7 @@ pub struct ClusterMetrics {
     directory_reachable: Gauge,
     nodes: Gauge,
     lease_held: Gauge,
+    mls_moved: Counter,
 }
 
 impl Default for ClusterMetrics {
@@ -163,6 +165,12 @@ impl ClusterMetrics {
             "Nodes with a live lease in the directory as last read, this node included",
             nodes.clone(),
         );
+        let mls_moved = Counter::default();
+        registry.register(
+            "cluster_mls_members_moved",
+            "Members sent to the node that holds their MLS room's group",
+            mls_moved.clone(),
+        );
         let lease_held = Gauge::default();
         registry.register(
             "cluster_lease_held",
@@ -181,6 +189,7 @@ impl ClusterMetrics {
             directory_reachable,
             nodes,
             lease_held,
+            mls_moved,
         }
     }
 
@@ -240,6 +249,18 @@ impl ClusterMetrics {
                 reason: reason.label(),
             })
             .inc();
+    }
+
+    /// Bring the count of members moved to their MLS room's node up to `total` (the core
+    /// counts; the count is sampled).
+    pub(crate) fn set_mls_members_moved(&self, total: u64) {
+        self.mls_moved
+            .inc_by(total.saturating_sub(self.mls_moved.get()));
+    }
+
+    /// Members sent to the node that holds their MLS room's group, as last sampled.
+    pub fn mls_members_moved(&self) -> u64 {
+        self.mls_moved.get()
     }
 
     pub(crate) fn set_links(&self, links: usize) {

@@ -229,6 +229,8 @@ impl Cluster {
         let mut tasks = vec![accept, sampler];
         ctx.set_static_peers(&config.peers);
         let relay_addr = config.advertise_relay.unwrap_or(relay.local_addr());
+        // Other nodes send the members of an MLS room whose group this node holds here.
+        ctx.set_relay_address(relay_addr);
         let directory = match &config.directory {
             Some(settings) => {
                 let advertise = config.advertise.unwrap_or(local_addr);

@@ -112,12 +112,16 @@ impl RelayCore {
         self.check_joinable(conn)?;
         self.take_address_join(conn, now)?;
         let claims = self.check_claims(ticket, options, now)?;
-        if let Some(address) = self.redirect_target() {
+        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
+        // An MLS room lives where its group is; otherwise the loads decide.
+        if let Some(address) = self
+            .mls_home_elsewhere(&key)
+            .or_else(|| self.redirect_target())
+        {
             self.redirect(conn, address);
             return Ok(false);
         }
         self.take_user_and_app_join(&claims, now)?;
-        let key = RoomKey::new(claims.app.clone(), claims.room.clone());
         let replaced = self.check_room_capacity(&key, &claims.user)?;
         if let Some(old) = replaced {
             self.replace(&key, old);

@@ -29,6 +29,7 @@ use super::{
 
 #[cfg(any(test, feature = "testing"))]
 mod check;
+mod mls;
 mod peer;
 
 /// Bits of a member id below the node index.
@@ -115,7 +116,28 @@ pub enum CascadeEvent {
         /// What the members are told (cut to [`MAX_OPERATOR_REASON`] bytes on receipt).
         reason: String,
     },
+    /// The sending node holds the MLS group of `room` (a member published it there; sent
+    /// again to a link that comes up): the receiving node sends new joins of the room to
+    /// `relay`, and moves its own members of the room there unless it holds the group
+    /// itself under the lower node index (`docs/CLUSTER.md`, "MLS rooms gather on one
+    /// node"). Accepted only from a link with members in the room.
+    MlsGroupHere {
+        /// The room.
+        room: RoomKey,
+        /// The sending node's relay address, `host:port`, where members are sent (at
+        /// most [`MAX_RELAY_ADDRESS`] bytes).
+        relay: String,
+    },
+    /// The sending node no longer holds the MLS group of `room` (its last member there
+    /// left, or it gave the room up to a node with a lower index).
+    MlsGroupGone {
+        /// The room.
+        room: RoomKey,
+    },
 }
+
+/// The longest relay address a peer may name in [`CascadeEvent::MlsGroupHere`].
+pub const MAX_RELAY_ADDRESS: usize = 256;
 
 /// What a node tells its peers of a local member: that it is in `key` (with its tracks and
 /// whether it receives frames: it may subscribe, or it records), then, for a recorder,
@@ -229,6 +251,10 @@ struct RemoteRoom {
 struct LinkState {
     /// Rooms with members behind the link, with how many.
     rooms: HashMap<RoomKey, usize>,
+    /// Rooms whose MLS group the peer holds, with its node index (read from its members'
+    /// ids when it said so) and the relay address it gave; only rooms of `rooms` (the
+    /// entry goes with the peer's last member of the room).
+    mls_rooms: HashMap<RoomKey, (u16, String)>,
     /// Frames this node forwarded over the link.
     frames_out: u64,
     /// Frames received from the link and accepted.
@@ -249,6 +275,11 @@ pub(super) struct Cascade {
     events: VecDeque<(LinkTarget, CascadeEvent)>,
     /// Where new joins go instead of this node (set from the directory's loads).
     redirect: Option<String>,
+    /// This node's relay address as other nodes tell members (`host:port`): announced
+    /// with the MLS groups this node holds. `None`: none announced.
+    relay_address: Option<String>,
+    /// Local members sent to the node holding their room's MLS group.
+    mls_moved: u64,
 }
 
 /// A link's counters, for metrics.
@@ -273,6 +304,8 @@ impl Cascade {
             remote_rooms: HashMap::new(),
             events: VecDeque::new(),
             redirect: None,
+            relay_address: None,
+            mls_moved: 0,
         }
     }
 
@@ -385,6 +418,7 @@ impl Cascade {
             *count -= 1;
             if *count == 0 {
                 link.rooms.remove(key);
+                link.mls_rooms.remove(key);
             }
         }
         Some(remote)
@@ -452,6 +486,20 @@ impl RelayCore {
                 for event in member_events(key, *id, member) {
                     cascade.events.push_back((LinkTarget::One(link), event));
                 }
+            }
+        }
+        // After the members, so that the peer knows this node has some in each room.
+        for (key, room) in &self.rooms {
+            if room.mls.is_some()
+                && let Some(relay) = cascade.relay_address.clone()
+            {
+                cascade.events.push_back((
+                    LinkTarget::One(link),
+                    CascadeEvent::MlsGroupHere {
+                        room: key.clone(),
+                        relay,
+                    },
+                ));
             }
         }
     }

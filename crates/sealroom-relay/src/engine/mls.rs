@@ -183,6 +183,7 @@ impl RelayCore {
                         position: published,
                     },
                 );
+                self.mls_group_created(key);
                 MlsOutcome::Published
             }
             ControlMessage::MlsCommit {

@@ -56,7 +56,7 @@ use timers::{Deadline, Timer, TimerTable};
 pub use admission::{CheckedControl, VerifiedTicket};
 pub use cascade::{
     CascadeError, CascadeEvent, LinkCounters, LinkTarget, MAX_NODE_INDEX, MAX_OPERATOR_REASON,
-    MEMBER_ID_NODE_SHIFT,
+    MAX_RELAY_ADDRESS, MEMBER_ID_NODE_SHIFT,
 };
 pub use mls::MlsOutcome;
 pub use operator::{AdminError, MemberSummary, MemberTarget, RoomSummary};
@@ -499,9 +499,12 @@ impl RelayCore {
         };
         Self::detach(&mut self.outputs, room, member, reason);
         if room.members.is_empty() {
-            self.rooms.remove(key);
+            let had_group = self.rooms.remove(key).is_some_and(|r| r.mls.is_some());
             if let Some(app) = self.apps.get_mut(&key.app) {
                 app.rooms = app.rooms.saturating_sub(1);
+            }
+            if had_group {
+                self.mls_group_dropped(key);
             }
         }
     }

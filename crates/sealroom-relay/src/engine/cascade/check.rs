@@ -6,7 +6,9 @@ impl RelayCore {
     /// The cascade's part of [`invariant_violation`](Self::invariant_violation): every
     /// local member is in its room and announced under this node's index; every member
     /// behind a link is indexed both ways, behind a link that is up, never under an id a
-    /// local member of its room holds; the per-link and per-room counts match the members.
+    /// local member of its room holds; the per-link and per-room counts match the members;
+    /// a peer holds an MLS group only of a room it has members in, and no room keeps its
+    /// group here while a node with a lower index holds one.
     pub(in crate::engine) fn cascade_violation(&self) -> Option<String> {
         let cascade = self.cascade.as_ref()?;
         let local_count: usize = self.rooms.values().map(|r| r.members.len()).sum();
@@ -90,6 +92,27 @@ impl RelayCore {
                 .sum();
             if total != actual {
                 return Some(format!("link {link} counts {total} members, has {actual}"));
+            }
+            if let Some(key) = state
+                .mls_rooms
+                .keys()
+                .find(|k| !state.rooms.contains_key(*k))
+            {
+                return Some(format!(
+                    "link {link} holds the MLS group of {key:?} without members there"
+                ));
+            }
+        }
+        for (key, room) in &self.rooms {
+            if room.mls.is_some()
+                && cascade
+                    .mls_holder(key)
+                    .is_some_and(|(holder, _)| holder < cascade.node_index)
+            {
+                return Some(format!(
+                    "{key:?} keeps its MLS group here though node {} holds one",
+                    cascade.mls_holder(key).map_or(0, |(holder, _)| holder)
+                ));
             }
         }
         None

@@ -149,6 +149,13 @@ impl RelayCore {
                 }
                 Ok(())
             }
+            CascadeEvent::MlsGroupHere { room, relay } => {
+                self.link_mls_group_here(link, room, relay)
+            }
+            CascadeEvent::MlsGroupGone { room } => {
+                self.link_mls_group_gone(link, &room);
+                Ok(())
+            }
         }
     }
 

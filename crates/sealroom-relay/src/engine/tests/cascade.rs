@@ -3,6 +3,8 @@
 
 use super::*;
 
+mod mls_home;
+
 /// The link each node sees the other on.
 const LINK: ConnId = ConnId(1000);
 
