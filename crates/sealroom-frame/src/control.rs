@@ -126,7 +126,9 @@ pub enum ErrorCode {
     RoomDismissed,
     /// The ticket expired during the session and was not refreshed.
     TicketExpired,
-    /// The relay is shutting down; reconnect (possibly elsewhere).
+    /// The relay is ending the session and the member should reconnect (possibly
+    /// elsewhere): it is shutting down or draining, or, in a cluster, another node holds
+    /// the member's MLS room and this node's redirect sends the rejoin there.
     ShuttingDown,
     /// The receiver could not keep up with reliable data and was removed.
     SlowConsumer,
