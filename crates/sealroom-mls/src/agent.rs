@@ -17,8 +17,11 @@
 //!   by external commit (the commit removes our old leaf). So does being removed while
 //!   still in the room.
 //! - **Relay restart**: after a reconnect the agent asks for the state; a relay with none
-//!   adopts the first member's published state, members at that position keep their
-//!   group, others rejoin.
+//!   adopts the first member's published state. A member keeps its group only if the
+//!   relay's is that very state: the same position, and a group info with the same group
+//!   context (epoch, tree and transcript hash) as its own. Others rejoin, including a
+//!   member shown another group at its position (one created anew, with the same group
+//!   id).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -129,7 +132,8 @@ enum Phase {
     Committing,
     /// In the group; our commit lost to another and its refusal is on the way.
     Lost,
-    /// Reconnected with a group: waiting for `MlsState` to compare positions.
+    /// Reconnected with a group: waiting for `MlsState` to compare positions and group
+    /// state.
     Resuming,
     /// Reconnected to a relay without the group's state: offered ours.
     Republishing,
@@ -413,11 +417,15 @@ impl MlsAgent {
                     self.rejoin();
                 }
             }
-            (Phase::Resuming, Some(_)) if position == self.position => {
+            (Phase::Resuming, Some(info))
+                if position == self.position && self.member.holds_state_of(info) =>
+            {
                 self.phase = Phase::Member;
             }
             (Phase::Resuming, Some(info)) => {
-                // Back after a reconnect, behind the relay: missed commits.
+                // Back after a reconnect, and the relay's group is not the one we hold:
+                // we missed commits, or it is another group at our position (created
+                // anew after a restart, or on another node, with the same group id).
                 self.events.push_back(MlsEvent::Rejoining);
                 self.join(position, info);
             }
@@ -653,5 +661,130 @@ impl MlsAgent {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
             self.removal_due = Some(now + self.config.removal_backoff.saturating_mul(rank));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::keys::{MlsOpener, MlsOpenerConfig};
+
+    const ME: MemberId = 1;
+
+    /// Whether a frame sealed under `a` (leaf 0) opens under `b`: equal keys.
+    fn same_keys(a: &EpochKeys, b: &EpochKeys) -> bool {
+        let mut sealer = a.sealer(0, 0).expect("fits");
+        let mut frame = Vec::new();
+        sealer.seal(b"m", b"probe", &mut frame).expect("sealed");
+        let mut opener = MlsOpener::new(b.clone(), MlsOpenerConfig::default());
+        opener.open(b"m", &frame, &mut Vec::new()).is_ok()
+    }
+
+    /// An agent that created the room's group `room` on a relay without one: a member at
+    /// position 0, with its events and messages drained.
+    fn creator(now: Instant) -> MlsAgent {
+        let mut agent = MlsAgent::new("alice", b"room", AgentConfig::default()).expect("agent");
+        agent.handle_joined(ME, &[], now);
+        assert_eq!(agent.poll_transmit(), Some(ControlMessage::MlsSync));
+        let state = ControlMessage::MlsState {
+            position: 0,
+            group_info: None,
+        };
+        agent.handle_control(&state, now);
+        assert!(matches!(
+            agent.poll_transmit(),
+            Some(ControlMessage::MlsPublish { position: 0, .. })
+        ));
+        agent.handle_control(&ControlMessage::MlsAccepted { position: 0 }, now);
+        assert!(agent.is_ready());
+        while agent.poll_event().is_some() {}
+        assert_eq!(agent.poll_transmit(), None);
+        agent
+    }
+
+    /// `agent` reconnects (as member `ME + 1`) and the relay answers its `MlsSync` with
+    /// `group_info` at `position`.
+    fn resume(agent: &mut MlsAgent, position: u64, group_info: Vec<u8>, now: Instant) {
+        agent.handle_joined(ME + 1, &[], now);
+        assert_eq!(agent.poll_transmit(), Some(ControlMessage::MlsSync));
+        assert!(!agent.is_ready());
+        let state = ControlMessage::MlsState {
+            position,
+            group_info: Some(group_info),
+        };
+        agent.handle_control(&state, now);
+    }
+
+    #[test]
+    fn a_resuming_member_shown_its_own_group_at_its_position_keeps_it() {
+        let now = Instant::now();
+        let mut agent = creator(now);
+        let keys = agent.epoch_keys().expect("keys");
+        let info = agent.member().group_info().expect("info");
+        resume(&mut agent, 0, info, now);
+        assert!(agent.is_ready());
+        assert_eq!(agent.poll_transmit(), None);
+        assert_eq!(agent.poll_event(), None);
+        assert_eq!(agent.member().epoch(), Some(0));
+        assert!(same_keys(&keys, &agent.epoch_keys().expect("keys")));
+    }
+
+    #[test]
+    fn a_resuming_member_shown_another_group_at_its_position_rejoins_it() {
+        let now = Instant::now();
+        let mut agent = creator(now);
+        // After a restart another member created the group anew: same group id, same
+        // position and epoch, another state.
+        let mut bob = MlsMember::new("bob").expect("member");
+        let other = bob.create_group(b"room").expect("group");
+        assert_eq!(agent.member().epoch(), bob.epoch());
+        resume(&mut agent, 0, other, now);
+        assert!(!agent.is_ready());
+        assert_eq!(agent.poll_event(), Some(MlsEvent::Rejoining));
+        let Some(ControlMessage::MlsCommit {
+            position: 0,
+            commit,
+            group_info,
+        }) = agent.poll_transmit()
+        else {
+            panic!("an external commit into the relay's group");
+        };
+        assert_eq!(agent.poll_transmit(), None);
+        // The commit adds Alice to Bob's group; once the relay accepts it both hold the
+        // same state and derive the same keys.
+        let change = bob.handle_commit(&commit).expect("bob applies it");
+        assert_eq!(change.epoch, 1);
+        agent.handle_control(&ControlMessage::MlsAccepted { position: 1 }, now);
+        assert!(agent.is_ready());
+        assert!(bob.holds_state_of(&group_info));
+        assert!(
+            agent
+                .member()
+                .holds_state_of(&bob.group_info().expect("info"))
+        );
+        let (alice_keys, bob_keys) = (
+            agent.epoch_keys().expect("keys"),
+            bob.epoch_keys().expect("keys"),
+        );
+        assert!(same_keys(&alice_keys, &bob_keys));
+        assert!(same_keys(&bob_keys, &alice_keys));
+        let users: Vec<String> = bob.members().into_iter().map(|m| m.user).collect();
+        assert_eq!(users, ["bob", "alice"]);
+    }
+
+    #[test]
+    fn a_resuming_member_behind_the_relay_rejoins_even_with_a_matching_group_info() {
+        // The relay is at another position than the member's: even the member's own
+        // state there means commits were counted that it did not see.
+        let now = Instant::now();
+        let mut agent = creator(now);
+        let info = agent.member().group_info().expect("info");
+        resume(&mut agent, 3, info, now);
+        assert_eq!(agent.poll_event(), Some(MlsEvent::Rejoining));
+        assert!(matches!(
+            agent.poll_transmit(),
+            Some(ControlMessage::MlsCommit { position: 3, .. })
+        ));
     }
 }

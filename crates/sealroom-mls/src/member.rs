@@ -8,7 +8,7 @@
 //! ([`MlsMember::discard_commit`]), after which the winner arrives and is applied with
 //! [`MlsMember::handle_commit`].
 
-use openmls::messages::group_info::GroupInfo;
+use openmls::messages::group_info::{GroupInfo, VerifiableGroupInfo};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -92,6 +92,16 @@ fn create_config() -> MlsGroupCreateConfig {
         .use_ratchet_tree_extension(true)
         .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
         .build()
+}
+
+/// The group info in `bytes` (an encoded MLS message), not yet verified.
+fn parse_group_info(bytes: &[u8]) -> Result<VerifiableGroupInfo, MlsError> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|e| MlsError::Malformed(e.to_string()))?;
+    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+        return Err(MlsError::Malformed("not a group info".into()));
+    };
+    Ok(info)
 }
 
 fn join_config() -> MlsGroupJoinConfig {
@@ -218,6 +228,24 @@ impl MlsMember {
         info.tls_serialize_detached().map_err(MlsError::library)
     }
 
+    /// Whether `group_info` (as [`Self::group_info`] and [`Commit::group_info`] encode
+    /// it, and the relay keeps it) describes the group state this member holds now: the
+    /// same group context, that is the same group id and epoch, the same ratchet tree
+    /// (tree hash) and the same commits behind it (confirmed transcript hash). A group
+    /// created anew with the same group id, or this group at another epoch, does not
+    /// match; every member of this group at this epoch does. A commit still pending does
+    /// not count: the state held is the one before it.
+    ///
+    /// False outside a group and for bytes that are not a group info. The signature is
+    /// not verified: only the group info's public context is compared with this member's
+    /// own state, so a forged one that matches describes what this member already holds.
+    pub fn holds_state_of(&self, group_info: &[u8]) -> bool {
+        let (Ok(group), Ok(info)) = (self.group(), parse_group_info(group_info)) else {
+            return false;
+        };
+        info.group_context() == group.public_group().group_context()
+    }
+
     /// Join the group whose group info the relay keeps, by external commit. The joined
     /// state stays aside until the relay accepts the commit ([`Self::confirm_commit`]);
     /// refused, it is dropped and the member joins again from the newer group info. Any
@@ -228,11 +256,7 @@ impl MlsMember {
     /// [`MlsError::Malformed`] for bytes that are not a group info,
     /// [`MlsError::Refused`] for one that does not verify or is of another ciphersuite.
     pub fn join_external(&mut self, group_info: &[u8]) -> Result<Commit, MlsError> {
-        let message = MlsMessageIn::tls_deserialize_exact(group_info)
-            .map_err(|e| MlsError::Malformed(e.to_string()))?;
-        let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
-            return Err(MlsError::Malformed("not a group info".into()));
-        };
+        let info = parse_group_info(group_info)?;
         if info.ciphersuite() != CIPHERSUITE {
             return Err(MlsError::Refused("another ciphersuite".into()));
         }
@@ -516,5 +540,107 @@ impl MlsMember {
         let mut exported = exported;
         zeroize::Zeroize::zeroize(&mut exported[..]);
         Ok(EpochKeys::from_exported(group.epoch().as_u64(), base_key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `alice` alone in a group `room`, and `bob` joined by external commit: both at
+    /// epoch 1. Returns them with the group info of epoch 1 that Bob's commit carries.
+    fn pair() -> (MlsMember, MlsMember, Vec<u8>) {
+        let mut alice = MlsMember::new("alice").expect("member");
+        let info = alice.create_group(b"room").expect("group");
+        let mut bob = MlsMember::new("bob").expect("member");
+        let commit = bob.join_external(&info).expect("joins");
+        bob.confirm_commit().expect("accepted");
+        alice.handle_commit(&commit.commit).expect("applies");
+        (alice, bob, commit.group_info)
+    }
+
+    #[test]
+    fn a_member_holds_the_state_of_its_own_group_info_and_of_its_peers_at_the_epoch() {
+        let mut alice = MlsMember::new("alice").expect("member");
+        let info = alice.create_group(b"room").expect("group");
+        assert!(alice.holds_state_of(&info));
+        assert!(alice.holds_state_of(&alice.group_info().expect("info")));
+
+        let (alice, bob, joined) = pair();
+        assert_eq!(alice.epoch(), Some(1));
+        assert!(alice.holds_state_of(&joined));
+        assert!(bob.holds_state_of(&joined));
+        assert!(bob.holds_state_of(&alice.group_info().expect("info")));
+        assert!(alice.holds_state_of(&bob.group_info().expect("info")));
+    }
+
+    #[test]
+    fn a_group_info_of_another_epoch_of_the_group_is_not_the_members_state() {
+        let (mut alice, mut bob, joined) = pair();
+        let commit = alice.update().expect("update");
+        // Pending, the commit has not moved the group yet.
+        assert!(alice.holds_state_of(&joined));
+        assert!(!alice.holds_state_of(&commit.group_info));
+        alice.confirm_commit().expect("accepted");
+        assert!(!alice.holds_state_of(&joined));
+        assert!(alice.holds_state_of(&commit.group_info));
+        // Bob, a commit behind, holds the old state and not the new one.
+        assert!(bob.holds_state_of(&joined));
+        assert!(!bob.holds_state_of(&commit.group_info));
+        bob.handle_commit(&commit.commit).expect("applies");
+        assert!(bob.holds_state_of(&commit.group_info));
+        assert!(!bob.holds_state_of(&joined));
+    }
+
+    #[test]
+    fn a_group_created_anew_with_the_same_id_and_epoch_is_not_the_members_state() {
+        let mut alice = MlsMember::new("alice").expect("member");
+        let mut bob = MlsMember::new("bob").expect("member");
+        let first = alice.create_group(b"room").expect("group");
+        let other = bob.create_group(b"room").expect("group");
+        assert_eq!(alice.epoch(), bob.epoch());
+        assert!(!alice.holds_state_of(&other));
+        assert!(!bob.holds_state_of(&first));
+        assert!(alice.holds_state_of(&first));
+        assert!(bob.holds_state_of(&other));
+    }
+
+    #[test]
+    fn garbage_and_a_member_without_a_group_hold_no_state() {
+        let (alice, _, joined) = pair();
+        let package = alice.key_package().expect("key package");
+        let truncated = &joined[..joined.len() - 1];
+        for garbage in [
+            &b""[..],
+            b"\x00\x01",
+            &[0xff; 300][..],
+            &package[..],
+            truncated,
+        ] {
+            assert!(!alice.holds_state_of(garbage));
+        }
+        assert!(alice.holds_state_of(&joined));
+        let outsider = MlsMember::new("carol").expect("member");
+        assert!(!outsider.holds_state_of(&joined));
+    }
+
+    #[test]
+    fn a_removed_or_forgetful_member_holds_no_state() {
+        let (mut alice, mut bob, _) = pair();
+        let leaf = bob.leaf_index().expect("leaf");
+        let removal = alice.remove(&[leaf]).expect("remove");
+        alice.confirm_commit().expect("accepted");
+        let before = bob.group_info().expect("info");
+        assert!(bob.holds_state_of(&before));
+        assert!(
+            !bob.handle_commit(&removal.commit)
+                .expect("applies")
+                .still_member
+        );
+        assert!(!bob.holds_state_of(&before));
+        assert!(!bob.holds_state_of(&removal.group_info));
+        assert!(alice.holds_state_of(&removal.group_info));
+        alice.forget_group();
+        assert!(!alice.holds_state_of(&removal.group_info));
     }
 }
