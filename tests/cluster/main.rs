@@ -6,6 +6,7 @@
 mod cascade;
 mod config_cli;
 mod directory;
+mod mls;
 mod netns;
 #[path = "../recording/open.rs"]
 mod open;
