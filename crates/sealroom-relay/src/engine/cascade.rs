@@ -488,9 +488,11 @@ impl RelayCore {
                 }
             }
         }
-        // After the members, so that the peer knows this node has some in each room.
+        // After the members, so that the peer knows this node has some in each room; a
+        // draining node has withdrawn its groups.
         for (key, room) in &self.rooms {
             if room.mls.is_some()
+                && !self.draining
                 && let Some(relay) = cascade.relay_address.clone()
             {
                 cascade.events.push_back((

@@ -162,6 +162,9 @@ impl RelayCore {
     /// [`ErrorCode::ShuttingDown`], so clients reconnect, possibly elsewhere). Connections
     /// stay until they leave or the driver closes them.
     pub fn begin_drain(&mut self) {
+        if !self.draining {
+            self.mls_withdraw_all();
+        }
         self.draining = true;
         let mut conns: Vec<ConnId> = self
             .conns

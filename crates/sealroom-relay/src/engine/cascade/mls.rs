@@ -29,10 +29,11 @@ impl RelayCore {
     /// A local member published the MLS group of `key`: tell the peers, then give the
     /// room up if a node with a lower index already holds a group for it.
     pub(in crate::engine) fn mls_group_created(&mut self, key: &RoomKey) {
+        let draining = self.draining;
         let Some(cascade) = self.cascade.as_mut() else {
             return;
         };
-        if let Some(relay) = cascade.relay_address.clone() {
+        if let Some(relay) = cascade.relay_address.clone().filter(|_| !draining) {
             cascade.announce(CascadeEvent::MlsGroupHere {
                 room: key.clone(),
                 relay,
@@ -47,6 +48,22 @@ impl RelayCore {
             && cascade.relay_address.is_some()
         {
             cascade.announce(CascadeEvent::MlsGroupGone { room: key.clone() });
+        }
+    }
+
+    /// The node starts draining: it withdraws the MLS groups it holds, so that the other
+    /// nodes take its members' rejoins (the first to arrive offers the group again) instead
+    /// of sending them back here, and announces no group from now on.
+    pub(in crate::engine) fn mls_withdraw_all(&mut self) {
+        let mut held: Vec<RoomKey> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.mls.is_some())
+            .map(|(key, _)| key.clone())
+            .collect();
+        held.sort();
+        for key in &held {
+            self.mls_group_dropped(key);
         }
     }
 

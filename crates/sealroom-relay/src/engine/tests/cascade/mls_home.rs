@@ -227,3 +227,26 @@ fn a_node_without_a_relay_address_announces_no_group() {
     assert!(!announced);
     assert_eq!(redirected_to(&mut b, "bob", "r"), None);
 }
+
+#[test]
+fn a_draining_node_withdraws_its_groups_so_that_rejoins_stay_where_they_land() {
+    let (mut a, mut b) = announcing_pair();
+    let (alice, _) = a.join("alice", "r");
+    publish(&mut a, alice);
+    carry(&mut a, &mut b);
+    assert_eq!(redirected_to(&mut b, "bob", "r").as_deref(), Some(RELAY_A));
+    // Node 1 drains: its members are told to go, and node 2 no longer sends the room's
+    // joins back to it, though Alice is still connected there.
+    a.core.begin_drain();
+    carry(&mut a, &mut b);
+    assert!(a.core.membership(alice).is_some());
+    assert_eq!(redirected_to(&mut b, "bob", "r"), None);
+    // Nor does a link that comes up while it drains hear of the group.
+    a.core.handle_link_down(LINK, LeaveReason::TimedOut);
+    a.core.handle_link_up(LINK);
+    let mut announced = false;
+    while let Some((_, event)) = a.core.poll_cascade() {
+        announced |= matches!(event, CascadeEvent::MlsGroupHere { .. });
+    }
+    assert!(!announced);
+}
