@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use sealroom_frame::control::{ControlMessage, ErrorCode, JoinOptions, LeaveReason, SessionLimits};
 use sealroom_frame::envelope::MemberId;
 
+use super::cascade::MlsHome;
 use super::room::{ConnPhase, Member, Room};
 use super::timers::{Deadline, Timer};
 use super::{ConnId, JoinOutcome, Now, Output, RelayCore, RoomKey};
@@ -113,11 +114,14 @@ impl RelayCore {
         self.take_address_join(conn, now)?;
         let claims = self.check_claims(ticket, options, now)?;
         let key = RoomKey::new(claims.app.clone(), claims.room.clone());
-        // An MLS room lives where its group is; otherwise the loads decide.
-        if let Some(address) = self
-            .mls_home_elsewhere(&key)
-            .or_else(|| self.redirect_target())
-        {
+        // An MLS room lives where its group is (here too: the loads do not send its joins
+        // away); every other room goes where the loads say.
+        let target = match self.mls_home(&key) {
+            MlsHome::Here => None,
+            MlsHome::At(address) => Some(address),
+            MlsHome::Nowhere => self.redirect_target(),
+        };
+        if let Some(address) = target {
             self.redirect(conn, address);
             return Ok(false);
         }

@@ -32,6 +32,8 @@ mod check;
 mod mls;
 mod peer;
 
+pub(super) use mls::MlsHome;
+
 /// Bits of a member id below the node index.
 pub const MEMBER_ID_NODE_SHIFT: u32 = 20;
 

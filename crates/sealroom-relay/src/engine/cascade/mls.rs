@@ -10,6 +10,16 @@
 
 use super::*;
 
+/// Where a room's MLS group is held, as this node knows.
+pub(in crate::engine) enum MlsHome {
+    /// Here: the room's joins are admitted here.
+    Here,
+    /// At another node, whose relay address this is.
+    At(String),
+    /// Nowhere this node knows of (or the room is not an MLS room).
+    Nowhere,
+}
+
 impl RelayCore {
     /// This node's relay address as members reach it (`host:port`), announced to the
     /// other nodes with each MLS group this node holds, so that they send the room's
@@ -67,14 +77,15 @@ impl RelayCore {
         }
     }
 
-    /// Where a join of `key` goes instead of this node: the relay of the node that holds
-    /// the room's MLS group, when that is not this one.
-    pub(in crate::engine) fn mls_home_elsewhere(&self, key: &RoomKey) -> Option<String> {
+    /// Where the MLS group of `key` is held, for a join of the room.
+    pub(in crate::engine) fn mls_home(&self, key: &RoomKey) -> MlsHome {
         if self.rooms.get(key).is_some_and(|r| r.mls.is_some()) {
-            return None;
+            return MlsHome::Here;
         }
-        let cascade = self.cascade.as_ref()?;
-        cascade.mls_holder(key).map(|(_, relay)| relay.to_owned())
+        self.cascade
+            .as_ref()
+            .and_then(|c| c.mls_holder(key))
+            .map_or(MlsHome::Nowhere, |(_, relay)| MlsHome::At(relay.to_owned()))
     }
 
     /// The peer on `link` holds the MLS group of `room`, at `relay`.

@@ -250,3 +250,22 @@ fn a_draining_node_withdraws_its_groups_so_that_rejoins_stay_where_they_land() {
     }
     assert!(!announced);
 }
+
+#[test]
+fn the_loads_never_send_an_mls_rooms_joins_away_from_the_node_holding_its_group() {
+    let (mut a, mut b) = announcing_pair();
+    let (alice, _) = a.join("alice", "r");
+    publish(&mut a, alice);
+    carry(&mut a, &mut b);
+    // Node 1 is loaded: the directory sends its new joins to node 2.
+    a.core.set_redirect(Some(RELAY_B.to_owned()));
+    b.core.set_redirect(Some(RELAY_A.to_owned()));
+    // The MLS room's joins stay at node 1, whichever node they reach first, so no join
+    // bounces between the two; other rooms follow the loads.
+    assert_eq!(redirected_to(&mut a, "bob", "r"), None);
+    assert_eq!(redirected_to(&mut b, "bea", "r").as_deref(), Some(RELAY_A));
+    assert_eq!(
+        redirected_to(&mut a, "carol", "other-room").as_deref(),
+        Some(RELAY_B)
+    );
+}
