@@ -15,6 +15,15 @@ fn announcing_pair() -> (Harness, Harness) {
     (a, b)
 }
 
+/// Nodes 1 and 2, with Alice on node 1 holding the group of room "r", and node 2 told.
+fn group_at_node_1() -> (Harness, Harness, ConnId) {
+    let (mut a, mut b) = announcing_pair();
+    let (alice, _) = a.join("alice", "r");
+    publish(&mut a, alice);
+    carry(&mut a, &mut b);
+    (a, b, alice)
+}
+
 fn publish(h: &mut Harness, conn: ConnId) {
     let publish = ControlMessage::MlsPublish {
         position: 0,
@@ -57,10 +66,7 @@ fn moved(outputs: &[Output], conn: ConnId) -> bool {
 
 #[test]
 fn joins_of_an_mls_room_go_to_the_node_holding_its_group() {
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (mut a, mut b, _alice) = group_at_node_1();
     assert_eq!(redirected_to(&mut b, "bob", "r").as_deref(), Some(RELAY_A));
     // Other rooms, and rooms without a group, stay where they join.
     assert_eq!(redirected_to(&mut b, "carol", "other-room"), None);
@@ -126,10 +132,7 @@ fn members_of_a_node_without_the_group_are_moved_to_the_node_that_holds_it() {
 
 #[test]
 fn the_group_is_announced_to_a_link_that_comes_up_and_withdrawn_with_the_room() {
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (mut a, mut b, alice) = group_at_node_1();
     // The link goes down and comes back: node 1 announces its members, then its group.
     a.core.handle_link_down(LINK, LeaveReason::TimedOut);
     b.core.handle_link_down(LINK, LeaveReason::TimedOut);
@@ -159,10 +162,7 @@ fn the_group_is_announced_to_a_link_that_comes_up_and_withdrawn_with_the_room() 
 
 #[test]
 fn the_claim_goes_with_the_peers_last_member_of_the_room_or_its_link() {
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (mut a, mut b, alice) = group_at_node_1();
     // Node 2 hears only that Alice left (her node's Gone still on its way).
     a.core.handle_disconnect(alice, LeaveReason::Left);
     let left = loop {
@@ -175,10 +175,7 @@ fn the_claim_goes_with_the_peers_last_member_of_the_room_or_its_link() {
     b.core.handle_link_event(LINK, left, b.now).expect("valid");
     assert_eq!(redirected_to(&mut b, "bob", "r"), None);
     // And with the link.
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (_a, mut b, _alice) = group_at_node_1();
     b.core.handle_link_down(LINK, LeaveReason::TimedOut);
     assert_eq!(redirected_to(&mut b, "bob", "r"), None);
 }
@@ -230,10 +227,7 @@ fn a_node_without_a_relay_address_announces_no_group() {
 
 #[test]
 fn a_draining_node_withdraws_its_groups_so_that_rejoins_stay_where_they_land() {
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (mut a, mut b, alice) = group_at_node_1();
     assert_eq!(redirected_to(&mut b, "bob", "r").as_deref(), Some(RELAY_A));
     // Node 1 drains: its members are told to go, and node 2 no longer sends the room's
     // joins back to it, though Alice is still connected there.
@@ -253,10 +247,7 @@ fn a_draining_node_withdraws_its_groups_so_that_rejoins_stay_where_they_land() {
 
 #[test]
 fn the_loads_never_send_an_mls_rooms_joins_away_from_the_node_holding_its_group() {
-    let (mut a, mut b) = announcing_pair();
-    let (alice, _) = a.join("alice", "r");
-    publish(&mut a, alice);
-    carry(&mut a, &mut b);
+    let (mut a, mut b, _alice) = group_at_node_1();
     // Node 1 is loaded: the directory sends its new joins to node 2.
     a.core.set_redirect(Some(RELAY_B.to_owned()));
     b.core.set_redirect(Some(RELAY_A.to_owned()));
