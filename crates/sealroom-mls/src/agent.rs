@@ -787,4 +787,91 @@ mod tests {
             Some(ControlMessage::MlsCommit { position: 3, .. })
         ));
     }
+
+    /// `agent`, out of the group and syncing, hears that the room has no group: it
+    /// creates the group under the room's id, and the relay accepts it. Returns the group
+    /// info it published.
+    fn creates_the_group(agent: &mut MlsAgent, now: Instant) -> Vec<u8> {
+        assert!(!agent.is_ready());
+        let state = ControlMessage::MlsState {
+            position: 0,
+            group_info: None,
+        };
+        agent.handle_control(&state, now);
+        assert_eq!(agent.poll_event(), None, "no CommitIgnored");
+        let Some(ControlMessage::MlsPublish {
+            position: 0,
+            group_info,
+        }) = agent.poll_transmit()
+        else {
+            panic!("the member publishes a new group");
+        };
+        assert_eq!(agent.poll_transmit(), None);
+        agent.handle_control(&ControlMessage::MlsAccepted { position: 0 }, now);
+        assert!(agent.is_ready());
+        assert_eq!(agent.member().epoch(), Some(0));
+        assert!(agent.member().holds_state_of(&group_info));
+        assert!(matches!(
+            agent.poll_event(),
+            Some(MlsEvent::EpochChanged { epoch: 0, .. })
+        ));
+        group_info
+    }
+
+    #[test]
+    fn a_member_rejoining_after_missed_commits_creates_the_group_if_the_relay_has_none() {
+        let now = Instant::now();
+        let mut agent = creator(now);
+        let old = agent.member().group_info().expect("info");
+        // A commit for a later position: the member missed some and rejoins.
+        let missed = ControlMessage::MlsCommitted {
+            member: ME + 1,
+            position: 4,
+            commit: vec![1, 2, 3],
+        };
+        agent.handle_control(&missed, now);
+        assert_eq!(agent.poll_event(), Some(MlsEvent::Rejoining));
+        assert_eq!(agent.poll_transmit(), Some(ControlMessage::MlsSync));
+        // Meanwhile the relay lost the room's state.
+        let info = creates_the_group(&mut agent, now);
+        assert!(!agent.member().holds_state_of(&old));
+        // A newcomer joins the new group from what the member published.
+        let mut bob = MlsMember::new("bob").expect("member");
+        let commit = bob.join_external(&info).expect("joins");
+        bob.confirm_commit().expect("accepted");
+        let relay = ControlMessage::MlsCommitted {
+            member: ME + 1,
+            position: 0,
+            commit: commit.commit,
+        };
+        agent.handle_control(&relay, now);
+        assert!(same_keys(
+            &agent.epoch_keys().expect("keys"),
+            &bob.epoch_keys().expect("keys")
+        ));
+    }
+
+    #[test]
+    fn a_resuming_member_whose_rejoin_finds_the_group_gone_creates_it() {
+        let now = Instant::now();
+        let mut agent = creator(now);
+        // Shown another group at its position, the member joins it by external commit...
+        let mut bob = MlsMember::new("bob").expect("member");
+        let other = bob.create_group(b"room").expect("group");
+        resume(&mut agent, 0, other, now);
+        assert_eq!(agent.poll_event(), Some(MlsEvent::Rejoining));
+        assert!(matches!(
+            agent.poll_transmit(),
+            Some(ControlMessage::MlsCommit { position: 0, .. })
+        ));
+        // ...but the relay lost the room's state before the commit came in.
+        let refused = ControlMessage::MlsRefused {
+            position: 0,
+            reason: MlsRefusal::NoGroup,
+        };
+        agent.handle_control(&refused, now);
+        assert_eq!(agent.poll_transmit(), Some(ControlMessage::MlsSync));
+        let info = creates_the_group(&mut agent, now);
+        assert!(!bob.holds_state_of(&info));
+    }
 }

@@ -7,12 +7,19 @@
 //! ([`MlsMember::confirm_commit`]) or refuses it because another commit won the position
 //! ([`MlsMember::discard_commit`]), after which the winner arrives and is applied with
 //! [`MlsMember::handle_commit`].
+//!
+//! openmls keeps a group's state in the provider's storage under the group id, and
+//! sealroom derives that id from the room, so a member that leaves a group (forgets it,
+//! is removed, joins another) deletes its state there: otherwise creating or joining the
+//! room's group again is refused (`GroupAlreadyExists`), and the old group's secrets
+//! would stay behind.
 
 use openmls::messages::group_info::{GroupInfo, VerifiableGroupInfo};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_rust_crypto::{MemoryStorage, OpenMlsRustCrypto};
+use openmls_traits::storage::StorageProvider as _;
 
 use crate::error::MlsError;
 use crate::keys::{BASE_KEY_LEN, EXPORTER_LABEL, EpochKeys};
@@ -111,6 +118,47 @@ fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
+/// [`MlsMember::forget_group`] on its fields, for a caller that borrows the provider.
+fn forget(storage: &MemoryStorage, group: &mut Option<MlsGroup>, pending: &mut Pending) {
+    if let Pending::External(mut joined) = std::mem::replace(pending, Pending::None) {
+        // Only storage can fail here, and it is in memory; what is left behind is
+        // deleted again before the id is used ([`erase_stored`]).
+        let _ = delete(storage, &mut joined);
+    }
+    if let Some(mut group) = group.take() {
+        let _ = delete(storage, &mut group);
+    }
+}
+
+/// Delete `group`'s state from `storage`: what `MlsGroup::delete` deletes, and the HPKE
+/// key pairs of a member removed from it.
+fn delete(storage: &MemoryStorage, group: &mut MlsGroup) -> Result<(), MlsError> {
+    // A commit that removes this member moves its group to the next epoch, but openmls
+    // merges it as an outsider would and keeps this member's key pairs (its leaf's and
+    // path's private keys) stored under the epoch before, where `MlsGroup::delete` does
+    // not look. For a member still in the group that merge deleted them already.
+    if let Some(previous) = group.epoch().as_u64().checked_sub(1) {
+        storage
+            .delete_encryption_epoch_key_pairs(
+                group.group_id(),
+                &GroupEpoch::from(previous),
+                group.own_leaf_index().u32(),
+            )
+            .map_err(MlsError::library)?;
+    }
+    group.delete(storage).map_err(MlsError::library)
+}
+
+/// Delete whatever state `storage` still holds for `group_id` (a group dropped on an
+/// error path before its state was deleted), so that creating or joining a group under
+/// that id neither is refused nor leaves the old group's entries beside it.
+fn erase_stored(storage: &MemoryStorage, group_id: &GroupId) -> Result<(), MlsError> {
+    if let Some(mut stale) = MlsGroup::load(storage, group_id).map_err(MlsError::library)? {
+        delete(storage, &mut stale)?;
+    }
+    Ok(())
+}
+
 impl MlsMember {
     /// A member with a fresh Ed25519 signing key and a basic credential naming `user` (the
     /// user id of its ticket).
@@ -192,28 +240,47 @@ impl MlsMember {
     }
 
     /// Start a new group at epoch 0 with this member alone in it; returns its group info
-    /// for the relay to keep.
+    /// for the relay to keep. Any group this member held is forgotten first
+    /// ([`Self::forget_group`]), whatever its id.
     ///
     /// # Errors
     /// [`MlsError::Library`] if the MLS library fails.
     pub fn create_group(&mut self, group_id: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let group_id = GroupId::from_slice(group_id);
+        self.forget_group();
+        self.erase_stored(&group_id)?;
         let group = MlsGroup::new_with_group_id(
             &self.provider,
             &self.signer,
             &create_config(),
-            GroupId::from_slice(group_id),
+            group_id,
             self.credential.clone(),
         )
         .map_err(MlsError::library)?;
         self.group = Some(group);
-        self.pending = Pending::None;
         self.group_info()
     }
 
-    /// Drop the group state (and any pending commit): this member will join again.
+    /// Drop the group state and any pending commit or external join, and delete them
+    /// from storage: this member will join again, or create the group anew under the same
+    /// id.
+    ///
+    /// openmls's `MlsGroup::delete` removes every entry of the group (tree, context, epoch
+    /// and message secrets, resumption PSKs, this member's HPKE key pairs of the epoch, a
+    /// pending commit), and the key pairs a removed member keeps under the epoch before
+    /// are deleted besides; only the signing key, which is this member's and not the
+    /// group's, stays. The
+    /// group's secrets held in memory are `SecretVLBytes` and HPKE private keys, which
+    /// zeroize on drop. The in-memory storage of `openmls_rust_crypto` does not zeroize
+    /// the serialized copies it frees, here or when each epoch overwrites the last: their
+    /// bytes are gone from storage but stay in freed memory until it is reused.
     pub fn forget_group(&mut self) {
-        self.group = None;
-        self.pending = Pending::None;
+        forget(self.provider.storage(), &mut self.group, &mut self.pending);
+    }
+
+    /// As [`erase_stored`], in this member's storage.
+    fn erase_stored(&self, group_id: &GroupId) -> Result<(), MlsError> {
+        erase_stored(self.provider.storage(), group_id)
     }
 
     /// The current epoch's group info with the ratchet tree, signed by this member.
@@ -249,8 +316,9 @@ impl MlsMember {
     /// Join the group whose group info the relay keeps, by external commit. The joined
     /// state stays aside until the relay accepts the commit ([`Self::confirm_commit`]);
     /// refused, it is dropped and the member joins again from the newer group info. Any
-    /// older group state of this member is dropped now: if its signing key still holds a
-    /// leaf (a rejoin after missed commits), the commit removes that leaf.
+    /// older group state of this member is forgotten now ([`Self::forget_group`]): if its
+    /// signing key still holds a leaf (a rejoin after missed commits), the commit removes
+    /// that leaf.
     ///
     /// # Errors
     /// [`MlsError::Malformed`] for bytes that are not a group info,
@@ -260,9 +328,12 @@ impl MlsMember {
         if info.ciphersuite() != CIPHERSUITE {
             return Err(MlsError::Refused("another ciphersuite".into()));
         }
-        self.group = None;
-        self.pending = Pending::None;
-        let (group, bundle) = MlsGroup::external_commit_builder()
+        self.forget_group();
+        // openmls does not check for a group under this id here: without this, the new
+        // group would overwrite the old one's entries and leave the rest (its epoch's HPKE
+        // key pairs) beside it.
+        self.erase_stored(info.group_id())?;
+        let (mut group, bundle) = MlsGroup::external_commit_builder()
             .with_config(join_config())
             .build_group(&self.provider, info, self.credential.clone())
             .map_err(MlsError::refused)?
@@ -277,17 +348,28 @@ impl MlsMember {
             .map_err(MlsError::refused)?
             .finalize(&self.provider)
             .map_err(MlsError::refused)?;
-        let epoch = group.epoch().as_u64().saturating_sub(1);
-        let group_info = group
+        // The joined group is in storage already: delete it again if it cannot be sent.
+        let encoded = group
             .export_group_info(self.provider.crypto(), &self.signer, true)
-            .map_err(MlsError::library)?
-            .tls_serialize_detached()
-            .map_err(MlsError::library)?;
-        let (commit, _, _) = bundle.into_contents();
+            .map_err(MlsError::library)
+            .and_then(|info| info.tls_serialize_detached().map_err(MlsError::library))
+            .and_then(|info| {
+                let (commit, _, _) = bundle.into_contents();
+                let commit = commit.tls_serialize_detached().map_err(MlsError::library)?;
+                Ok((commit, info))
+            });
+        let (commit, group_info) = match encoded {
+            Ok(encoded) => encoded,
+            Err(err) => {
+                let _ = delete(self.provider.storage(), &mut group);
+                return Err(err);
+            }
+        };
+        let epoch = group.epoch().as_u64().saturating_sub(1);
         self.pending = Pending::External(Box::new(group));
         Ok(Commit {
             epoch,
-            commit: commit.tls_serialize_detached().map_err(MlsError::library)?,
+            commit,
             group_info,
         })
     }
@@ -349,7 +431,9 @@ impl MlsMember {
     }
 
     /// Enter the group from a Welcome that a member's [`Self::add`] made for this
-    /// member's key package (the ratchet tree comes in the Welcome).
+    /// member's key package (the ratchet tree comes in the Welcome). Once the Welcome
+    /// opens with this member's key package, any group it held is forgotten
+    /// ([`Self::forget_group`]), whatever its id.
     ///
     /// # Errors
     /// [`MlsError::Malformed`] for bytes that are not a Welcome, [`MlsError::Refused`]
@@ -360,12 +444,26 @@ impl MlsMember {
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(MlsError::Malformed("not a welcome".into()));
         };
-        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .map_err(MlsError::refused)?
-            .into_group(&self.provider)
+        let Self {
+            provider,
+            group,
+            pending,
+            ..
+        } = self;
+        let provider = &*provider;
+        let join = StagedWelcome::build_from_welcome(provider, &join_config(), welcome)
             .map_err(MlsError::refused)?;
-        self.group = Some(group);
-        self.pending = Pending::None;
+        // Staging refuses a group id that storage holds (`GroupAlreadyExists`); the id is
+        // known only now that the Welcome is open.
+        let group_id = join.processed_welcome().unverified_group_info().group_id();
+        forget(provider.storage(), group, pending);
+        erase_stored(provider.storage(), group_id)?;
+        let joined = join
+            .build()
+            .map_err(MlsError::refused)?
+            .into_group(provider)
+            .map_err(MlsError::refused)?;
+        *group = Some(joined);
         Ok(())
     }
 
@@ -470,13 +568,20 @@ impl MlsMember {
 
     /// The relay refused the pending commit (another commit won its position): drop it.
     /// The winner arrives through [`Self::handle_commit`]; the caller then decides again
-    /// whether its change is still needed.
+    /// whether its change is still needed. A pending external join is dropped with its
+    /// group, deleted from storage as by [`Self::forget_group`].
     pub fn discard_commit(&mut self) {
-        if let Pending::Member = std::mem::replace(&mut self.pending, Pending::None)
-            && let Some(group) = self.group.as_mut()
-        {
-            // Only storage can fail here, and it is in memory.
-            let _ = group.clear_pending_commit(self.provider.storage());
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::None => {}
+            Pending::Member => {
+                if let Some(group) = self.group.as_mut() {
+                    // Only storage can fail here, and it is in memory.
+                    let _ = group.clear_pending_commit(self.provider.storage());
+                }
+            }
+            Pending::External(mut joined) => {
+                let _ = delete(self.provider.storage(), &mut joined);
+            }
         }
     }
 
@@ -642,5 +747,143 @@ mod tests {
         assert!(alice.holds_state_of(&removal.group_info));
         alice.forget_group();
         assert!(!alice.holds_state_of(&removal.group_info));
+    }
+
+    /// Whether `member`'s storage holds a group under `id`.
+    fn stores_group(member: &MlsMember, id: &[u8]) -> bool {
+        MlsGroup::load(member.provider.storage(), &GroupId::from_slice(id))
+            .expect("storage")
+            .is_some()
+    }
+
+    /// How many entries `member`'s storage holds (its signing key alone, outside a group).
+    fn stored_entries(member: &MlsMember) -> usize {
+        member.provider.storage().values.read().expect("lock").len()
+    }
+
+    #[test]
+    fn a_member_creates_a_group_again_under_the_id_of_one_it_forgot() {
+        let mut alice = MlsMember::new("alice").expect("member");
+        let empty = stored_entries(&alice);
+        let first = alice.create_group(b"room").expect("group");
+        assert!(stores_group(&alice, b"room"));
+        alice.update().expect("update");
+        alice.confirm_commit().expect("accepted");
+        alice.forget_group();
+        assert!(!stores_group(&alice, b"room"));
+        assert_eq!(stored_entries(&alice), empty);
+
+        let second = alice.create_group(b"room").expect("a group again");
+        assert_eq!(alice.epoch(), Some(0));
+        assert!(alice.holds_state_of(&second));
+        assert!(!alice.holds_state_of(&first));
+        // Another member joins the new group: it works as any group.
+        let mut bob = MlsMember::new("bob").expect("member");
+        let commit = bob.join_external(&second).expect("joins");
+        bob.confirm_commit().expect("accepted");
+        alice.handle_commit(&commit.commit).expect("applies");
+        assert!(alice.holds_state_of(&commit.group_info));
+    }
+
+    #[test]
+    fn a_removed_member_that_forgets_its_group_creates_one_under_its_id() {
+        let (mut alice, mut bob, _) = pair();
+        let empty = stored_entries(&MlsMember::new("carol").expect("member"));
+        let removal = alice
+            .remove(&[bob.leaf_index().expect("leaf")])
+            .expect("remove");
+        alice.confirm_commit().expect("accepted");
+        bob.handle_commit(&removal.commit).expect("applies");
+        assert!(!bob.in_group());
+        bob.forget_group();
+        assert!(!stores_group(&bob, b"room"));
+        assert_eq!(stored_entries(&bob), empty);
+        let info = bob.create_group(b"room").expect("a group again");
+        assert!(bob.holds_state_of(&info));
+    }
+
+    #[test]
+    fn a_member_that_forgot_its_group_joins_another_under_the_same_id_by_external_commit() {
+        // Bob joined Alice's group by external commit and moved it on an epoch.
+        let (mut alice, mut bob, _) = pair();
+        let update = bob.update().expect("update");
+        bob.confirm_commit().expect("accepted");
+        alice.handle_commit(&update.commit).expect("applies");
+        let empty = stored_entries(&MlsMember::new("dave").expect("member"));
+        bob.forget_group();
+        assert!(!stores_group(&bob, b"room"));
+        assert_eq!(stored_entries(&bob), empty);
+
+        // Carol created the room's group anew (a relay that lost the room's state).
+        let mut carol = MlsMember::new("carol").expect("member");
+        let info = carol.create_group(b"room").expect("group");
+        let commit = bob.join_external(&info).expect("joins");
+        bob.confirm_commit().expect("accepted");
+        carol.handle_commit(&commit.commit).expect("applies");
+        assert!(bob.holds_state_of(&carol.group_info().expect("info")));
+        assert!(!bob.holds_state_of(&update.group_info));
+        let users: Vec<String> = carol.members().into_iter().map(|m| m.user).collect();
+        assert_eq!(users, ["carol", "bob"]);
+    }
+
+    #[test]
+    fn a_member_joining_another_group_under_its_groups_id_keeps_nothing_of_the_old_one() {
+        // Bob holds Alice's group at epoch 2 and joins Carol's group of the same id at
+        // epoch 1 without forgetting first (a resume shown another group): once he
+        // forgets that one too, his storage holds no state of either.
+        let (mut alice, mut bob, _) = pair();
+        let update = bob.update().expect("update");
+        bob.confirm_commit().expect("accepted");
+        alice.handle_commit(&update.commit).expect("applies");
+        let empty = stored_entries(&MlsMember::new("dave").expect("member"));
+        let mut carol = MlsMember::new("carol").expect("member");
+        let info = carol.create_group(b"room").expect("group");
+        let commit = bob.join_external(&info).expect("joins");
+        bob.confirm_commit().expect("accepted");
+        carol.handle_commit(&commit.commit).expect("applies");
+        assert!(bob.holds_state_of(&carol.group_info().expect("info")));
+        bob.forget_group();
+        assert_eq!(stored_entries(&bob), empty);
+    }
+
+    #[test]
+    fn an_external_join_dropped_before_the_relay_answers_leaves_no_state() {
+        // The relay refused the join (it lost the room): the member forgets it, or
+        // discards it, and can create the room's group itself.
+        let mut alice = MlsMember::new("alice").expect("member");
+        let info = alice.create_group(b"room").expect("group");
+        for forget in [true, false] {
+            let mut bob = MlsMember::new("bob").expect("member");
+            let empty = stored_entries(&bob);
+            bob.join_external(&info).expect("joins");
+            assert!(bob.has_pending_commit());
+            if forget {
+                bob.forget_group();
+            } else {
+                bob.discard_commit();
+            }
+            assert!(!bob.has_pending_commit());
+            assert!(!stores_group(&bob, b"room"));
+            assert_eq!(stored_entries(&bob), empty);
+            let own = bob.create_group(b"room").expect("a group of its own");
+            assert!(bob.holds_state_of(&own));
+        }
+    }
+
+    #[test]
+    fn a_member_joins_by_welcome_a_group_under_the_id_of_one_it_holds() {
+        let mut bob = MlsMember::new("bob").expect("member");
+        let empty = stored_entries(&bob);
+        let old = bob.create_group(b"room").expect("group");
+        let mut carol = MlsMember::new("carol").expect("member");
+        carol.create_group(b"room").expect("group");
+        let package = bob.key_package().expect("key package");
+        let (_, welcome) = carol.add(&[package]).expect("add");
+        carol.confirm_commit().expect("accepted");
+        bob.join_welcome(&welcome).expect("joins");
+        assert!(bob.holds_state_of(&carol.group_info().expect("info")));
+        assert!(!bob.holds_state_of(&old));
+        bob.forget_group();
+        assert_eq!(stored_entries(&bob), empty);
     }
 }
