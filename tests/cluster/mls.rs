@@ -11,6 +11,7 @@ use sealroom_client::{
 use sealroom_relay::JoinOutcome;
 use sealroom_relay::engine::MEMBER_ID_NODE_SHIFT;
 use sealroom_test_support::poll_until;
+use sealroom_test_support::raw::Raw;
 
 use crate::support::{Member, TestNode, mesh, ticket, wait_links};
 
@@ -18,13 +19,19 @@ const ROOM: &str = "mls-over-nodes";
 
 /// Join the MLS room as `user` at `node` (only that node in the client's list).
 async fn join_mls(node: &TestNode, user: &str) -> anyhow::Result<Member> {
-    let config = ClientConfig::new(Trust::Pinned(node.pin()))
+    join_mls_any(&[node], user).await
+}
+
+/// Join the MLS room as `user` through `nodes`, in order.
+async fn join_mls_any(nodes: &[&TestNode], user: &str) -> anyhow::Result<Member> {
+    let config = ClientConfig::new(Trust::Pinned(nodes[0].pin()))
         .connect_timeout(Duration::from_secs(2))
         .reconnect_backoff(Duration::from_millis(100), Duration::from_millis(500));
     let client = Client::new(config)?;
+    let relays: Vec<_> = nodes.iter().map(|n| n.relay.local_addr()).collect();
     let (room, events) = client
-        .join_with_mode(
-            node.relay.local_addr(),
+        .join_any_with_mode(
+            &relays,
             "localhost",
             ticket(user, ROOM),
             KeyMode::Mls(MlsConfig::new(user)),
@@ -164,5 +171,42 @@ async fn two_nodes_that_created_a_rooms_group_apart_keep_the_lower_nodes_when_li
     )
     .await?;
     assert_eq!(one.cluster.metrics().mls_members_moved(), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mls_room_on_a_draining_node_moves_whole_to_the_next_node() -> anyhow::Result<()> {
+    let nodes = mesh(2).await?;
+    let list = [&nodes[0], &nodes[1]];
+    let alice = join_mls_any(&list, "alice").await?;
+    let bob = join_mls_any(&list, "bob").await?;
+    wait_one_group(&[&alice, &bob], 1).await?;
+    // A member that ignores GoAway keeps the room (and its group) at node 1 until the
+    // drain's deadline.
+    let lingering = Raw::join(&nodes[0].relay, &ticket("carol", ROOM)).await?;
+    // Node 1 drains: it withdraws its claim on the room's group, so the members' rejoins
+    // stay at node 2 (the next in their lists) instead of being sent back to node 1.
+    let draining = {
+        let relay = std::sync::Arc::clone(&nodes[0].relay);
+        tokio::spawn(async move { relay.drain(Duration::from_secs(5)).await })
+    };
+    wait_one_group(&[&alice, &bob], 2).await?;
+    hear_each_other(&alice, &bob).await?;
+    assert!(
+        !draining.is_finished(),
+        "the members moved while carol still held the room at node 1"
+    );
+    assert_eq!(
+        draining.await?,
+        1,
+        "carol stayed until the drain's deadline"
+    );
+    drop(lingering);
+    assert_eq!(
+        nodes[0].relay.stats().joins(JoinOutcome::Redirected)
+            + nodes[1].relay.stats().joins(JoinOutcome::Redirected),
+        0,
+        "no rejoin was sent back to the draining node"
+    );
     Ok(())
 }
