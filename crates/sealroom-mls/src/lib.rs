@@ -41,6 +41,7 @@ mod error;
 mod keys;
 pub mod kid;
 mod member;
+mod storage;
 
 pub use agent::{AgentConfig, CheckedMember, MlsAgent, MlsEvent};
 pub use error::MlsError;

@@ -18,11 +18,11 @@ use openmls::messages::group_info::{GroupInfo, VerifiableGroupInfo};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::{MemoryStorage, OpenMlsRustCrypto};
 use openmls_traits::storage::StorageProvider as _;
 
 use crate::error::MlsError;
 use crate::keys::{BASE_KEY_LEN, EXPORTER_LABEL, EpochKeys};
+use crate::storage::{MlsProvider, ZeroizingStorage};
 
 /// The one MLS ciphersuite of this mode.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -61,10 +61,10 @@ pub struct EpochChange {
     pub still_member: bool,
 }
 
-/// One member's MLS state: provider (in-memory storage), signing key, credential and,
-/// once created or joined, the group.
+/// One member's MLS state: provider (in-memory storage that zeroizes what it drops),
+/// signing key, credential and, once created or joined, the group.
 pub struct MlsMember {
-    provider: OpenMlsRustCrypto,
+    provider: MlsProvider,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
     user: String,
@@ -119,7 +119,7 @@ fn join_config() -> MlsGroupJoinConfig {
 }
 
 /// [`MlsMember::forget_group`] on its fields, for a caller that borrows the provider.
-fn forget(storage: &MemoryStorage, group: &mut Option<MlsGroup>, pending: &mut Pending) {
+fn forget(storage: &ZeroizingStorage, group: &mut Option<MlsGroup>, pending: &mut Pending) {
     if let Pending::External(mut joined) = std::mem::replace(pending, Pending::None) {
         // Only storage can fail here, and it is in memory; what is left behind is
         // deleted again before the id is used ([`erase_stored`]).
@@ -132,7 +132,7 @@ fn forget(storage: &MemoryStorage, group: &mut Option<MlsGroup>, pending: &mut P
 
 /// Delete `group`'s state from `storage`: what `MlsGroup::delete` deletes, and the HPKE
 /// key pairs of a member removed from it.
-fn delete(storage: &MemoryStorage, group: &mut MlsGroup) -> Result<(), MlsError> {
+fn delete(storage: &ZeroizingStorage, group: &mut MlsGroup) -> Result<(), MlsError> {
     // A commit that removes this member moves its group to the next epoch, but openmls
     // merges it as an outsider would and keeps this member's key pairs (its leaf's and
     // path's private keys) stored under the epoch before, where `MlsGroup::delete` does
@@ -152,7 +152,7 @@ fn delete(storage: &MemoryStorage, group: &mut MlsGroup) -> Result<(), MlsError>
 /// Delete whatever state `storage` still holds for `group_id` (a group dropped on an
 /// error path before its state was deleted), so that creating or joining a group under
 /// that id neither is refused nor leaves the old group's entries beside it.
-fn erase_stored(storage: &MemoryStorage, group_id: &GroupId) -> Result<(), MlsError> {
+fn erase_stored(storage: &ZeroizingStorage, group_id: &GroupId) -> Result<(), MlsError> {
     if let Some(mut stale) = MlsGroup::load(storage, group_id).map_err(MlsError::library)? {
         delete(storage, &mut stale)?;
     }
@@ -170,7 +170,7 @@ impl MlsMember {
         if user.is_empty() || user.len() > MAX_USER_ID_LEN {
             return Err(MlsError::BadUserId(user.len()));
         }
-        let provider = OpenMlsRustCrypto::default();
+        let provider = MlsProvider::default();
         let signer =
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(MlsError::library)?;
         signer
@@ -269,11 +269,10 @@ impl MlsMember {
     /// and message secrets, resumption PSKs, this member's HPKE key pairs of the epoch, a
     /// pending commit), and the key pairs a removed member keeps under the epoch before
     /// are deleted besides; only the signing key, which is this member's and not the
-    /// group's, stays. The
-    /// group's secrets held in memory are `SecretVLBytes` and HPKE private keys, which
-    /// zeroize on drop. The in-memory storage of `openmls_rust_crypto` does not zeroize
-    /// the serialized copies it frees, here or when each epoch overwrites the last: their
-    /// bytes are gone from storage but stay in freed memory until it is reused.
+    /// group's, stays. The group's secrets held in memory are `SecretVLBytes` and HPKE
+    /// private keys, which zeroize on drop, and the storage zeroizes the serialized copy
+    /// of every entry it deletes, here or when each epoch overwrites the last (what it
+    /// cannot reach is in the `storage` module's docs).
     pub fn forget_group(&mut self) {
         forget(self.provider.storage(), &mut self.group, &mut self.pending);
     }
@@ -503,7 +502,7 @@ impl MlsMember {
         &mut self,
         build: impl FnOnce(
             &mut MlsGroup,
-            &OpenMlsRustCrypto,
+            &MlsProvider,
             &SignatureKeyPair,
         ) -> Result<(MlsMessageOut, Option<GroupInfo>), MlsError>,
     ) -> Result<Commit, MlsError> {
@@ -758,7 +757,44 @@ mod tests {
 
     /// How many entries `member`'s storage holds (its signing key alone, outside a group).
     fn stored_entries(member: &MlsMember) -> usize {
-        member.provider.storage().values.read().expect("lock").len()
+        member.provider.storage().len()
+    }
+
+    #[test]
+    fn a_new_epoch_and_a_forgotten_group_leave_only_zeroized_bytes_in_freed_memory() {
+        use crate::storage::{Label, witness};
+
+        let epoch_secrets = |member: &MlsMember| {
+            member
+                .provider
+                .storage()
+                .stored_bytes(Label::EpochSecrets, &GroupId::from_slice(b"room"))
+        };
+        let assert_zeroized = |dropped: &[Vec<u8>]| {
+            for bytes in dropped {
+                assert!(bytes.iter().all(|&b| b == 0), "dropped unzeroized");
+            }
+        };
+        let (mut alice, _bob, _) = pair();
+        let old = epoch_secrets(&alice).expect("stored");
+        witness::take();
+
+        alice.update().expect("update");
+        alice.confirm_commit().expect("accepted");
+        let new = epoch_secrets(&alice).expect("stored");
+        assert_ne!(new, old);
+        // The old epoch's secrets were overwritten: their buffer, among others, was
+        // zeroized as it was dropped.
+        let dropped = witness::take();
+        assert!(dropped.iter().any(|bytes| bytes.len() == old.len()));
+        assert_zeroized(&dropped);
+
+        let entries = stored_entries(&alice);
+        alice.forget_group();
+        let dropped = witness::take();
+        assert_eq!(dropped.len(), entries - stored_entries(&alice));
+        assert!(dropped.iter().any(|bytes| bytes.len() == new.len()));
+        assert_zeroized(&dropped);
     }
 
     #[test]
