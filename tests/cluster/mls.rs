@@ -113,7 +113,7 @@ async fn a_member_joining_an_mls_room_at_another_node_ends_on_the_node_holding_i
     poll_until(
         "alice created the group",
         || alice.room.mls_epoch().is_some(),
-        || String::new(),
+        || format!("alice's events: {:?}", alice.log.snapshot()),
     )
     .await?;
     // Bob asks node 2 only. Node 2 sends his join to node 1 (or, had it not heard of the
@@ -125,7 +125,12 @@ async fn a_member_joining_an_mls_room_at_another_node_ends_on_the_node_holding_i
     poll_until(
         "node 2 counts the redirect or the move",
         || redirected + nodes[1].cluster.metrics().mls_members_moved() >= 1,
-        || String::new(),
+        || {
+            format!(
+                "{redirected} redirected, {} moved",
+                nodes[1].cluster.metrics().mls_members_moved()
+            )
+        },
     )
     .await?;
     assert_eq!(
@@ -147,7 +152,13 @@ async fn two_nodes_that_created_a_rooms_group_apart_keep_the_lower_nodes_when_li
     poll_until(
         "alice and bob each created a group",
         || alice.room.mls_epoch().is_some() && bob.room.mls_epoch().is_some(),
-        || String::new(),
+        || {
+            format!(
+                "alice at epoch {:?}, bob at epoch {:?}",
+                alice.room.mls_epoch(),
+                bob.room.mls_epoch()
+            )
+        },
     )
     .await?;
     assert_eq!(bob.room.member_id() >> MEMBER_ID_NODE_SHIFT, 2);
