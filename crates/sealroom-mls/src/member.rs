@@ -248,7 +248,7 @@ impl MlsMember {
     pub fn create_group(&mut self, group_id: &[u8]) -> Result<Vec<u8>, MlsError> {
         let group_id = GroupId::from_slice(group_id);
         self.forget_group();
-        self.erase_stored(&group_id)?;
+        erase_stored(self.provider.storage(), &group_id)?;
         let group = MlsGroup::new_with_group_id(
             &self.provider,
             &self.signer,
@@ -275,11 +275,6 @@ impl MlsMember {
     /// cannot reach is in the `storage` module's docs).
     pub fn forget_group(&mut self) {
         forget(self.provider.storage(), &mut self.group, &mut self.pending);
-    }
-
-    /// As [`erase_stored`], in this member's storage.
-    fn erase_stored(&self, group_id: &GroupId) -> Result<(), MlsError> {
-        erase_stored(self.provider.storage(), group_id)
     }
 
     /// The current epoch's group info with the ratchet tree, signed by this member.
@@ -331,7 +326,7 @@ impl MlsMember {
         // openmls does not check for a group under this id here: without this, the new
         // group would overwrite the old one's entries and leave the rest (its epoch's HPKE
         // key pairs) beside it.
-        self.erase_stored(info.group_id())?;
+        erase_stored(self.provider.storage(), info.group_id())?;
         let (mut group, bundle) = MlsGroup::external_commit_builder()
             .with_config(join_config())
             .build_group(&self.provider, info, self.credential.clone())
@@ -348,22 +343,19 @@ impl MlsMember {
             .finalize(&self.provider)
             .map_err(MlsError::refused)?;
         // The joined group is in storage already: delete it again if it cannot be sent.
-        let encoded = group
-            .export_group_info(self.provider.crypto(), &self.signer, true)
-            .map_err(MlsError::library)
-            .and_then(|info| info.tls_serialize_detached().map_err(MlsError::library))
-            .and_then(|info| {
-                let (commit, _, _) = bundle.into_contents();
-                let commit = commit.tls_serialize_detached().map_err(MlsError::library)?;
-                Ok((commit, info))
-            });
-        let (commit, group_info) = match encoded {
-            Ok(encoded) => encoded,
-            Err(err) => {
-                let _ = delete(self.provider.storage(), &mut group);
-                return Err(err);
-            }
-        };
+        let encoded = (|| {
+            let info = group
+                .export_group_info(self.provider.crypto(), &self.signer, true)
+                .map_err(MlsError::library)?
+                .tls_serialize_detached()
+                .map_err(MlsError::library)?;
+            let (commit, _, _) = bundle.into_contents();
+            let commit = commit.tls_serialize_detached().map_err(MlsError::library)?;
+            Ok((commit, info))
+        })();
+        let (commit, group_info) = encoded.inspect_err(|_| {
+            let _ = delete(self.provider.storage(), &mut group);
+        })?;
         let epoch = group.epoch().as_u64().saturating_sub(1);
         self.pending = Pending::External(Box::new(group));
         Ok(Commit {
@@ -748,6 +740,23 @@ mod tests {
         assert!(!alice.holds_state_of(&removal.group_info));
     }
 
+    /// `committer` moves its group (with `other`) on an epoch; returns the commit.
+    fn moved_on_by(committer: &mut MlsMember, other: &mut MlsMember) -> Commit {
+        let update = committer.update().expect("update");
+        committer.confirm_commit().expect("accepted");
+        other.handle_commit(&update.commit).expect("applies");
+        update
+    }
+
+    /// `creator` creates the room's group anew and `joiner` joins it by external commit.
+    fn joins_anew(joiner: &mut MlsMember, creator: &mut MlsMember) {
+        let info = creator.create_group(b"room").expect("group");
+        let commit = joiner.join_external(&info).expect("joins");
+        joiner.confirm_commit().expect("accepted");
+        creator.handle_commit(&commit.commit).expect("applies");
+        assert!(joiner.holds_state_of(&creator.group_info().expect("info")));
+    }
+
     /// Whether `member`'s storage holds a group under `id`.
     fn stores_group(member: &MlsMember, id: &[u8]) -> bool {
         MlsGroup::load(member.provider.storage(), &GroupId::from_slice(id))
@@ -842,9 +851,7 @@ mod tests {
     fn a_member_that_forgot_its_group_joins_another_under_the_same_id_by_external_commit() {
         // Bob joined Alice's group by external commit and moved it on an epoch.
         let (mut alice, mut bob, _) = pair();
-        let update = bob.update().expect("update");
-        bob.confirm_commit().expect("accepted");
-        alice.handle_commit(&update.commit).expect("applies");
+        let update = moved_on_by(&mut bob, &mut alice);
         let empty = stored_entries(&MlsMember::new("dave").expect("member"));
         bob.forget_group();
         assert!(!stores_group(&bob, b"room"));
@@ -852,11 +859,7 @@ mod tests {
 
         // Carol created the room's group anew (a relay that lost the room's state).
         let mut carol = MlsMember::new("carol").expect("member");
-        let info = carol.create_group(b"room").expect("group");
-        let commit = bob.join_external(&info).expect("joins");
-        bob.confirm_commit().expect("accepted");
-        carol.handle_commit(&commit.commit).expect("applies");
-        assert!(bob.holds_state_of(&carol.group_info().expect("info")));
+        joins_anew(&mut bob, &mut carol);
         assert!(!bob.holds_state_of(&update.group_info));
         let users: Vec<String> = carol.members().into_iter().map(|m| m.user).collect();
         assert_eq!(users, ["carol", "bob"]);
@@ -868,16 +871,10 @@ mod tests {
         // epoch 1 without forgetting first (a resume shown another group): once he
         // forgets that one too, his storage holds no state of either.
         let (mut alice, mut bob, _) = pair();
-        let update = bob.update().expect("update");
-        bob.confirm_commit().expect("accepted");
-        alice.handle_commit(&update.commit).expect("applies");
+        moved_on_by(&mut bob, &mut alice);
         let empty = stored_entries(&MlsMember::new("dave").expect("member"));
         let mut carol = MlsMember::new("carol").expect("member");
-        let info = carol.create_group(b"room").expect("group");
-        let commit = bob.join_external(&info).expect("joins");
-        bob.confirm_commit().expect("accepted");
-        carol.handle_commit(&commit.commit).expect("applies");
-        assert!(bob.holds_state_of(&carol.group_info().expect("info")));
+        joins_anew(&mut bob, &mut carol);
         bob.forget_group();
         assert_eq!(stored_entries(&bob), empty);
     }

@@ -477,6 +477,7 @@ impl RelayCore {
     /// An authenticated link to another node is up on `link`: it is told every local
     /// member (with its tracks), and from now on every change.
     pub fn handle_link_up(&mut self, link: ConnId) {
+        let relay = self.announced_relay();
         let Some(cascade) = self.cascade.as_mut() else {
             return;
         };
@@ -489,19 +490,15 @@ impl RelayCore {
                     cascade.events.push_back((LinkTarget::One(link), event));
                 }
             }
-        }
-        // After the members, so that the peer knows this node has some in each room; a
-        // draining node has withdrawn its groups.
-        for (key, room) in &self.rooms {
+            // After the room's members, so that the peer knows this node has some there.
             if room.mls.is_some()
-                && !self.draining
-                && let Some(relay) = cascade.relay_address.clone()
+                && let Some(relay) = &relay
             {
                 cascade.events.push_back((
                     LinkTarget::One(link),
                     CascadeEvent::MlsGroupHere {
                         room: key.clone(),
-                        relay,
+                        relay: relay.clone(),
                     },
                 ));
             }

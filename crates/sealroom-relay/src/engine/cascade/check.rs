@@ -105,13 +105,11 @@ impl RelayCore {
         }
         for (key, room) in &self.rooms {
             if room.mls.is_some()
-                && cascade
-                    .mls_holder(key)
-                    .is_some_and(|(holder, _)| holder < cascade.node_index)
+                && let Some((holder, _)) = cascade.mls_holder(key)
+                && holder < cascade.node_index
             {
                 return Some(format!(
-                    "{key:?} keeps its MLS group here though node {} holds one",
-                    cascade.mls_holder(key).map_or(0, |(holder, _)| holder)
+                    "{key:?} keeps its MLS group here though node {holder} holds one"
                 ));
             }
         }

@@ -39,17 +39,24 @@ impl RelayCore {
     /// A local member published the MLS group of `key`: tell the peers, then give the
     /// room up if a node with a lower index already holds a group for it.
     pub(in crate::engine) fn mls_group_created(&mut self, key: &RoomKey) {
-        let draining = self.draining;
+        let announced = self.announced_relay();
         let Some(cascade) = self.cascade.as_mut() else {
             return;
         };
-        if let Some(relay) = cascade.relay_address.clone().filter(|_| !draining) {
+        if let Some(relay) = announced {
             cascade.announce(CascadeEvent::MlsGroupHere {
                 room: key.clone(),
                 relay,
             });
         }
         self.gather_mls_room(key);
+    }
+
+    /// The relay address announced with the MLS groups this node holds: none while it
+    /// drains (it has withdrawn them) or without an address.
+    pub(in crate::engine) fn announced_relay(&self) -> Option<String> {
+        let cascade = self.cascade.as_ref()?;
+        cascade.relay_address.clone().filter(|_| !self.draining)
     }
 
     /// The MLS group of `key` is gone here (the room emptied): tell the peers.
